@@ -1,0 +1,59 @@
+"""chainproof: signed, tamper-evident provenance for the whole ML pipeline.
+
+The small public API::
+
+    cp = chainproof.connect()                      # nearest .chainproof/ workspace, or env vars
+    with chainproof.step("train", inputs=["features@3"]) as s: ...
+    path = chainproof.load("fraud-review-model@2")  # verified local path of a version's bytes
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from chainproof.errors import (
+    BadInputError,
+    ChainproofError,
+    VerificationError,
+)
+
+__version__ = "0.1.0"
+
+_default: Any = None
+
+
+def connect(path: str | Path | None = None, *, identity: str | None = None) -> Any:
+    """Open the workspace containing ``path`` (default: the current folder), or the database and
+    store named by ``CHAINPROOF_DB`` / ``CHAINPROOF_STORE``."""
+    from chainproof.service import Chainproof
+    from chainproof.workspace import load_settings
+
+    settings = load_settings(Path(path) if path else None, identity=identity)
+    return Chainproof.open(settings)
+
+
+def _connection() -> Any:
+    global _default
+    if _default is None:
+        _default = connect()
+    return _default
+
+
+def step(kind: str, inputs: Sequence[str] = (), *, namespace: str = "default",
+         parameters: dict[str, Any] | None = None, connection: Any = None) -> Any:
+    """Record a step (a context manager); see :mod:`chainproof.recording`."""
+    from chainproof.recording import StepRecorder
+
+    return StepRecorder(connection or _connection(), kind, inputs, namespace=namespace,
+                        parameters=parameters)
+
+
+def load(ref: str, *, connection: Any = None) -> Path:
+    """A local path holding exactly the bytes of ``ref``, verified against its digest."""
+    cp = connection or _connection()
+    return Path(cp.materialize(cp.resolve(ref)))
+
+
+__all__ = ["BadInputError", "ChainproofError", "VerificationError", "connect", "load", "step"]

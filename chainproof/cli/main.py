@@ -1,0 +1,475 @@
+"""The ``chainproof`` command line (Typer + Rich).
+
+Exit codes: 0 ok; 1 a verification or policy check failed; 2 bad input or usage. Every read
+command takes ``--json``. Commands are thin: parse, call the service, render.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.tree import Tree
+
+from chainproof.errors import BadInputError, ChainproofError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="Signed, tamper-evident provenance for the whole ML pipeline.")
+audit_app = typer.Typer(no_args_is_help=True, help="The tamper-evident audit log.")
+db_app = typer.Typer(no_args_is_help=True, help="The metadata database.")
+app.add_typer(audit_app, name="audit")
+app.add_typer(db_app, name="db")
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+
+
+def emit_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def _open() -> Any:
+    from chainproof.service import Chainproof
+
+    return Chainproof.open()
+
+
+# --- workspace and assets --------------------------------------------------------------------------
+
+
+@app.command()
+def init(
+    path: Annotated[Path, typer.Argument(help="Folder to create .chainproof/ in.")] = Path("."),
+    db: Annotated[str | None, typer.Option(help="SQLAlchemy URL (default: SQLite in the "
+                                                "workspace).")] = None,
+    store: Annotated[str | None, typer.Option(help="Object store: a path or s3://bucket/prefix."
+                                              )] = None,
+) -> None:
+    """Create a workspace: database, object store, and the log's checkpoint key."""
+    from chainproof.service import Chainproof
+
+    with Chainproof.init(path, db=db, store=store) as cp:
+        out.print(f"[green]initialised[/] chainproof workspace in {path.resolve() / '.chainproof'}")
+        out.print(f"  database: {cp.settings.db_url}\n  store:    {cp.settings.store}")
+        out.print(f"  log key:  {cp.settings.log_key_path} (keep it private; log.pub verifies)")
+
+
+@app.command()
+def add(
+    path: Annotated[Path, typer.Argument(help="File or directory to register.")],
+    kind: Annotated[str, typer.Option(help="dataset, labels, features, code, notebook, "
+                                           "environment, model, metrics, report, schema")],
+    name: Annotated[str, typer.Option(help="Asset name.")],
+    namespace: Annotated[str, typer.Option(help="Namespace.")] = "default",
+    json_out: JsonOpt = False,
+) -> None:
+    """Register a file or directory as a new immutable, content-addressed version."""
+    from chainproof.lineage.graph import version_dict
+
+    with _open() as cp:
+        result = cp.add(path, kind=kind, name=name, namespace=namespace)
+    if json_out:
+        emit_json({"created": result.created, **version_dict(result.version)})
+        return
+    verb = "added" if result.created else "unchanged, already"
+    out.print(f"[green]{verb}[/] {result.version.ref}  {result.version.digest}")
+
+
+def _parse_output(text: str) -> Any:
+    from chainproof.records.assets import AssetKind
+    from chainproof.service import OutputSpec
+
+    parts = text.rsplit(":", 2)
+    if len(parts) != 3 or not all(parts):
+        raise BadInputError(f"--output {text!r} is not PATH:KIND:NAME",
+                            hint="e.g. --output model.joblib:model:fraud-review-model")
+    return OutputSpec(Path(parts[0]), AssetKind.parse(parts[1]), parts[2])
+
+
+@app.command(context_settings={"allow_interspersed_args": False})
+def run(
+    command: Annotated[list[str], typer.Argument(help="The command, after `--`.")],
+    step: Annotated[str, typer.Option("--step", help="Step kind, e.g. features, train.")],
+    inputs: Annotated[list[str] | None, typer.Option("--input", help="NAME@VERSION input.")
+                      ] = None,
+    outputs: Annotated[list[str] | None, typer.Option("--output", help="PATH:KIND:NAME output.")
+                       ] = None,
+    code: Annotated[list[Path] | None, typer.Option("--code", help="Code file or folder the "
+                                                    "step runs; registered as a code input.")
+                    ] = None,
+    namespace: Annotated[str, typer.Option(help="Namespace.")] = "default",
+    json_out: JsonOpt = False,
+) -> None:
+    """Run a command as a recorded step: inputs verified, outputs stored, lineage kept."""
+    from chainproof.lineage.graph import step_dict, version_dict
+
+    specs = [_parse_output(o) for o in outputs or []]
+    with _open() as cp:
+        result = cp.run(kind=step, command=command, inputs=inputs or [], outputs=specs,
+                        code=code or [], namespace=namespace)
+    if json_out:
+        emit_json({"step": step_dict(result.step),
+                   "outputs": [version_dict(v) for v in result.outputs]})
+        return
+    out.print(f"[green]recorded[/] step {step} {result.step.id}")
+    for version in result.outputs:
+        out.print(f"  output {version.ref}  {version.digest}")
+
+
+@app.command("ls")
+def list_assets(
+    namespace: Annotated[str | None, typer.Option(help="Only this namespace.")] = None,
+    kind: Annotated[str | None, typer.Option(help="Only this kind.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """List asset versions."""
+    from chainproof.lineage.graph import version_dict
+
+    with _open() as cp:
+        versions = cp.all_versions(namespace=namespace, kind=kind)
+    if json_out:
+        emit_json([version_dict(v) for v in versions])
+        return
+    table = Table("ref", "kind", "digest", "size", "created", "by")
+    for v in versions:
+        table.add_row(v.ref, v.kind.value, v.digest[:19] + "…", f"{v.size:,}", v.created_at,
+                      v.created_by)
+    out.print(table)
+
+
+@app.command()
+def show(ref: Annotated[str, typer.Argument(help="NAME[@VERSION]")], json_out: JsonOpt = False
+         ) -> None:
+    """Show one version: digest, producer step, consumers, sibling versions."""
+    with _open() as cp:
+        info = cp.show(ref)
+    if json_out:
+        emit_json(info)
+        return
+    v = info["version"]
+    out.print(f"[bold]{v['ref']}[/] ({v['kind']})\n  digest  {v['digest']}\n  size    "
+              f"{v['size']:,} bytes\n  media   {v['media_type']}\n  created {v['created_at']} "
+              f"by {v['created_by']}")
+    if info["producer"]:
+        p = info["producer"]
+        out.print(f"  produced by step {p['kind']} {p['id']} ({p['identity']}) from "
+                  f"{', '.join(p['inputs']) or 'no inputs'}")
+    out.print(f"  consumed by {len(info['consumed_by'])} step(s); versions: "
+              + ", ".join(str(x["version"]) for x in info["versions"]))
+
+
+@app.command()
+def lineage(
+    ref: Annotated[str, typer.Argument(help="NAME[@VERSION]")],
+    upstream: Annotated[bool, typer.Option("--upstream", help="Where it came from (default).")
+                        ] = False,
+    downstream: Annotated[bool, typer.Option("--downstream", help="What was made from it.")
+                          ] = False,
+    json_out: JsonOpt = False,
+    dot: Annotated[bool, typer.Option("--dot", help="Print Graphviz source.")] = False,
+) -> None:
+    """Show the lineage graph of a version."""
+    if upstream and downstream:
+        raise BadInputError("choose one of --upstream and --downstream")
+    direction = "downstream" if downstream else "upstream"
+    with _open() as cp:
+        graph = cp.lineage(ref, direction=direction)
+    if json_out:
+        emit_json(graph.to_dict())
+        return
+    if dot:
+        sys.stdout.write(graph.to_dot())
+        return
+    out.print(_render_tree(graph))
+
+
+def _render_tree(graph: Any) -> Tree:
+    root = graph.versions[graph.root]
+    tree = Tree(f"[bold]{root.ref}[/] ({root.kind.value}) {root.digest[:19]}…")
+    children: dict[str, list[str]] = {}
+    for a, b in graph.edges:
+        if graph.direction == "upstream":
+            children.setdefault(b, []).append(a)
+        else:
+            children.setdefault(a, []).append(b)
+    seen: set[str] = set()
+
+    def walk(node: str, branch: Tree, depth: int) -> None:
+        for child in sorted(children.get(node, [])):
+            if child in graph.steps:
+                s = graph.steps[child]
+                label = f"[cyan]step {s.kind}[/] by {s.identity} ({s.status.value}) {s.id[:12]}"
+            else:
+                v = graph.versions[child]
+                label = f"{v.ref} ({v.kind.value}) {v.digest[:19]}…"
+            if child in seen:
+                branch.add(label + " [dim](shown above)[/]")
+                continue
+            seen.add(child)
+            walk(child, branch.add(label), depth + 1)
+
+    start = root.producer_step if graph.direction == "upstream" else root.ref
+    if graph.direction == "upstream" and start:
+        s = graph.steps[start]
+        walk(start, tree.add(f"[cyan]step {s.kind}[/] by {s.identity} ({s.status.value}) "
+                             f"{s.id[:12]}"), 1)
+    elif graph.direction == "downstream":
+        walk(root.ref, tree, 0)
+    return tree
+
+
+@app.command()
+def explain(
+    ref: Annotated[str, typer.Argument(help="MODEL@VERSION")],
+    json_out: JsonOpt = False,
+    no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip re-hashing bytes.")
+                         ] = False,
+) -> None:
+    """Answer: which data, code, steps, identities, environments and metrics made this."""
+    with _open() as cp:
+        answer = cp.explain(ref, verify=not no_verify)
+    if json_out:
+        emit_json(answer)
+    else:
+        _render_explain(answer)
+    if answer["verified"] is False:
+        raise typer.Exit(1)
+
+
+def _status_style(status: str) -> str:
+    if status == "verified":
+        return "[green]verified[/]"
+    if status == "not checked":
+        return "[yellow]not checked[/]"
+    return f"[red]{status}[/]"
+
+
+def _render_explain(answer: dict[str, Any]) -> None:
+    s = answer["subject"]
+    out.print(f"[bold]{s['ref']}[/] ({s['kind']})  {s['digest']}  {_status_style(s['status'])}")
+    sections = [("Which data and label versions?", answer["data"]),
+                ("Which feature and training code?", answer["code"]),
+                ("Intermediate assets", answer["intermediates"]),
+                ("Which metrics?", answer["metrics"]),
+                ("Which reports?", answer["reports"])]
+    for title, items in sections:
+        table = Table("ref", "kind", "digest", "by", "status", title=title, title_justify="left")
+        for x in items:
+            label = x["ref"]
+            if x.get("used_by_steps"):
+                label += f" (used by {', '.join(x['used_by_steps'])})"
+            table.add_row(label, x["kind"], x["digest"][:23] + "…", x["created_by"],
+                          _status_style(x["status"]))
+            if x.get("values") and isinstance(x["values"], dict):
+                vals = ", ".join(f"{k}={v}" for k, v in sorted(x["values"].items())
+                                 if isinstance(v, int | float))
+                table.add_row("", "", vals, "", "")
+        out.print(table if items else f"[bold]{title}[/] none recorded")
+    table = Table("step", "identity", "status", "when", "environment", "code revision",
+                  title="Which steps ran it, as whom, where?", title_justify="left")
+    for st in answer["steps"]:
+        env = st["environment"]
+        rev = st["code_revision"] or {}
+        commit = (rev.get("commit") or "no git")[:12] + (" dirty" if rev.get("dirty") else "")
+        table.add_row(f"{st['kind']} {st['id'][:12]}", st["identity"], st["status"],
+                      st["started_at"], f"py{env.get('python')} {env.get('hostname')}", commit)
+    out.print(table)
+    if answer["unexplained_inputs"]:
+        out.print("[red]inputs with no recorded origin:[/] "
+                  + ", ".join(answer["unexplained_inputs"]))
+    if answer["verified"]:
+        out.print("[green]every link's bytes re-hashed and matched[/]")
+    elif answer["verified"] is False:
+        out.print("[red]verification FAILED for at least one link[/]")
+
+
+@app.command()
+def verify(
+    ref: Annotated[str | None, typer.Argument(help="NAME@VERSION (or use --all)")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every version.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Re-hash stored bytes and compare with their digests (exit 1 on any mismatch)."""
+    if not ref and not all_:
+        raise BadInputError("name a version or pass --all", hint="chainproof verify data@1")
+    with _open() as cp:
+        versions = cp.verify(None if all_ else ref)
+    if json_out:
+        emit_json({"ok": True, "verified": [v.ref for v in versions]})
+        return
+    out.print(f"[green]verified[/] {len(versions)} version(s): stored bytes match their digests")
+
+
+@app.command()
+def digest(
+    path: Annotated[Path, typer.Argument(help="File or directory.")],
+    algorithm: Annotated[str, typer.Option(help="sha256 or blake3")] = "sha256",
+    json_out: JsonOpt = False,
+) -> None:
+    """Print a file's or directory's digest without storing anything (like sha256sum)."""
+    from chainproof.digest import digest_path
+
+    result = digest_path(path, algorithm=algorithm)
+    if json_out:
+        value: dict[str, Any] = {"path": str(path), "digest": f"{algorithm}:{result.digest}",
+                                 "size": result.size, "is_directory": result.is_directory}
+        if result.manifest is not None:
+            value["manifest"] = json.loads(result.manifest.canonical_bytes())
+        emit_json(value)
+        return
+    sys.stdout.write(f"{algorithm}:{result.digest}  {path}\n")
+
+
+# --- audit ------------------------------------------------------------------------------------------
+
+
+@audit_app.command("verify")
+def audit_verify(
+    since: Annotated[list[Path] | None, typer.Option(
+        "--since", help="Checkpoint file(s) kept by a witness; every checkpoint in each is "
+                        "checked.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Recompute the log, check checkpoints and witnesses, and replay it against the database."""
+    from chainproof.ledger import audit
+
+    notes: list[str] = []
+    for path in since or []:
+        notes.extend(audit.parse_witness_file(path))
+    with _open() as cp:
+        verifier = audit.load_log_verifier(cp.settings.log_public_path, cp.settings.origin)
+        with cp.session() as session:
+            report = audit.verify_log(session, verifier, notes)
+    if json_out:
+        emit_json(report.to_dict())
+        return
+    out.print(f"[green]audit log verified[/]: {report.size} entries, root {report.root_hash}, "
+              f"newest checkpoint at size {report.checkpoint_size}, "
+              f"{report.witnesses_checked} witnessed checkpoint(s) consistent; "
+              + ", ".join(f"{n} {t}" for t, n in report.rows_checked.items())
+              + " match the log")
+
+
+@audit_app.command("log")
+def audit_log(
+    action: Annotated[str | None, typer.Option(help="Only this action.")] = None,
+    actor: Annotated[str | None, typer.Option(help="Only this actor.")] = None,
+    obj: Annotated[str | None, typer.Option("--object", help="Only objects starting with this."
+                                            )] = None,
+    limit: Annotated[int, typer.Option(help="At most this many (newest first).")] = 50,
+    json_out: JsonOpt = False,
+) -> None:
+    """List log entries, newest first."""
+    from sqlalchemy import select
+
+    from chainproof.db.tables import LogEntryRow
+
+    with _open() as cp, cp.session() as session:
+        query = select(LogEntryRow).order_by(LogEntryRow.seq.desc()).limit(limit)
+        if action:
+            query = query.where(LogEntryRow.action == action)
+        if actor:
+            query = query.where(LogEntryRow.actor == actor)
+        if obj:
+            query = query.where(LogEntryRow.object.startswith(obj))
+        rows = session.execute(query).scalars().all()
+        entries = [json.loads(bytes(r.body)) for r in rows]
+    if json_out:
+        emit_json(entries)
+        return
+    table = Table("seq", "time", "actor", "action", "object")
+    for e in entries:
+        table.add_row(str(e["seq"]), e["time"], e["actor"], e["action"], e["object"])
+    out.print(table)
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint(
+    out_file: Annotated[Path | None, typer.Option("--out", help="Append the checkpoint to this "
+                                                  "file (a witness file).")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Print the newest signed checkpoint, or append it to a witness file."""
+    from sqlalchemy import select
+
+    from chainproof.db.tables import CheckpointRow
+    from chainproof.ledger import audit, checkpoint
+
+    with _open() as cp, cp.session() as session:
+        row = session.execute(select(CheckpointRow).order_by(CheckpointRow.size.desc()).limit(1)
+                              ).scalar_one_or_none()
+        if row is None:
+            raise BadInputError("the log has no checkpoint yet", hint="run `chainproof init`")
+        verifier = audit.load_log_verifier(cp.settings.log_public_path, cp.settings.origin)
+        checkpoint.verify_checkpoint(row.note, verifier)
+        note = row.note
+    if out_file is not None:
+        with out_file.open("a", encoding="utf-8") as fh:
+            fh.write(checkpoint.format_checkpoint_file([note]))
+        out.print(f"appended checkpoint at size {row.size} to {out_file}")
+        return
+    if json_out:
+        emit_json({"size": row.size, "root_hash": bytes(row.root_hash).hex(), "note": note})
+        return
+    sys.stdout.write(note)
+
+
+@audit_app.command("prove")
+def audit_prove(
+    seq: Annotated[int, typer.Argument(help="Entry sequence number.")],
+    size: Annotated[int | None, typer.Option(help="Tree size (default: now).")] = None,
+) -> None:
+    """Print an RFC 6962 inclusion proof for one entry (JSON)."""
+    from chainproof.ledger.log import prove_inclusion
+
+    with _open() as cp, cp.session() as session:
+        emit_json(prove_inclusion(session, seq, size))
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Migrate the database to this version's schema."""
+    from chainproof.db import open_engine, upgrade
+    from chainproof.workspace import load_settings
+
+    settings = load_settings()
+    upgrade(open_engine(settings.db_url))
+    out.print("[green]database schema is current[/]")
+
+
+# --- entry point ---------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; return the exit code instead of raising (tests call this directly)."""
+    try:
+        result = app(args=argv, standalone_mode=False, prog_name="chainproof")
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.exceptions.Abort:
+        err.print("[red]aborted[/]")
+        return 130
+    except click.ClickException as exc:
+        exc.show(file=sys.stderr)
+        return 2
+    except ChainproofError as exc:
+        label = "verification failed" if exc.exit_code == 1 else "error"
+        err.print(f"[red]{label}:[/] {exc.message}", highlight=False)
+        for problem in getattr(exc, "problems", []):
+            err.print(f"  - {problem}", highlight=False)
+        if exc.hint:
+            err.print(f"  [yellow]hint:[/] {exc.hint}", highlight=False)
+        return exc.exit_code
+    return result if isinstance(result, int) else 0
+
+
+def entry() -> None:
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""Opening the metadata database and keeping its schema at the migration this code expects."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+from chainproof.errors import DatabaseError
+
+_MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def normalise_url(url: str) -> str:
+    """Accept plain ``postgresql://`` URLs and use psycopg 3 for them."""
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def open_engine(url: str) -> Engine:
+    url = normalise_url(url)
+    kwargs: dict[str, Any] = {"future": True}
+    if url.startswith("sqlite"):
+        kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
+    else:
+        kwargs["pool_pre_ping"] = True
+    try:
+        engine = create_engine(url, **kwargs)
+    except (SQLAlchemyError, ValueError) as exc:
+        raise DatabaseError(f"cannot open database {url!r}: {exc}",
+                            hint="set CHAINPROOF_DB to a SQLAlchemy URL, "
+                                 "e.g. postgresql://user@host/db or sqlite:///path") from None
+    if engine.dialect.name == "sqlite":
+        _configure_sqlite(engine)
+    return engine
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    # pysqlite's own transaction handling defers BEGIN until the first write, which lets two
+    # writers read the same log head. Taking the write lock at BEGIN (IMMEDIATE) serialises
+    # them, which the log needs for one linear history (SQLAlchemy's documented recipe).
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _alembic_config(engine: Engine) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(_MIGRATIONS))
+    cfg.attributes["engine"] = engine
+    return cfg
+
+
+def head_revision() -> str:
+    script = ScriptDirectory.from_config(_alembic_config(create_engine("sqlite://")))
+    head = script.get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+    except OperationalError as exc:
+        raise DatabaseError(f"cannot reach the database at {engine.url!r}: {exc.orig}",
+                            hint="check CHAINPROOF_DB and that the server is running") from None
+
+
+def upgrade(engine: Engine) -> None:
+    """Bring the schema to the newest migration (what ``init`` and ``db upgrade`` do)."""
+    _refuse_newer(engine)
+    try:
+        command.upgrade(_alembic_config(engine), "head")
+    except OperationalError as exc:
+        raise DatabaseError(f"cannot migrate the database at {engine.url!r}: {exc.orig}",
+                            hint="check CHAINPROOF_DB and that the server is running") from None
+
+
+def _refuse_newer(engine: Engine) -> str | None:
+    current = current_revision(engine)
+    script = ScriptDirectory.from_config(_alembic_config(engine))
+    if current is not None and script.get_revision(current) is None:
+        raise DatabaseError(
+            f"the database at {engine.url!r} is at migration {current!r}, which this version of "
+            "chainproof does not know (it is newer)",
+            hint="upgrade chainproof to the version that wrote this database",
+        )
+    return current
+
+
+def check_schema(engine: Engine) -> None:
+    """Refuse to work on a database that is not exactly at this code's migration head."""
+    current = _refuse_newer(engine)
+    head = head_revision()
+    if current is None:
+        raise DatabaseError(f"the database at {engine.url!r} has no chainproof schema",
+                            hint="run `chainproof init` (or `chainproof db upgrade` for a server "
+                                 "database)")
+    if current != head:
+        raise DatabaseError(
+            f"the database at {engine.url!r} is at migration {current!r}; this chainproof needs "
+            f"{head!r}",
+            hint="run `chainproof db upgrade`",
+        )

@@ -1,0 +1,425 @@
+"""The log's key and checkpoints, and ``audit verify``: recompute everything, trust nothing.
+
+Verification recomputes every leaf and every stored interior node from the entries, checks the
+newest signed checkpoint and any checkpoints a witness kept (consistency, truncation, split
+views), and replays the log to rebuild the state it describes, comparing that with the database
+row by row. It needs the log's *public* key from outside the database (the workspace's
+``log.pub`` or ``CHAINPROOF_LOG_PUBKEY``): someone who can write the database cannot forge it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from chainproof.db.tables import (
+    AssetRow,
+    AssetVersionRow,
+    CheckpointRow,
+    LogNodeRow,
+    StepInputRow,
+    StepOutputRow,
+    StepRow,
+)
+from chainproof.errors import (
+    BadInputError,
+    ChainproofError,
+    LedgerIntegrityError,
+    MalformedFileError,
+    WorkspaceError,
+)
+from chainproof.ledger import checkpoint as cpmod
+from chainproof.ledger import merkle
+from chainproof.ledger.log import fold_root, frontier_positions, iter_entries
+from chainproof.records.log import Action, LogEntry
+
+# --- the log key ---------------------------------------------------------------------------------
+
+
+def create_log_key(private_path: Path, public_path: Path, origin: str) -> None:
+    """Make the Ed25519 checkpoint key: private part 0600 in a file, public part beside it."""
+    if private_path.exists():
+        raise WorkspaceError(f"a log key already exists at {private_path}",
+                             hint="keep it; a new key would not verify old checkpoints")
+    key = ed25519.Ed25519PrivateKey.generate()
+    private_path.parent.mkdir(parents=True, exist_ok=True)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(pem)
+    public_path.write_bytes(key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+
+
+class LogSigner:
+    """Signs checkpoints for one log origin."""
+
+    def __init__(self, origin: str, private_key: ed25519.Ed25519PrivateKey) -> None:
+        self.origin = origin
+        self._signer = cpmod.CheckpointSigner(origin, private_key)
+
+    def sign(self, size: int, root_hash: bytes) -> str:
+        return cpmod.sign_checkpoint(cpmod.Checkpoint(self.origin, size, root_hash), self._signer)
+
+
+def load_log_signer(path: Path, origin: str) -> LogSigner:
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except FileNotFoundError:
+        raise WorkspaceError(f"the log's checkpoint key {path} does not exist",
+                             hint="set CHAINPROOF_LOG_KEY to the key file made by "
+                                  "`chainproof init`") from None
+    except (OSError, ValueError, TypeError) as exc:
+        raise WorkspaceError(f"cannot read the log's checkpoint key {path}: {exc}") from None
+    if not isinstance(key, ed25519.Ed25519PrivateKey):
+        raise WorkspaceError(f"{path} is not an Ed25519 private key")
+    return LogSigner(origin, key)
+
+
+def load_log_verifier(path: Path, origin: str) -> cpmod.CheckpointVerifier:
+    try:
+        key = serialization.load_pem_public_key(path.read_bytes())
+    except FileNotFoundError:
+        raise WorkspaceError(f"the log's public key {path} does not exist",
+                             hint="set CHAINPROOF_LOG_PUBKEY to the log.pub made by "
+                                  "`chainproof init`") from None
+    except (OSError, ValueError) as exc:
+        raise WorkspaceError(f"cannot read the log's public key {path}: {exc}") from None
+    if not isinstance(key, ed25519.Ed25519PublicKey):
+        raise WorkspaceError(f"{path} is not an Ed25519 public key")
+    return cpmod.CheckpointVerifier(origin, key)
+
+
+# --- verification --------------------------------------------------------------------------------
+
+
+@dataclass
+class AuditReport:
+    """What ``audit verify`` checked. It is only returned when every check passed."""
+
+    size: int
+    root_hash: str
+    checkpoint_size: int
+    witnesses_checked: int
+    rows_checked: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": True, "size": self.size, "root_hash": self.root_hash,
+                "checkpoint_size": self.checkpoint_size,
+                "witnesses_checked": self.witnesses_checked, "rows_checked": self.rows_checked}
+
+
+class _Tree:
+    """Every perfect subtree hash of the log, recomputed from the leaves (32 bytes a node)."""
+
+    def __init__(self, leaves: bytearray) -> None:
+        self.levels = [bytes(leaves)]
+        level = self.levels[0]
+        while len(level) >= 64:
+            nxt = bytearray()
+            for i in range(0, len(level) - 63, 64):
+                nxt += merkle.node_hash(level[i:i + 32], level[i + 32:i + 64])
+            level = bytes(nxt)
+            self.levels.append(level)
+
+    @property
+    def size(self) -> int:
+        return len(self.levels[0]) // 32
+
+    def node(self, level: int, index: int) -> bytes:
+        data = self.levels[level] if level < len(self.levels) else b""
+        chunk = data[index * 32:(index + 1) * 32]
+        if len(chunk) != 32:
+            raise LedgerIntegrityError(f"no node (level {level}, index {index})")
+        return chunk
+
+    def root(self, size: int) -> bytes:
+        return fold_root([self.node(lv, ix) for lv, ix in frontier_positions(size)])
+
+
+def verify_log(session: Session, verifier: cpmod.CheckpointVerifier,
+               witness_notes: Iterable[str] = (), *, max_problems: int = 200) -> AuditReport:
+    """Verify the whole log; raise :class:`LedgerIntegrityError` listing every discrepancy."""
+    problems: list[str] = []
+
+    def problem(text: str) -> None:
+        if len(problems) < max_problems:
+            problems.append(text)
+
+    replay = _Replay(problem)
+    leaves = bytearray()
+    expected_seq = 0
+    for row in iter_entries(session):
+        if row.seq != expected_seq:
+            problem(f"log entries {expected_seq}..{row.seq - 1} are missing (deleted or "
+                    f"renumbered)" if row.seq > expected_seq else
+                    f"log entry {row.seq} is out of order")
+            expected_seq = row.seq
+        body = bytes(row.body)
+        leaf = merkle.leaf_hash(body)
+        if bytes(row.leaf_hash) != leaf:
+            problem(f"log entry {row.seq}: stored leaf hash does not match its contents "
+                    "(the entry was edited)")
+        leaves += leaf
+        try:
+            entry = LogEntry.from_bytes(body)
+        except ChainproofError as exc:
+            problem(f"log entry {row.seq}: {exc.message}")
+        else:
+            if entry.seq != row.seq:
+                problem(f"log entry stored at {row.seq} says it is entry {entry.seq} "
+                        "(entries were swapped or moved)")
+            if entry.canonical_bytes() != body:
+                problem(f"log entry {row.seq} is not in canonical form (it was rewritten)")
+            if (row.action, row.actor, row.time) != (entry.action, entry.actor, entry.time):
+                problem(f"log entry {row.seq}: indexed columns disagree with the signed entry")
+            replay.apply(entry)
+        expected_seq += 1
+    tree = _Tree(leaves)
+    size = tree.size
+    root = tree.root(size)
+
+    _check_nodes(session, tree, problem)
+    checkpoint_size = _check_checkpoints(session, verifier, tree, problem)
+    witnessed = _check_witnesses(witness_notes, verifier, tree, problem)
+    rows = replay.compare(session, problem)
+    if problems:
+        raise LedgerIntegrityError(
+            f"audit verification failed: {len(problems)} problem(s) in a log of {size} entries",
+            problems=problems,
+            hint="the database was changed outside chainproof; restore it from a backup taken "
+                 "before the first entry named here, and find out who had write access",
+        )
+    return AuditReport(size=size, root_hash=root.hex(), checkpoint_size=checkpoint_size,
+                       witnesses_checked=witnessed, rows_checked=rows)
+
+
+def _check_nodes(session: Session, tree: _Tree, problem: Callable[[str], None]) -> None:
+    seen = 0
+    last = (-1, -1)
+    while True:
+        rows = session.execute(
+            select(LogNodeRow.level, LogNodeRow.index, LogNodeRow.hash)
+            .where((LogNodeRow.level > last[0])
+                   | ((LogNodeRow.level == last[0]) & (LogNodeRow.index > last[1])))
+            .order_by(LogNodeRow.level, LogNodeRow.index).limit(50000)
+        ).all()
+        if not rows:
+            break
+        for level, index, digest in rows:
+            seen += 1
+            try:
+                expected = tree.node(level, index)
+            except LedgerIntegrityError:
+                problem(f"stored tree node (level {level}, index {index}) covers entries "
+                        "that do not exist")
+                continue
+            if bytes(digest) != expected:
+                problem(f"stored tree node (level {level}, index {index}) does not match the "
+                        "entries below it")
+        last = (rows[-1][0], rows[-1][1])
+    expected_count = sum(len(level) // 32 for level in tree.levels) if tree.size else 0
+    if seen != expected_count:
+        problem(f"the stored tree has {seen} nodes; {tree.size} entries need {expected_count}")
+
+
+def _check_checkpoints(session: Session, verifier: cpmod.CheckpointVerifier, tree: _Tree,
+                       problem: Callable[[str], None], recent: int = 100) -> int:
+    rows = session.execute(
+        select(CheckpointRow).order_by(CheckpointRow.size.desc()).limit(recent)
+    ).scalars().all()
+    if not rows:
+        if tree.size:
+            problem("the log has entries but no signed checkpoint")
+        return 0
+    for i, row in enumerate(rows):
+        try:
+            cp = cpmod.verify_checkpoint(row.note, verifier)
+        except ChainproofError as exc:
+            problem(f"stored checkpoint at size {row.size}: {exc.message}")
+            continue
+        if cp.size != row.size or cp.root_hash != bytes(row.root_hash):
+            problem(f"stored checkpoint at size {row.size}: its columns disagree with its "
+                    "signed note")
+        if cp.size > tree.size:
+            problem(f"checkpoint at size {cp.size} is ahead of the log's {tree.size} entries: "
+                    "entries were deleted (truncation)")
+        elif cp.root_hash != tree.root(cp.size):
+            problem(f"checkpoint at size {cp.size}: the signed root does not match the root "
+                    "recomputed from the entries (history was rewritten)")
+        if i == 0 and cp.size < tree.size:
+            problem(f"{tree.size - cp.size} entries after the newest checkpoint (size "
+                    f"{cp.size}) are covered by no signature: they were inserted outside "
+                    "chainproof")
+    return rows[0].size
+
+
+def _check_witnesses(notes: Iterable[str], verifier: cpmod.CheckpointVerifier, tree: _Tree,
+                     problem: Callable[[str], None]) -> int:
+    roots_by_size: dict[int, bytes] = {}
+    count = 0
+    for n, note in enumerate(notes, 1):
+        count += 1
+        try:
+            cp = cpmod.verify_checkpoint(note, verifier)
+        except ChainproofError as exc:
+            problem(f"witnessed checkpoint #{n}: {exc.message}")
+            continue
+        earlier = roots_by_size.setdefault(cp.size, cp.root_hash)
+        if earlier != cp.root_hash:
+            problem(f"split view: two validly signed checkpoints of size {cp.size} have "
+                    f"different roots ({earlier.hex()[:16]}… and {cp.root_hash.hex()[:16]}…)")
+        if cp.size > tree.size:
+            problem(f"witnessed checkpoint #{n} is at size {cp.size} but the log has only "
+                    f"{tree.size} entries: the log was truncated or rolled back")
+            continue
+        if cp.size == 0:
+            continue
+        proof = merkle.consistency_proof(cp.size, tree.size, tree)
+        try:
+            merkle.verify_consistency(cp.size, tree.size, cp.root_hash, tree.root(tree.size),
+                                      proof)
+        except LedgerIntegrityError:
+            problem(f"witnessed checkpoint #{n} (size {cp.size}) is not consistent with the "
+                    "current log: history before it was rewritten")
+    return count
+
+
+def parse_witness_file(path: Path) -> list[str]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInputError(f"cannot read checkpoint file {path}: {exc}") from None
+    notes = cpmod.parse_checkpoint_file(text)
+    if not notes:
+        raise MalformedFileError(f"{path} holds no checkpoints",
+                                 hint="make one with `chainproof audit checkpoint --out FILE`")
+    return notes
+
+
+# --- state replay ---------------------------------------------------------------------------------
+
+
+def _json(text: str) -> Any:
+    return json.loads(text)
+
+
+class _Replay:
+    """Rebuilds, from the log alone, the rows the database should hold."""
+
+    def __init__(self, problem: Callable[[str], None]) -> None:
+        self.problem = problem
+        self.versions: dict[tuple[str, str, int], tuple[int, dict[str, Any]]] = {}
+        self.steps: dict[str, tuple[int, dict[str, Any]]] = {}
+        self.handlers: dict[str, Callable[[LogEntry], None]] = {
+            Action.ASSET_VERSION_ADD: self._version,
+            Action.STEP_RECORD: self._step,
+        }
+
+    def apply(self, entry: LogEntry) -> None:
+        handler = self.handlers.get(entry.action)
+        if handler is not None:
+            handler(entry)
+
+    def _version(self, entry: LogEntry) -> None:
+        d = entry.detail
+        key = (d["namespace"], d["name"], d["version"])
+        if key in self.versions:
+            self.problem(f"log entry {entry.seq} adds {key[0]}/{key[1]}@{key[2]} a second time")
+        self.versions[key] = (entry.seq, d)
+
+    def _step(self, entry: LogEntry) -> None:
+        d = entry.detail
+        if d["id"] in self.steps:
+            self.problem(f"log entry {entry.seq} records step {d['id']} a second time")
+        self.steps[d["id"]] = (entry.seq, d)
+
+    def compare(self, session: Session, problem: Callable[[str], None]) -> dict[str, int]:
+        counts = {"asset_versions": 0, "steps": 0}
+        rows = session.execute(
+            select(AssetVersionRow, AssetRow).join(AssetRow,
+                                                   AssetRow.id == AssetVersionRow.asset_id)
+        ).all()
+        by_id: dict[int, str] = {}
+        actual_keys = set()
+        for v, a in rows:
+            counts["asset_versions"] += 1
+            key = (a.namespace, a.name, v.version)
+            label = f"{a.namespace}/{a.name}@{v.version}"
+            by_id[v.id] = label
+            actual_keys.add(key)
+            logged = self.versions.get(key)
+            if logged is None:
+                problem(f"asset version {label} (row id {v.id}) has no log entry: it was "
+                        "written to the database directly")
+                continue
+            seq, d = logged
+            actual = {"namespace": a.namespace, "name": a.name, "kind": a.kind,
+                      "version": v.version, "digest": v.digest, "size": v.size,
+                      "media_type": v.media_type, "is_directory": bool(v.is_directory),
+                      "created_at": v.created_at, "created_by": v.created_by,
+                      "producer_step": v.producer_step}
+            for name, value in actual.items():
+                if d.get(name) != value:
+                    problem(f"asset version {label}: {name} is {value!r} in the database but "
+                            f"{d.get(name)!r} in log entry {seq}")
+            if v.log_seq != seq:
+                problem(f"asset version {label}: points at log entry {v.log_seq}, "
+                        f"but was logged as entry {seq}")
+        for key, (seq, _) in self.versions.items():
+            if key not in actual_keys:
+                problem(f"log entry {seq} adds {key[0]}/{key[1]}@{key[2]}, which is missing "
+                        "from the database (deleted)")
+        links_in: dict[str, set[str]] = {}
+        for sid, vid in session.execute(select(StepInputRow.step_id, StepInputRow.version_id)):
+            links_in.setdefault(sid, set()).add(by_id.get(vid, f"row {vid}"))
+        links_out: dict[str, set[tuple[str, bool]]] = {}
+        for sid, vid, reused in session.execute(
+                select(StepOutputRow.step_id, StepOutputRow.version_id, StepOutputRow.reused)):
+            links_out.setdefault(sid, set()).add((by_id.get(vid, f"row {vid}"), bool(reused)))
+        seen_steps = set()
+        for s in session.execute(select(StepRow)).scalars():
+            counts["steps"] += 1
+            seen_steps.add(s.id)
+            logged_step = self.steps.get(s.id)
+            if logged_step is None:
+                problem(f"step {s.id} has no log entry: it was written to the database directly")
+                continue
+            seq, d = logged_step
+            actual_step = {"namespace": s.namespace, "kind": s.kind, "identity": s.identity,
+                           "status": s.status, "command": _json(s.command),
+                           "parameters": _json(s.parameters), "started_at": s.started_at,
+                           "ended_at": s.ended_at, "environment": _json(s.environment),
+                           "code_revision": _json(s.code_revision), "error": s.error}
+            for name, value in actual_step.items():
+                if d.get(name) != value:
+                    problem(f"step {s.id}: {name} differs from log entry {seq}")
+            if s.log_seq != seq:
+                problem(f"step {s.id}: points at log entry {s.log_seq}, but was logged as {seq}")
+            want_in = {_full(i["ref"]) for i in d["inputs"]}
+            if links_in.get(s.id, set()) != want_in:
+                problem(f"step {s.id}: its inputs in the database differ from log entry {seq}")
+            want_out = {(_full(o["ref"]), bool(o["reused"])) for o in d["outputs"]}
+            if links_out.get(s.id, set()) != want_out:
+                problem(f"step {s.id}: its outputs in the database differ from log entry {seq}")
+        for sid, (seq, _) in self.steps.items():
+            if sid not in seen_steps:
+                problem(f"log entry {seq} records step {sid}, which is missing from the "
+                        "database (deleted)")
+        return counts
+
+
+def _full(ref: str) -> str:
+    """``name@1`` → ``default/name@1``: link labels always carry the namespace."""
+    body = ref.split("@", 1)[0]
+    return ref if "/" in body else f"default/{ref}"

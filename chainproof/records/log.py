@@ -1,0 +1,94 @@
+"""Audit log entries: one per state change, canonical JSON, hashed into the Merkle log (I3)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import rfc8785
+
+from chainproof.errors import MalformedFileError
+
+
+class Action(StrEnum):
+    """Every kind of state change chainproof makes. Each one is a log entry."""
+
+    WORKSPACE_INIT = "workspace.init"
+    ASSET_VERSION_ADD = "asset.version.add"
+    STEP_RECORD = "step.record"
+    IDENTITY_CREATE = "identity.create"
+    ROLE_GRANT = "role.grant"
+    ROLE_REVOKE = "role.revoke"
+    TOKEN_CREATE = "token.create"
+    TOKEN_REVOKE = "token.revoke"
+    KEY_REGISTER = "key.register"
+    KEY_REVOKE = "key.revoke"
+    ATTESTATION_ADD = "attestation.add"
+    TRUST_POLICY_SET = "trust.policy.set"
+    MODEL_CREATE = "registry.model.create"
+    MODEL_VERSION_ADD = "registry.version.add"
+    ALIAS_MOVE = "registry.alias.move"
+    PROMOTION_REQUEST = "promotion.request"
+    PROMOTION_APPROVE = "promotion.approve"
+    PROMOTION_REJECT = "promotion.reject"
+    PROMOTION_DECISION = "promotion.decision"
+    PROMOTION_POLICY_SET = "promotion.policy.set"
+    ACCESS_DENIED = "access.denied"
+    DEPLOYMENT = "deployment.record"
+
+
+# The detail of each action must carry these keys: enough to rebuild the row it describes, so
+# that `audit verify` can replay the log and compare with the database.
+REQUIRED_DETAIL: dict[str, frozenset[str]] = {
+    Action.WORKSPACE_INIT: frozenset({"origin"}),
+    Action.ASSET_VERSION_ADD: frozenset({"namespace", "name", "kind", "version", "digest", "size",
+                                         "media_type", "is_directory", "created_at",
+                                         "created_by", "producer_step"}),
+    Action.STEP_RECORD: frozenset({"id", "namespace", "kind", "identity", "status", "command",
+                                   "parameters", "started_at", "ended_at", "environment",
+                                   "code_revision", "error", "inputs", "outputs"}),
+}
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One entry of the audit log. ``canonical_bytes`` is the Merkle leaf data."""
+
+    seq: int
+    time: str
+    actor: str
+    action: str
+    object: str
+    digests: dict[str, str] = field(default_factory=dict)
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        required = REQUIRED_DETAIL.get(self.action)
+        if required is not None:
+            missing = required - self.detail.keys()
+            if missing:
+                raise MalformedFileError(
+                    f"log entry {self.seq} ({self.action}) lacks detail fields {sorted(missing)}"
+                )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"seq": self.seq, "time": self.time, "actor": self.actor, "action": self.action,
+                "object": self.object, "digests": dict(self.digests), "detail": self.detail}
+
+    def canonical_bytes(self) -> bytes:
+        """RFC 8785 canonical JSON: the same entry always hashes the same, on any machine."""
+        return rfc8785.dumps(self.to_dict())
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> LogEntry:
+        try:
+            obj = json.loads(data)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise MalformedFileError(f"log entry is not valid JSON: {exc}") from None
+        if not isinstance(obj, dict) or set(obj) != {"seq", "time", "actor", "action", "object",
+                                                     "digests", "detail"}:
+            raise MalformedFileError("log entry does not have exactly the expected fields")
+        return cls(seq=obj["seq"], time=obj["time"], actor=obj["actor"], action=obj["action"],
+                   object=obj["object"], digests=obj["digests"], detail=obj["detail"])

@@ -1,0 +1,99 @@
+"""Names and references: the rules every asset, model, identity and namespace name follows.
+
+A name is what a person types (``fraud-labels``); a reference points at one version of it
+(``warehouse/fraud-labels@3``) or, for registered models, at an alias (``fraud-review@production``).
+Names never contain ``/`` (it separates the namespace), ``@`` (it separates the version), ``..``
+or control characters, so a name is always safe to show, to log and to use in a path.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from chainproof.errors import InvalidNameError, InvalidReferenceError
+
+DEFAULT_NAMESPACE = "default"
+
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
+
+
+def check_name(name: str, *, what: str = "name") -> str:
+    """Return ``name`` if it is a valid name, else raise :class:`InvalidNameError` saying why."""
+    if not isinstance(name, str) or not name:
+        raise InvalidNameError(f"{what} is empty", hint="use letters, digits, '.', '_', '+', '-'")
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise InvalidNameError(
+            f"{what} {name!r} contains a control character",
+            hint="names may hold only letters, digits, '.', '_', '+' and '-'",
+        )
+    if "/" in name or "\\" in name:
+        raise InvalidNameError(
+            f"{what} {name!r} contains a path separator",
+            hint="'/' separates a namespace from a name; pass the namespace with --namespace",
+        )
+    if ".." in name:
+        raise InvalidNameError(f"{what} {name!r} contains '..'", hint="remove the '..'")
+    if not _NAME_RE.fullmatch(name):
+        raise InvalidNameError(
+            f"{what} {name!r} is not a valid name",
+            hint="start with a letter or digit; then letters, digits, '.', '_', '+', '-'; "
+            "at most 128 characters",
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A parsed ``[namespace/]name[@version|@alias]`` reference."""
+
+    namespace: str
+    name: str
+    version: int | None = None
+    alias: str | None = None
+
+    def __str__(self) -> str:
+        prefix = "" if self.namespace == DEFAULT_NAMESPACE else f"{self.namespace}/"
+        if self.version is not None:
+            return f"{prefix}{self.name}@{self.version}"
+        if self.alias is not None:
+            return f"{prefix}{self.name}@{self.alias}"
+        return f"{prefix}{self.name}"
+
+
+def parse_ref(text: str, *, namespace: str | None = None, allow_alias: bool = False) -> Ref:
+    """Parse a reference; ``namespace`` is used when the text names none.
+
+    ``name@3`` pins version 3; ``name`` means the latest version; ``name@production`` is an
+    alias (only where ``allow_alias``).
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidReferenceError("empty reference", hint="write NAME@VERSION, e.g. fraud-labels@2")
+    body, at, tail = text.partition("@")
+    if "@" in tail:
+        raise InvalidReferenceError(f"reference {text!r} has more than one '@'")
+    ns, slash, name = body.rpartition("/")
+    if slash:
+        if "/" in ns:
+            raise InvalidReferenceError(
+                f"reference {text!r} has more than one '/'",
+                hint="write NAMESPACE/NAME@VERSION",
+            )
+        check_name(ns, what="namespace")
+    else:
+        ns = namespace or DEFAULT_NAMESPACE
+    check_name(name, what="name")
+    if not at:
+        return Ref(ns, name)
+    if tail.isdigit():
+        version = int(tail)
+        if version < 1:
+            raise InvalidReferenceError(f"reference {text!r}: versions start at 1")
+        return Ref(ns, name, version=version)
+    if not allow_alias:
+        raise InvalidReferenceError(
+            f"reference {text!r}: {tail!r} is not a version number",
+            hint="write NAME@VERSION with an integer version, e.g. fraud-labels@2",
+        )
+    check_name(tail, what="alias")
+    return Ref(ns, name, alias=tail)

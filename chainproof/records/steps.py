@@ -1,0 +1,62 @@
+"""Steps: executions that consume asset versions and produce new ones."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class StepStatus(StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class CodeRevision:
+    """Where the code came from: a git commit, and whether the work tree differed from it."""
+
+    commit: str | None
+    dirty: bool = False
+    diff_digest: str | None = None  # "sha256:<hex>" of `git diff HEAD` when dirty
+    repository: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"commit": self.commit, "dirty": self.dirty, "diff_digest": self.diff_digest,
+                "repository": self.repository}
+
+
+@dataclass(frozen=True)
+class EnvironmentRecord:
+    """The environment a step ran in: enough to tell two runs' environments apart."""
+
+    python: str
+    platform: str
+    hostname: str
+    distributions: tuple[str, ...] = ()  # "name==version", sorted
+    distributions_digest: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"python": self.python, "platform": self.platform, "hostname": self.hostname,
+                "distributions": list(self.distributions),
+                "distributions_digest": self.distributions_digest}
+
+
+@dataclass(frozen=True)
+class Step:
+    """A recorded execution. Inputs and outputs are asset version references (``ns/name@v``)."""
+
+    id: str
+    namespace: str
+    kind: str
+    identity: str
+    status: StepStatus
+    command: tuple[str, ...]
+    started_at: str
+    ended_at: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+    environment: dict[str, Any] = field(default_factory=dict)
+    code_revision: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    inputs: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()

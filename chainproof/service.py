@@ -1,0 +1,581 @@
+"""chainproof's operations. Each write is one database transaction that also appends its audit
+log entries and signs a checkpoint (I3, I7); blobs are written to the object store first, under
+their digest, so a crash leaves at worst an unreferenced blob and never a record without bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+import os
+import shutil
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import rfc8785
+from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
+
+from chainproof import capture
+from chainproof.db import engine as db_engine
+from chainproof.db.tables import (
+    AssetRow,
+    AssetVersionRow,
+    CheckpointRow,
+    StepInputRow,
+    StepOutputRow,
+    StepRow,
+)
+from chainproof.digest import Manifest, digest_path
+from chainproof.errors import (
+    BadInputError,
+    ConflictError,
+    DatabaseError,
+    DigestMismatchError,
+    NotFoundError,
+    StepFailedError,
+    VerificationError,
+)
+from chainproof.ledger import audit
+from chainproof.ledger.log import LogAppender, open_appender
+from chainproof.lineage import queries
+from chainproof.lineage.graph import LineageGraph, step_dict, version_dict
+from chainproof.records.assets import AssetKind, AssetVersion
+from chainproof.records.log import Action, LogEntry
+from chainproof.records.names import DEFAULT_NAMESPACE, Ref, check_name, parse_ref
+from chainproof.records.steps import Step, StepStatus
+from chainproof.store import ObjectStore, open_store
+from chainproof.workspace import Settings, create_workspace, load_settings
+
+DIRECTORY_MEDIA_TYPE = "application/vnd.chainproof.directory+json"
+_MEDIA_TYPES = {
+    ".csv": "text/csv",
+    ".parquet": "application/vnd.apache.parquet",
+    ".json": "application/json",
+    ".jsonl": "application/jsonl",
+    ".yaml": "application/yaml",
+    ".yml": "application/yaml",
+    ".pkl": "application/x-pickle",
+    ".pickle": "application/x-pickle",
+    ".joblib": "application/x-joblib",
+    ".pt": "application/x-pytorch",
+    ".safetensors": "application/x-safetensors",
+    ".onnx": "application/x-onnx",
+    ".py": "text/x-python",
+    ".ipynb": "application/x-ipynb+json",
+}
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def canonical_json(value: Any) -> str:
+    return rfc8785.dumps(value).decode()
+
+
+def media_type_for(path: Path, is_directory: bool) -> str:
+    if is_directory:
+        return DIRECTORY_MEDIA_TYPE
+    suffix = path.suffix.lower()
+    if suffix in _MEDIA_TYPES:
+        return _MEDIA_TYPES[suffix]
+    guessed, _ = mimetypes.guess_type(path.name)
+    return guessed or "application/octet-stream"
+
+
+@dataclass
+class Transaction:
+    """An open write transaction: the session, and the log appender bound to it."""
+
+    session: Session
+    appender: LogAppender
+    actor: str
+    time: str
+
+    def log(self, action: Action, obj: str, *, digests: dict[str, str] | None = None,
+            detail: dict[str, Any] | None = None) -> LogEntry:
+        entry = LogEntry(seq=self.appender.size, time=self.time, actor=self.actor,
+                         action=action.value, object=obj, digests=digests or {},
+                         detail=detail or {})
+        self.appender.append(entry)
+        return entry
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """A path a step produced, and what to register it as."""
+
+    path: Path
+    kind: AssetKind
+    name: str
+    namespace: str | None = None
+
+
+@dataclass(frozen=True)
+class _StagedOutput:
+    spec: OutputSpec
+    digest: str
+    size: int
+    is_directory: bool
+    media_type: str
+
+
+@dataclass
+class AddResult:
+    version: AssetVersion
+    created: bool
+
+
+@dataclass
+class StepResult:
+    step: Step
+    outputs: list[AssetVersion] = field(default_factory=list)
+
+
+class Chainproof:
+    """An open chainproof: database, object store, checkpoint key and acting identity."""
+
+    def __init__(self, settings: Settings, engine: Engine, store: ObjectStore) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.store = store
+        self.identity = check_name(settings.identity, what="identity")
+        self._checkpoint_signer: audit.LogSigner | None = None
+
+    # --- opening -------------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, settings: Settings | None = None, *, check: bool = True) -> Chainproof:
+        settings = settings or load_settings()
+        engine = db_engine.open_engine(settings.db_url)
+        if check:
+            db_engine.check_schema(engine)
+        return cls(settings, engine, open_store(settings.store))
+
+    @classmethod
+    def init(cls, folder: Path, *, db: str | None = None, store: str | None = None,
+             identity: str | None = None) -> Chainproof:
+        """Create a workspace: config, checkpoint key pair, database schema, first log entry."""
+        root = create_workspace(folder, db=db, store=store)
+        settings = load_settings(folder, identity=identity)
+        audit.create_log_key(settings.log_key_path, settings.log_public_path, settings.origin)
+        engine = db_engine.open_engine(settings.db_url)
+        db_engine.upgrade(engine)
+        if settings.store.startswith("/") or "://" not in settings.store:
+            Path(settings.store).mkdir(parents=True, exist_ok=True)
+        cp = cls(settings, engine, open_store(settings.store))
+        with cp.transaction() as tx:
+            if tx.appender.size == 0:
+                tx.log(Action.WORKSPACE_INIT, f"workspace:{root}",
+                       detail={"origin": settings.origin})
+        return cp
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Chainproof:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- transactions ----------------------------------------------------------------------------
+
+    @property
+    def checkpoint_signer(self) -> audit.LogSigner:
+        if self._checkpoint_signer is None:
+            self._checkpoint_signer = audit.load_log_signer(self.settings.log_key_path,
+                                                            self.settings.origin)
+        return self._checkpoint_signer
+
+    @contextmanager
+    def transaction(self, actor: str | None = None) -> Iterator[Transaction]:
+        """One write transaction: changes, their log entries and a signed checkpoint commit
+        together or not at all."""
+        signer = self.checkpoint_signer  # fail before writing if the key is unusable
+        try:
+            with Session(self.engine, expire_on_commit=False) as session, session.begin():
+                appender = open_appender(session)
+                tx = Transaction(session, appender, actor or self.identity, now())
+                yield tx
+                if appender.appended:
+                    appender.flush_head()
+                    note = signer.sign(appender.size, appender.root())
+                    session.add(CheckpointRow(size=appender.size, root_hash=appender.root(),
+                                              note=note, created_at=tx.time))
+        except OperationalError as exc:
+            raise DatabaseError(f"database error: {exc.orig}",
+                                hint="check that the database is reachable; nothing was "
+                                     "changed") from None
+
+    def session(self) -> Session:
+        return Session(self.engine, expire_on_commit=False)
+
+    # --- resolving -------------------------------------------------------------------------------
+
+    def _find(self, session: Session, ref: Ref) -> tuple[AssetVersionRow, AssetRow]:
+        asset = session.execute(
+            select(AssetRow).where(AssetRow.namespace == ref.namespace, AssetRow.name == ref.name)
+        ).scalar_one_or_none()
+        if asset is None:
+            raise NotFoundError(f"no asset named {ref.name!r} in namespace {ref.namespace!r}",
+                                hint="`chainproof ls` lists the assets")
+        query = select(AssetVersionRow).where(AssetVersionRow.asset_id == asset.id)
+        if ref.version is not None:
+            query = query.where(AssetVersionRow.version == ref.version)
+        else:
+            query = query.order_by(AssetVersionRow.version.desc()).limit(1)
+        row = session.execute(query).scalar_one_or_none()
+        if row is None:
+            raise NotFoundError(f"{ref} does not exist",
+                                hint=f"`chainproof show {ref.name}` lists its versions")
+        return row, asset
+
+    def resolve(self, ref: str | Ref, *, namespace: str | None = None) -> AssetVersion:
+        parsed = parse_ref(ref, namespace=namespace) if isinstance(ref, str) else ref
+        with self.session() as session:
+            row, asset = self._find(session, parsed)
+            return queries.version_from_row(row, asset)
+
+    # --- adding assets ---------------------------------------------------------------------------
+
+    def _stage(self, path: Path) -> tuple[str, int, bool]:
+        """Hash ``path`` and put its bytes in the store; returns (digest, size, is_directory)."""
+        computed = digest_path(path)
+        if computed.is_directory:
+            assert computed.manifest is not None
+            for entry in computed.manifest.entries:
+                self.store.put_file_expecting(path / entry.path, f"sha256:{entry.digest}")
+            manifest_digest = self.store.put_bytes(computed.manifest.canonical_bytes())
+            if manifest_digest != computed.ref:
+                raise DigestMismatchError(f"manifest of {path} changed while it was stored")
+        else:
+            stored = self.store.put_file_expecting(path, computed.ref)
+            if stored != computed.ref:
+                raise DigestMismatchError(f"{path} changed while it was being stored",
+                                          hint="add it again once nothing is writing to it")
+        return computed.ref, computed.size, computed.is_directory
+
+    def add(self, path: Path | str, *, kind: str | AssetKind, name: str,
+            namespace: str = DEFAULT_NAMESPACE, media_type: str | None = None) -> AddResult:
+        """Register the bytes at ``path`` as a new version of ``name`` (or return the existing
+        version holding exactly these bytes)."""
+        path = Path(path)
+        asset_kind = AssetKind.parse(kind) if isinstance(kind, str) else kind
+        check_name(name)
+        check_name(namespace, what="namespace")
+        digest, size, is_dir = self._stage(path)
+        staged = _StagedOutput(OutputSpec(path, asset_kind, name, namespace), digest, size, is_dir,
+                               media_type or media_type_for(path, is_dir))
+        with self.transaction() as tx:
+            version, created, _ = self._register(tx, staged, namespace, producer=None)
+        return AddResult(version, created)
+
+    def _register(self, tx: Transaction, staged: _StagedOutput, namespace: str,
+                  producer: str | None) -> tuple[AssetVersion, bool, int]:
+        session = tx.session
+        spec = staged.spec
+        asset = session.execute(
+            select(AssetRow).where(AssetRow.namespace == namespace, AssetRow.name == spec.name)
+        ).scalar_one_or_none()
+        if asset is None:
+            asset = AssetRow(namespace=namespace, name=spec.name, kind=spec.kind.value)
+            session.add(asset)
+            session.flush()
+        elif asset.kind != spec.kind.value:
+            raise ConflictError(
+                f"asset {namespace}/{spec.name} is a {asset.kind}, not a {spec.kind.value}",
+                hint="use another name, or the asset's own kind",
+            )
+        existing = session.execute(
+            select(AssetVersionRow).where(AssetVersionRow.asset_id == asset.id,
+                                          AssetVersionRow.digest == staged.digest)
+        ).scalar_one_or_none()
+        if existing is not None:
+            return queries.version_from_row(existing, asset), False, existing.id
+        latest = session.execute(
+            select(func.max(AssetVersionRow.version)).where(AssetVersionRow.asset_id == asset.id)
+        ).scalar_one()
+        row = AssetVersionRow(asset_id=asset.id, version=(latest or 0) + 1, digest=staged.digest,
+                              size=staged.size, media_type=staged.media_type,
+                              is_directory=staged.is_directory, created_at=tx.time,
+                              created_by=tx.actor, producer_step=producer,
+                              log_seq=tx.appender.size)
+        session.add(row)
+        version = queries.version_from_row(row, asset)
+        tx.log(Action.ASSET_VERSION_ADD, f"asset:{version.namespace}/{version.name}@{row.version}",
+               digests={"content": staged.digest},
+               detail={"namespace": version.namespace, "name": version.name,
+                       "kind": version.kind.value, "version": version.version,
+                       "digest": version.digest, "size": version.size,
+                       "media_type": version.media_type, "is_directory": version.is_directory,
+                       "created_at": version.created_at, "created_by": version.created_by,
+                       "producer_step": producer})
+        try:
+            session.flush()
+        except IntegrityError:
+            raise ConflictError(f"{version.ref} was written concurrently",
+                                hint="retry the operation") from None
+        return version, True, row.id
+
+    # --- steps -----------------------------------------------------------------------------------
+
+    def record_step(self, *, kind: str, inputs: Sequence[str | Ref], outputs: Sequence[OutputSpec],
+                    command: Sequence[str] = (), parameters: dict[str, Any] | None = None,
+                    started_at: str, ended_at: str | None = None, error: str | None = None,
+                    namespace: str = DEFAULT_NAMESPACE, cwd: Path | None = None) -> StepResult:
+        """Record one execution. With ``error`` set the step is recorded as failed and none of
+        its outputs are registered."""
+        check_name(kind, what="step kind")
+        check_name(namespace, what="namespace")
+        staged: list[_StagedOutput] = []
+        if error is None:
+            for spec in outputs:
+                if not spec.path.exists():
+                    error = f"output {spec.path} was not produced by the step"
+                    break
+            if error is None:
+                for spec in outputs:
+                    digest, size, is_dir = self._stage(spec.path)
+                    staged.append(_StagedOutput(spec, digest, size, is_dir,
+                                                media_type_for(spec.path, is_dir)))
+        step_id = uuid.uuid4().hex
+        environment = capture.environment().to_dict()
+        revision = capture.code_revision(cwd).to_dict()
+        status = StepStatus.FAILED if error else StepStatus.SUCCEEDED
+        with self.transaction() as tx:
+            input_rows: list[tuple[AssetVersionRow, AssetRow]] = []
+            for ref in inputs:
+                parsed = parse_ref(ref, namespace=namespace) if isinstance(ref, str) else ref
+                input_rows.append(self._find(tx.session, parsed))
+            step_row = StepRow(id=step_id, namespace=namespace, kind=kind, identity=tx.actor,
+                               status=status.value, command=canonical_json(list(command)),
+                               parameters=canonical_json(parameters or {}),
+                               started_at=started_at, ended_at=ended_at or tx.time,
+                               environment=canonical_json(environment),
+                               code_revision=canonical_json(revision), error=error,
+                               log_seq=tx.appender.size)
+            tx.session.add(step_row)
+            tx.session.flush()
+            seen: set[int] = set()
+            input_refs = []
+            for row, asset in input_rows:
+                if row.id in seen:
+                    continue
+                seen.add(row.id)
+                tx.session.add(StepInputRow(step_id=step_id, version_id=row.id))
+                input_refs.append({"ref": queries.version_from_row(row, asset).ref,
+                                   "digest": row.digest})
+            produced: list[AssetVersion] = []
+            output_refs: list[dict[str, Any]] = []
+            for item in staged:
+                version, created, version_id = self._register(
+                    tx, item, item.spec.namespace or namespace, producer=step_id)
+                produced.append(version)
+                output_refs.append({"ref": version.ref, "digest": version.digest,
+                                    "reused": not created})
+                tx.session.add(StepOutputRow(step_id=step_id, version_id=version_id,
+                                             reused=not created))
+            # The outputs' entries come first, then the step's, which names them all.
+            entry = tx.log(
+                Action.STEP_RECORD, f"step:{step_id}",
+                digests={o["ref"]: o["digest"] for o in output_refs},
+                detail={"id": step_id, "namespace": namespace, "kind": kind,
+                        "identity": tx.actor, "status": status.value,
+                        "command": list(command), "parameters": parameters or {},
+                        "started_at": started_at, "ended_at": step_row.ended_at,
+                        "environment": environment, "code_revision": revision,
+                        "error": error, "inputs": input_refs, "outputs": output_refs})
+            step_row.log_seq = entry.seq
+        step = Step(id=step_id, namespace=namespace, kind=kind, identity=self.identity,
+                    status=status, command=tuple(command), started_at=started_at,
+                    ended_at=step_row.ended_at, parameters=parameters or {},
+                    environment=environment, code_revision=revision, error=error,
+                    inputs=tuple(i["ref"] for i in input_refs),
+                    outputs=tuple(v.ref for v in produced))
+        if error:
+            raise StepFailedError(f"step {kind} ({step_id[:12]}) failed: {error}",
+                                  hint="the failure is recorded; no outputs were registered")
+        return StepResult(step, produced)
+
+    def run(self, *, kind: str, command: Sequence[str], inputs: Sequence[str] = (),
+            outputs: Sequence[OutputSpec] = (), code: Sequence[Path] = (),
+            namespace: str = DEFAULT_NAMESPACE, parameters: dict[str, Any] | None = None,
+            cwd: Path | None = None, env: dict[str, str] | None = None) -> StepResult:
+        """Run ``command``, record it as a step with its inputs, and store its outputs.
+
+        Inputs are materialised (verified) first; the command sees each input's local path in
+        ``CHAINPROOF_INPUT_<NAME>`` and ``{input:NAME}`` placeholders in its arguments.
+        """
+        if not command:
+            raise BadInputError("no command to run", hint="put the command after `--`")
+        code_refs = []
+        for path in code:
+            added = self.add(path, kind=AssetKind.CODE, name=_code_name(path),
+                             namespace=namespace)
+            code_refs.append(added.version.ref)
+        all_inputs = [*inputs, *code_refs]
+        run_env = dict(os.environ if env is None else env)
+        substitutions: dict[str, str] = {}
+        for ref in all_inputs:
+            version = self.resolve(ref, namespace=namespace)
+            local = self.materialize(version)
+            key = "CHAINPROOF_INPUT_" + "".join(c if c.isalnum() else "_"
+                                                for c in version.name.upper())
+            run_env[key] = str(local)
+            substitutions[f"{{input:{version.name}}}"] = str(local)
+        argv = [_substitute(arg, substitutions) for arg in command]
+        started = now()
+        error = None
+        try:
+            done = subprocess.run(argv, cwd=cwd, env=run_env, check=False)
+            if done.returncode != 0:
+                error = f"command exited with status {done.returncode}: {' '.join(argv)}"
+        except OSError as exc:
+            error = f"command could not start: {exc}"
+        return self.record_step(kind=kind, inputs=all_inputs, outputs=outputs, command=argv,
+                                parameters=parameters, started_at=started, error=error,
+                                namespace=namespace, cwd=cwd)
+
+    # --- reading ---------------------------------------------------------------------------------
+
+    def materialize(self, version: AssetVersion | str, dest: Path | None = None) -> Path:
+        """A local path holding exactly the version's bytes, verified against its digest."""
+        if isinstance(version, str):
+            version = self.resolve(version)
+        target = dest or self.settings.cache_dir / version.hexdigest / version.name
+        if target.exists():
+            self._verify_local(target, version)
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if version.is_directory:
+            manifest = Manifest.from_bytes(self.store.read_bytes(version.digest))
+            staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".partial-"))
+            try:
+                for entry in manifest.entries:
+                    out = staging / entry.path
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    self.store.fetch(f"sha256:{entry.digest}", out)
+                os.replace(staging, target)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+        else:
+            self.store.fetch(version.digest, target)
+        return target
+
+    def _verify_local(self, path: Path, version: AssetVersion) -> None:
+        computed = digest_path(path)
+        if computed.ref != version.digest:
+            raise DigestMismatchError(
+                f"the cached copy of {version.ref} at {path} does not match {version.digest}",
+                hint=f"delete {path}; it will be fetched and verified again")
+
+    def verify_blob(self, version: AssetVersion) -> None:
+        """Re-hash the stored bytes of one version (and, for a directory, every file)."""
+        if version.is_directory:
+            manifest = Manifest.from_bytes(self.store.read_bytes(version.digest))
+            for entry in manifest.entries:
+                self._verify_stored(f"sha256:{entry.digest}")
+        else:
+            self._verify_stored(version.digest)
+
+    def _verify_stored(self, digest: str) -> None:
+        # Fetching re-hashes the bytes and refuses a mismatch (the store's own check, I1).
+        with tempfile.TemporaryDirectory(prefix="chainproof-verify-") as scratch:
+            self.store.fetch(digest, Path(scratch) / "blob")
+
+    def verify(self, ref: str | None = None) -> list[AssetVersion]:
+        """Re-hash stored bytes of one version or of all; raise listing every mismatch."""
+        versions = [self.resolve(ref)] if ref else self.all_versions()
+        problems = []
+        for version in versions:
+            try:
+                self.verify_blob(version)
+            except (VerificationError, NotFoundError) as exc:
+                problems.append(f"{version.ref}: {exc.message}")
+        if problems:
+            raise DigestMismatchError(f"{len(problems)} of {len(versions)} versions failed "
+                                      "verification", problems=problems,
+                                      hint="restore the blobs from a backup; never re-add "
+                                           "different bytes under the same version")
+        return versions
+
+    def all_versions(self, *, namespace: str | None = None,
+                     kind: str | None = None) -> list[AssetVersion]:
+        with self.session() as session:
+            query = select(AssetVersionRow, AssetRow).join(
+                AssetRow, AssetRow.id == AssetVersionRow.asset_id)
+            if namespace:
+                query = query.where(AssetRow.namespace == namespace)
+            if kind:
+                query = query.where(AssetRow.kind == AssetKind.parse(kind).value)
+            rows = session.execute(query.order_by(AssetRow.namespace, AssetRow.name,
+                                                  AssetVersionRow.version)).all()
+            return [queries.version_from_row(v, a) for v, a in rows]
+
+    def show(self, ref: str) -> dict[str, Any]:
+        parsed = parse_ref(ref)
+        with self.session() as session:
+            row, asset = self._find(session, parsed)
+            version = queries.version_from_row(row, asset)
+            all_versions = session.execute(
+                select(AssetVersionRow).where(AssetVersionRow.asset_id == asset.id)
+                .order_by(AssetVersionRow.version)).scalars().all()
+            consumers = session.execute(
+                select(StepInputRow.step_id).where(StepInputRow.version_id == row.id)
+            ).scalars().all()
+            producer = (queries.steps_with_links(session, [row.producer_step])
+                        .get(row.producer_step) if row.producer_step else None)
+            return {
+                "version": version_dict(version),
+                "producer": step_dict(producer) if producer else None,
+                "consumed_by": sorted(consumers),
+                "versions": [{"version": v.version, "digest": v.digest, "size": v.size,
+                              "created_at": v.created_at, "created_by": v.created_by}
+                             for v in all_versions],
+            }
+
+    def lineage(self, ref: str, *, direction: str = "upstream") -> LineageGraph:
+        if direction not in ("upstream", "downstream"):
+            raise BadInputError(f"unknown direction {direction!r}",
+                                hint="use upstream or downstream")
+        parsed = parse_ref(ref)
+        with self.session() as session:
+            row, asset = self._find(session, parsed)
+            root = queries.version_from_row(row, asset).ref
+            return queries.lineage(session, row.id, root, direction)
+
+    def explain(self, ref: str, *, verify: bool = True) -> dict[str, Any]:
+        from chainproof.lineage.explain import explain
+
+        return explain(self, ref, verify=verify)
+
+    def step_record(self, step_id: str) -> Step:
+        with self.session() as session:
+            steps = queries.steps_with_links(session, [step_id])
+        if step_id not in steps:
+            raise NotFoundError(f"no step with id {step_id}")
+        return steps[step_id]
+
+    def log_json(self, value: Any) -> str:
+        return json.dumps(value, indent=2, sort_keys=True)
+
+
+def _code_name(path: Path) -> str:
+    name = path.resolve().name.replace(" ", "-") or "code"
+    return check_name(name if name[0].isalnum() else "code-" + name.lstrip("._-"))
+
+
+def _substitute(arg: str, table: dict[str, str]) -> str:
+    for key, value in table.items():
+        arg = arg.replace(key, value)
+    return arg

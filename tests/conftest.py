@@ -1,0 +1,149 @@
+"""Shared fixtures: every service-level test runs on both deployment shapes.
+
+``backend`` is parametrised over ``sqlite+local`` (the embedded default) and ``postgres+s3``
+(the team shape: PostgreSQL at 127.0.0.1:5432 and an S3 store served over real HTTP by moto's
+standalone server, started once per session). PostgreSQL tests use one fresh database per test
+worker, truncated between tests.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+PG_ADMIN_URL = os.environ.get("CHAINPROOF_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+def shared_vectors() -> Path:
+    """The peers' test material: ``<repo>/../shared/vectors`` (as laid out in CI)."""
+    return REPO.parent / "shared" / "vectors"
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("CHAINPROOF_DB", "CHAINPROOF_STORE", "CHAINPROOF_LOG_KEY", "CHAINPROOF_LOG_PUBKEY",
+                "CHAINPROOF_SERVER", "CHAINPROOF_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("CHAINPROOF_IDENTITY", "tester")
+
+
+# --- S3 over HTTP ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    from s3server import start_moto_server
+
+    endpoint, stop = start_moto_server()
+    try:
+        yield endpoint
+    finally:
+        stop()
+
+
+@pytest.fixture()
+def s3_env(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    import boto3
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    bucket = "chainproof-test"
+    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    try:
+        client.create_bucket(Bucket=bucket)
+    except client.exceptions.BucketAlreadyOwnedByYou:
+        pass
+    return f"s3://{bucket}/run-{uuid.uuid4().hex[:12]}"
+
+
+# --- PostgreSQL ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    from sqlalchemy import create_engine, text
+
+    name = f"chainproof_test_{os.getpid()}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # noqa: BLE001 - turn any connection failure into one clear message
+        pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} is not usable ({exc}); `make test` starts it",
+                    pytrace=False)
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    from chainproof.db import open_engine, upgrade
+
+    engine = open_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def truncate_all(url: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    from chainproof.db.tables import Base
+
+    engine = create_engine(url)
+    names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+
+
+# --- a ready workspace on each backend -----------------------------------------------------------------
+
+
+@dataclass
+class Backend:
+    name: str
+    db_url: str | None
+    store: str | None
+
+    @property
+    def is_postgres(self) -> bool:
+        return bool(self.db_url and self.db_url.startswith("postgresql"))
+
+
+@pytest.fixture(params=["sqlite+local", "postgres+s3"])
+def backend(request: pytest.FixtureRequest) -> Backend:
+    if request.param == "sqlite+local":
+        return Backend(request.param, None, None)
+    url = request.getfixturevalue("pg_database")
+    truncate_all(url)
+    store = request.getfixturevalue("s3_env")
+    return Backend(request.param, url, store)
+
+
+@pytest.fixture()
+def cp(backend: Backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """An initialised chainproof workspace in ``tmp_path/project`` on the parametrised backend."""
+    from chainproof.service import Chainproof
+
+    project = tmp_path / "project"
+    project.mkdir()
+    monkeypatch.chdir(project)
+    instance = Chainproof.init(project, db=backend.db_url, store=backend.store)
+    try:
+        yield instance
+    finally:
+        instance.close()
