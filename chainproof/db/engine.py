@@ -9,6 +9,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
@@ -97,13 +98,20 @@ def upgrade(engine: Engine) -> None:
 def _refuse_newer(engine: Engine) -> str | None:
     current = current_revision(engine)
     script = ScriptDirectory.from_config(_alembic_config(engine))
-    if current is not None and script.get_revision(current) is None:
+    if current is not None and not _known(script, current):
         raise DatabaseError(
             f"the database at {engine.url!r} is at migration {current!r}, which this version of "
             "chainproof does not know (it is newer)",
             hint="upgrade chainproof to the version that wrote this database",
         )
     return current
+
+
+def _known(script: ScriptDirectory, revision: str) -> bool:
+    try:
+        return script.get_revision(revision) is not None
+    except CommandError:
+        return False
 
 
 def check_schema(engine: Engine) -> None:

@@ -21,7 +21,7 @@ from chainproof.records.steps import Step, StepStatus
 
 _UPSTREAM = text("""
 WITH RECURSIVE up(vid) AS (
-    SELECT :vid
+    SELECT CAST(:vid AS INTEGER)
     UNION
     SELECT si.version_id FROM up
       JOIN asset_versions av ON av.id = up.vid
@@ -32,7 +32,7 @@ SELECT vid FROM up
 
 _DOWNSTREAM = text("""
 WITH RECURSIVE down(vid) AS (
-    SELECT :vid
+    SELECT CAST(:vid AS INTEGER)
     UNION
     SELECT av.id FROM down
       JOIN step_inputs si ON si.version_id = down.vid
