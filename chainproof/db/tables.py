@@ -112,12 +112,15 @@ class LogEntryRow(Base):
 
 
 class LogNodeRow(Base):
-    """Hash of the perfect subtree covering leaves [index·2^level, (index+1)·2^level)."""
+    """Hash of the perfect subtree covering leaves [index·2^level, (index+1)·2^level).
+
+    The key packs both numbers into one integer, ``level << 40 | index`` (room for 2^40
+    entries), so fetching the ~40 nodes of a proof is one indexed ``IN`` lookup.
+    """
 
     __tablename__ = "log_nodes"
 
-    level: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    index: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     hash: Mapped[bytes] = mapped_column(LargeBinary(32))
 
 

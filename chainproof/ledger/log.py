@@ -11,15 +11,24 @@ never both take sequence number n.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import select, tuple_, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from chainproof.db.tables import LogEntryRow, LogHeadRow, LogNodeRow
 from chainproof.errors import LedgerIntegrityError
 from chainproof.ledger import merkle
 from chainproof.records.log import LogEntry
+
+
+NODE_INDEX_BITS = 40
+
+
+def node_key(level: int, index: int) -> int:
+    """The ``log_nodes`` primary key of node (level, index)."""
+    return (level << NODE_INDEX_BITS) | index
 
 
 def frontier_positions(size: int) -> list[tuple[int, int]]:
@@ -54,20 +63,18 @@ class DatabaseNodes:
         wanted = [p for p in positions if p not in self._cache]
         if not wanted:
             return
+        keys = {node_key(lv, ix): (lv, ix) for lv, ix in wanted}
         rows = self._session.execute(
-            select(LogNodeRow.level, LogNodeRow.index, LogNodeRow.hash).where(
-                tuple_(LogNodeRow.level, LogNodeRow.index).in_(wanted)
-            )
-        )
-        for level, index, digest in rows:
-            self._cache[(level, index)] = bytes(digest)
+            select(LogNodeRow.id, LogNodeRow.hash).where(LogNodeRow.id.in_(list(keys))))
+        for key, digest in rows:
+            self._cache[keys[key]] = bytes(digest)
 
     def node(self, level: int, index: int) -> bytes:
         key = (level, index)
         cached = self._cache.get(key)
         if cached is not None:
             return cached
-        row = self._session.get(LogNodeRow, key)
+        row = self._session.get(LogNodeRow, node_key(level, index))
         if row is None:
             raise LedgerIntegrityError(
                 f"the log's stored tree lacks node (level {level}, index {index})",
@@ -89,15 +96,17 @@ class LogAppender:
     nodes: DatabaseNodes
     frontier: list[bytes]
     appended: int = 0
+    _entry_rows: list[dict[str, object]] = field(default_factory=list)
+    _node_rows: list[dict[str, object]] = field(default_factory=list)
 
     def append(self, entry: LogEntry) -> bytes:
         if entry.seq != self.size:
             raise LedgerIntegrityError(f"log entry numbered {entry.seq}, expected {self.size}")
         body = entry.canonical_bytes()
         leaf = merkle.leaf_hash(body)
-        self.session.add(LogEntryRow(seq=entry.seq, leaf_hash=leaf, body=body, action=entry.action,
-                                     actor=entry.actor, object=entry.object[:300],
-                                     time=entry.time))
+        self._entry_rows.append({"seq": entry.seq, "leaf_hash": leaf, "body": body,
+                                 "action": entry.action, "actor": entry.actor,
+                                 "object": entry.object[:300], "time": entry.time})
         new_nodes = [(0, self.size, leaf)]
         level, index, digest = 0, self.size, leaf
         # The left siblings met while climbing are exactly the frontier's right-most nodes.
@@ -109,7 +118,7 @@ class LogAppender:
             new_nodes.append((level, index, digest))
         frontier.append(digest)
         for lvl, idx, h in new_nodes:
-            self.session.add(LogNodeRow(level=lvl, index=idx, hash=h))
+            self._node_rows.append({"id": node_key(lvl, idx), "hash": h})
             self.nodes.remember(lvl, idx, h)
         self.size += 1
         self.appended += 1
@@ -119,6 +128,11 @@ class LogAppender:
         return fold_root(self.frontier)
 
     def flush_head(self) -> None:
+        """Write the buffered entries and nodes (bulk inserts) and the new head size."""
+        if self._entry_rows:
+            self.session.execute(insert(LogEntryRow), self._entry_rows)
+            self.session.execute(insert(LogNodeRow), self._node_rows)
+            self._entry_rows, self._node_rows = [], []
         self.session.execute(update(LogHeadRow).where(LogHeadRow.id == 1).values(size=self.size))
 
 
@@ -163,21 +177,25 @@ def prove_inclusion(session: Session, seq: int, size: int | None = None) -> dict
     if row is None:
         raise LedgerIntegrityError(f"log entry {seq} is missing from the database")
     nodes = DatabaseNodes(session)
+    nodes.prefetch(merkle.required_nodes_for_inclusion(seq, tree_size)
+                   + merkle.required_nodes_for_root(tree_size))
     proof = merkle.inclusion_proof(seq, tree_size, nodes)
     return {"seq": seq, "tree_size": tree_size, "leaf_hash": bytes(row.leaf_hash).hex(),
-            "proof": [h.hex() for h in proof], "root_hash": root_at(session, tree_size).hex(),
+            "proof": [h.hex() for h in proof], "root_hash": merkle.root(nodes, tree_size).hex(),
             "entry": bytes(row.body).decode()}
 
 
-def iter_entries(session: Session, batch: int = 20000) -> Iterator[LogEntryRow]:
-    """All entries in sequence order, fetched in keyset-paginated batches (bounded memory)."""
+def iter_entries(session: Session, batch: int = 50000) -> Iterator[Any]:
+    """(seq, leaf_hash, body, action, actor, time) of every entry in sequence order, fetched in
+    keyset-paginated batches of plain tuples (bounded memory, no ORM objects)."""
     last = -1
+    columns = (LogEntryRow.seq, LogEntryRow.leaf_hash, LogEntryRow.body, LogEntryRow.action,
+               LogEntryRow.actor, LogEntryRow.time)
     while True:
         rows = session.execute(
-            select(LogEntryRow).where(LogEntryRow.seq > last).order_by(LogEntryRow.seq).limit(batch)
-        ).scalars().all()
+            select(*columns).where(LogEntryRow.seq > last).order_by(LogEntryRow.seq).limit(batch)
+        ).all()
         if not rows:
             return
         yield from rows
-        last = rows[-1].seq
-        session.expunge_all()
+        last = rows[-1][0]

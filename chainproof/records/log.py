@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+import orjson
 import rfc8785
 
 from chainproof.errors import MalformedFileError
@@ -84,8 +84,9 @@ class LogEntry:
     @classmethod
     def from_bytes(cls, data: bytes) -> LogEntry:
         try:
-            obj = json.loads(data)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            # orjson: verification parses every entry, and it is ~5x faster than json here.
+            obj = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
             raise MalformedFileError(f"log entry is not valid JSON: {exc}") from None
         if not isinstance(obj, dict) or set(obj) != {"seq", "time", "actor", "action", "object",
                                                      "digests", "detail"}:

@@ -15,7 +15,7 @@ from sqlalchemy import text
 
 from chainproof.errors import LedgerIntegrityError
 from chainproof.ledger import audit, checkpoint, merkle
-from chainproof.ledger.log import frontier_positions
+from chainproof.ledger.log import frontier_positions, node_key
 from chainproof.service import Chainproof
 
 
@@ -236,6 +236,6 @@ def _rebuild_nodes(cp: Chainproof) -> None:
         lv += 1
     with cp.engine.begin() as conn:
         for lvl, idx, h in rows:
-            conn.execute(text('INSERT INTO log_nodes (level, "index", hash) VALUES (:l, :i, :h)'),
-                         {"l": lvl, "i": idx, "h": h})
+            conn.execute(text("INSERT INTO log_nodes (id, hash) VALUES (:k, :h)"),
+                         {"k": node_key(lvl, idx), "h": h})
     assert frontier_positions(len(leaves)) is not None

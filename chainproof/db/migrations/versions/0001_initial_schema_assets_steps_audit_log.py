@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 20:23:22.283690
+Create Date: 2026-11-25 20:36:09.930674
 """
 from alembic import op
 import sqlalchemy as sa
@@ -52,10 +52,9 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id')
     )
     op.create_table('log_nodes',
-    sa.Column('level', sa.Integer(), autoincrement=False, nullable=False),
-    sa.Column('index', sa.BigInteger(), autoincrement=False, nullable=False),
+    sa.Column('id', sa.BigInteger(), autoincrement=False, nullable=False),
     sa.Column('hash', sa.LargeBinary(length=32), nullable=False),
-    sa.PrimaryKeyConstraint('level', 'index')
+    sa.PrimaryKeyConstraint('id')
     )
     op.create_table('steps',
     sa.Column('id', sa.String(length=64), nullable=False),

@@ -1,0 +1,571 @@
+"""OpenSSF model signing interop, both directions, the shared vectors, and attacks."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from chainproof.attest import dsse
+from chainproof.attest.keys import (
+    Signer,
+    key_id,
+    load_public_key,
+    private_key_to_pem,
+    public_key_to_pem,
+)
+from chainproof.attest.openssf import (
+    BUNDLE_MEDIA_TYPE,
+    read_bundle_certificates,
+    sign_model,
+    verify_model,
+    verify_model_certificate,
+)
+from chainproof.attest.statement import CHAINPROOF_REPORT_V1, MODEL_SIGNING_V1, Statement, Subject
+from chainproof.errors import BadInputError, MalformedFileError, SignatureError, UnsafePathError
+
+model_signing = pytest.importorskip("model_signing")
+
+ELLIPTIC = [
+    "v0.3.1-elliptic-key",
+    "v1.0.0-elliptic-key",
+    "v1.0.1-elliptic-key",
+    "v1.1.0-elliptic-key",
+]
+CERTIFICATE = ["v0.2.0-certificate", "v0.3.1-certificate", "v1.0.0-certificate",
+               "v1.0.1-certificate", "v1.1.0-certificate"]
+# These two were signed with the model path pointing at the single file signme-1.
+SINGLE_FILE = {"v0.3.1-elliptic-key", "v1.0.0-elliptic-key"}
+
+
+# --- fixtures -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def model(tmp_path: Path) -> Path:
+    root = tmp_path / "my-model"
+    (root / "weights").mkdir(parents=True)
+    (root / "weights" / "layer0.bin").write_bytes(os.urandom(4096))
+    (root / "weights" / "layer1.bin").write_bytes(b"\x01" * 70_000)
+    (root / "config.json").write_text('{"hidden": 8}')
+    (root / "empty.txt").write_bytes(b"")
+    (root / "shard:0:100").write_bytes(b"colon name")
+    return root
+
+
+def _write_keys(tmp_path: Path, key: ec.EllipticCurvePrivateKey) -> tuple[Path, Path]:
+    priv, pub = tmp_path / "key.pem", tmp_path / "key.pub"
+    priv.write_bytes(private_key_to_pem(key))
+    pub.write_bytes(public_key_to_pem(key.public_key()))
+    return priv, pub
+
+
+def _ms_verify(model_dir: Path, sig: Path, pub: Path) -> None:
+    model_signing.verifying.Config().use_elliptic_key_verifier(public_key=pub).verify(
+        model_dir, sig
+    )
+
+
+def _ms_sign(model_dir: Path, sig: Path, priv: Path, *, shards: bool = False) -> None:
+    hashing = model_signing.hashing.Config().set_ignored_paths(paths=[sig.name])
+    if shards:
+        hashing = hashing.use_shard_serialization(shard_size=30_000)
+    model_signing.signing.Config().use_elliptic_key_signer(private_key=priv).set_hashing_config(
+        hashing
+    ).sign(model_dir, sig)
+
+
+def _copy_vector(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    for p in [dst, *dst.rglob("*")]:
+        p.chmod(p.stat().st_mode | stat.S_IWUSR)
+    return dst
+
+
+def _bundle(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text())
+
+
+def _payload(bundle: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(base64.b64decode(bundle["dsseEnvelope"]["payload"]))
+
+
+def _resign(bundle: dict[str, Any], payload: bytes, key: ec.EllipticCurvePrivateKey) -> None:
+    env = dsse.sign_envelope(payload, dsse.IN_TOTO_PAYLOAD_TYPE, [Signer.from_private_key(key)])
+    bundle["dsseEnvelope"] = env.to_dict()
+
+
+# --- the shared vectors -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ELLIPTIC)
+def test_vector_elliptic_key(ms_vectors: Path, name: str) -> None:
+    folder = ms_vectors / name
+    pub = load_public_key((ms_vectors / "keys" / "signing-key-pub.pem").read_bytes())
+    target = folder / "signme-1" if name in SINGLE_FILE else folder
+    result = verify_model(target, folder / "model.sig", pub, ignore_paths=["ignore-me"])
+    assert result.predicate_type == MODEL_SIGNING_V1
+    assert result.signer_key_ids == (key_id(pub),)
+    assert {r.name for r in result.resources} == ({"."} if name in SINGLE_FILE else
+                                                  {"signme-1", "signme-2"})
+    if name in SINGLE_FILE:
+        with pytest.raises(SignatureError, match="covers a single file"):
+            verify_model(folder, folder / "model.sig", pub)
+    elif "ignore-me" in result.serialization.get("ignore_paths", []):
+        # v1.1+ records its ignores in the signed payload: they apply without being repeated.
+        verify_model(folder, folder / "model.sig", pub)
+    else:
+        # ignore-me was not signed: without ignoring it, it is an added file.
+        with pytest.raises(SignatureError) as info:
+            verify_model(folder, folder / "model.sig", pub)
+        assert "file added after signing: ignore-me" in str(info.value)
+
+
+@pytest.mark.parametrize("name", ELLIPTIC)
+def test_vector_elliptic_key_wrong_key_refused(ms_vectors: Path, name: str) -> None:
+    folder = ms_vectors / name
+    target = folder / "signme-1" if name in SINGLE_FILE else folder
+    other = ec.generate_private_key(ec.SECP384R1()).public_key()
+    with pytest.raises(SignatureError, match="0 valid signature") as info:
+        verify_model(target, folder / "model.sig", other, ignore_paths=["ignore-me"])
+    if _bundle(folder / "model.sig")["verificationMaterial"]["publicKey"].get("hint"):
+        assert "not among the trusted keys" in str(info.value)
+
+
+@pytest.mark.parametrize("name", CERTIFICATE)
+def test_vector_certificate(ms_vectors: Path, name: str, tmp_path: Path) -> None:
+    folder = ms_vectors / name
+    keys = ms_vectors / "keys"
+    chain = read_bundle_certificates(folder / "model.sig")
+    leaf_file = x509.load_pem_x509_certificate((keys / "signing-key-cert.pem").read_bytes())
+    assert chain[0] == leaf_file
+    # 1. Signature with the leaf certificate's public key.
+    leaf_key = chain[0].public_key()
+    assert isinstance(leaf_key, ec.EllipticCurvePublicKey)
+    result = verify_model(folder, folder / "model.sig", leaf_key, ignore_paths=["ignore-me"])
+    assert {r.name for r in result.resources} == {"signme-1", "signme-2"}
+    assert result.legacy_format == (name == "v0.2.0-certificate")
+    # 2. Full chain up to the root CA.
+    root = x509.load_pem_x509_certificate((keys / "ca-cert.pem").read_bytes())
+    verify_model_certificate(folder, folder / "model.sig", [root], ignore_paths=["ignore-me"])
+    # 3. A CA with the same name as the real intermediate, but another key, is not an issuer.
+    with pytest.raises(SignatureError, match="no trusted issuer"):
+        verify_model_certificate(folder, folder / "model.sig", [_self_signed_ca()],
+                                 ignore_paths=["ignore-me"])
+    # 4. The right chain but a changed model is still refused.
+    copy = _copy_vector(folder, tmp_path / name)
+    (copy / "signme-1").write_bytes(b"evil")
+    with pytest.raises(SignatureError, match="does not match") as info:
+        verify_model_certificate(copy, copy / "model.sig", [root], ignore_paths=["ignore-me"])
+    assert info.value.problems[0].startswith("file changed after signing: signme-1")
+
+
+def _self_signed_ca() -> x509.Certificate:
+    import datetime
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "intermediate-ca")])
+    now = datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=7300))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+
+
+def test_vector_tampered_file_refused(ms_vectors: Path, tmp_path: Path) -> None:
+    folder = _copy_vector(ms_vectors / "v1.1.0-elliptic-key", tmp_path / "v")
+    pub = load_public_key((ms_vectors / "keys" / "signing-key-pub.pem").read_bytes())
+    (folder / "signme-2").write_bytes(b"evil")
+    with pytest.raises(SignatureError) as info:
+        verify_model(folder, folder / "model.sig", pub, ignore_paths=["ignore-me"])
+    assert "file changed after signing: signme-2" in str(info.value)
+
+
+# --- interop: chainproof -> model_signing ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("curve", [ec.SECP256R1(), ec.SECP384R1(), ec.SECP521R1()])
+def test_chainproof_signs_model_signing_verifies(
+    model: Path, tmp_path: Path, curve: ec.EllipticCurve
+) -> None:
+    key = ec.generate_private_key(curve)
+    _, pub = _write_keys(tmp_path, key)
+    sig = model / "model.sig"
+    statement = sign_model(model, key, sig)
+    bundle = _bundle(sig)
+    assert bundle["mediaType"] == BUNDLE_MEDIA_TYPE
+    assert bundle["verificationMaterial"] == {
+        "publicKey": {"hint": _pem_sha256(pub)},
+        "tlogEntries": [],
+    }
+    payload = _payload(bundle)
+    assert payload["predicateType"] == MODEL_SIGNING_V1
+    assert payload == json.loads(statement.to_json_bytes())
+    names = [r["name"] for r in payload["predicate"]["resources"]]
+    assert names == ["config.json", "empty.txt", "shard:0:100", "weights/layer0.bin",
+                     "weights/layer1.bin"]
+    _ms_verify(model, sig, pub)
+    verify_model(model, sig, key.public_key())
+
+
+def _pem_sha256(pub: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(pub.read_bytes()).hexdigest()
+
+
+def test_chainproof_signature_verifies_with_model_signing_cli(model: Path, tmp_path: Path) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    _, pub = _write_keys(tmp_path, key)
+    sig = tmp_path / "out.sig"
+    sign_model(model, key, sig)
+    run = subprocess.run(
+        [sys.executable, "-m", "model_signing", "verify", "key", str(model),
+         "--signature", str(sig), "--public_key", str(pub)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "Verification succeeded" in run.stdout
+    (model / "config.json").write_text("{}")
+    run = subprocess.run(
+        [sys.executable, "-m", "model_signing", "verify", "key", str(model),
+         "--signature", str(sig), "--public_key", str(pub)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert run.returncode != 0
+
+
+def test_chainproof_single_file_model(tmp_path: Path) -> None:
+    f = tmp_path / "model.safetensors"
+    f.write_bytes(b"weights")
+    key = ec.generate_private_key(ec.SECP256R1())
+    _, pub = _write_keys(tmp_path, key)
+    sig = tmp_path / "model.sig"
+    sign_model(f, key, sig)
+    assert [r["name"] for r in _payload(_bundle(sig))["predicate"]["resources"]] == ["."]
+    _ms_verify(f, sig, pub)
+    verify_model(f, sig, key.public_key())
+    f.write_bytes(b"weightz")
+    with pytest.raises(SignatureError, match="file changed after signing"):
+        verify_model(f, sig, key.public_key())
+
+
+# --- interop: model_signing -> chainproof ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("curve", [ec.SECP256R1(), ec.SECP384R1(), ec.SECP521R1()])
+def test_model_signing_signs_chainproof_verifies(
+    model: Path, tmp_path: Path, curve: ec.EllipticCurve
+) -> None:
+    key = ec.generate_private_key(curve)
+    priv, _ = _write_keys(tmp_path, key)
+    sig = model / "model.sig"
+    _ms_sign(model, sig, priv)
+    result = verify_model(model, sig, key.public_key())
+    assert len(result.resources) == 5
+    (model / "weights" / "layer1.bin").write_bytes(b"\x02" * 70_000)
+    with pytest.raises(SignatureError, match="does not match its signature") as info:
+        verify_model(model, sig, key.public_key())
+    assert "file changed after signing: weights/layer1.bin" in str(info.value)
+
+
+def test_model_signing_shards_and_unbound_empty_file(model: Path, tmp_path: Path) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    priv, pub = _write_keys(tmp_path, key)
+    (model / "empty.txt").unlink()
+    (model / "shard:0:100").unlink()
+    sig = model / "model.sig"
+    _ms_sign(model, sig, priv, shards=True)
+    result = verify_model(model, sig, key.public_key())
+    assert any(r.name == "weights/layer1.bin:30000:60000" for r in result.resources)
+    # model_signing's shards give a zero-byte file no shard: it accepts an added empty file.
+    # (Its guessed config breaks on shard_size turned float by protobuf, so pass it explicitly.)
+    (model / "__init__.py").write_bytes(b"")
+    model_signing.verifying.Config().use_elliptic_key_verifier(public_key=pub).set_hashing_config(
+        model_signing.hashing.Config().use_shard_serialization(shard_size=30_000)
+    ).verify(model, sig)
+    with pytest.raises(SignatureError) as info:
+        verify_model(model, sig, key.public_key())
+    assert "zero-byte file not covered by a 'shards' signature: __init__.py" in str(info.value)
+
+
+def test_colon_names_in_shards(model: Path, tmp_path: Path) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    priv, pub = _write_keys(tmp_path, key)
+    (model / "empty.txt").unlink()
+    sig = model / "model.sig"
+    _ms_sign(model, sig, priv, shards=True)
+    # model_signing splits shard names on ':' and cannot verify its own signature here ...
+    with pytest.raises(ValueError, match="3 components"):
+        _ms_verify(model, sig, pub)
+    # ... chainproof compares whole names, so it verifies, and still catches a change.
+    result = verify_model(model, sig, key.public_key())
+    assert "shard:0:100:0:10" in {r.name for r in result.resources}
+    (model / "shard:0:100").write_bytes(b"colon namf")
+    with pytest.raises(SignatureError, match="does not match") as info:
+        verify_model(model, sig, key.public_key())
+    assert info.value.problems[0].startswith("file changed after signing: shard:0:100:0:10")
+
+
+# --- attacks on chainproof-signed bundles -------------------------------------------------------
+
+
+@pytest.fixture
+def signed(model: Path, tmp_path: Path) -> tuple[Path, Path, ec.EllipticCurvePrivateKey]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    sig = tmp_path / "model.sig"
+    sign_model(model, key, sig)
+    return model, sig, key
+
+
+Signed = tuple[Path, Path, ec.EllipticCurvePrivateKey]
+
+
+def test_wrong_key_refused(signed: Signed) -> None:
+    model, sig, _ = signed
+    other = ec.generate_private_key(ec.SECP256R1())
+    with pytest.raises(SignatureError) as info:
+        verify_model(model, sig, other.public_key())
+    text = str(info.value)
+    assert "0 valid signature(s) from distinct trusted keys, 1 required" in text
+    assert "is not a trusted key" in text
+    assert "not among the trusted keys" in text
+
+
+def test_edited_payload_refused(signed: Signed) -> None:
+    model, sig, key = signed
+    bundle = _bundle(sig)
+    payload = _payload(bundle)
+    payload["predicate"]["resources"][0]["digest"] = "0" * 64
+    bundle["dsseEnvelope"]["payload"] = base64.b64encode(json.dumps(payload).encode()).decode()
+    sig.write_text(json.dumps(bundle))
+    with pytest.raises(SignatureError, match="does not verify"):
+        verify_model(model, sig, key.public_key())
+
+
+def test_edited_payload_type_refused(signed: Signed) -> None:
+    model, sig, key = signed
+    bundle = _bundle(sig)
+    bundle["dsseEnvelope"]["payloadType"] = "application/json"
+    sig.write_text(json.dumps(bundle))
+    with pytest.raises(SignatureError, match="does not verify"):
+        verify_model(model, sig, key.public_key())
+
+
+def test_unknown_predicate_type_refused_even_if_signed(signed: Signed) -> None:
+    model, sig, key = signed
+    bundle = _bundle(sig)
+    payload = _payload(bundle)
+    for ptype, message in (
+        ("https://evil.example/anything/v1", "unknown predicate type"),
+        (CHAINPROOF_REPORT_V1, "unknown predicate type"),
+    ):
+        payload["predicateType"] = ptype
+        _resign(bundle, json.dumps(payload).encode(), key)
+        sig.write_text(json.dumps(bundle))
+        with pytest.raises(SignatureError, match=message):
+            verify_model(model, sig, key.public_key())
+
+
+def test_inconsistent_root_digest_refused_even_if_signed(signed: Signed) -> None:
+    model, sig, key = signed
+    bundle = _bundle(sig)
+    payload = _payload(bundle)
+    payload["subject"][0]["digest"]["sha256"] = "1" * 64
+    _resign(bundle, json.dumps(payload).encode(), key)
+    sig.write_text(json.dumps(bundle))
+    with pytest.raises(SignatureError, match="manifest is inconsistent"):
+        verify_model(model, sig, key.public_key())
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda t: t[: len(t) // 2], "not valid JSON.*truncated"),
+        (lambda t: t[:-1], "not valid JSON"),
+        (lambda t: "", "not valid JSON"),
+        (lambda t: t.replace('"payload":"', '"payload":"!', 1), "payload is not valid base64"),
+        (lambda t: t.replace('"sig":"', '"sig":"*', 1), "sig is not valid base64"),
+        (lambda t: t.replace(BUNDLE_MEDIA_TYPE, "application/json"), "media type"),
+        (lambda t: t.replace('"dsseEnvelope"', '"messageSignature"'), "no dsseEnvelope"),
+        (lambda t: t.replace('"publicKey"', '"nothing"'), "neither a publicKey"),
+        (lambda t: "[1, 2]", "not a JSON object"),
+        (lambda t: t[:-1] + ',"mediaType":"x"}', "duplicate keys"),
+    ],
+)
+def test_malformed_bundles_refused(signed: Signed, mutate: Any, message: str) -> None:
+    model, sig, key = signed
+    sig.write_text(mutate(sig.read_text()))
+    with pytest.raises(MalformedFileError, match=message):
+        verify_model(model, sig, key.public_key())
+
+
+def test_empty_signature_list_refused(signed: Signed) -> None:
+    model, sig, key = signed
+    bundle = _bundle(sig)
+    bundle["dsseEnvelope"]["signatures"] = []
+    sig.write_text(json.dumps(bundle))
+    with pytest.raises(MalformedFileError, match="no signatures"):
+        verify_model(model, sig, key.public_key())
+
+
+def test_model_files_changed_added_removed(signed: Signed) -> None:
+    model, sig, key = signed
+    (model / "config.json").write_text('{"hidden": 9}')
+    (model / "weights" / "layer0.bin").unlink()
+    (model / "backdoor.py").write_text("import os")
+    with pytest.raises(SignatureError, match="does not match its signature") as info:
+        verify_model(model, sig, key.public_key())
+    assert info.value.problems == [
+        "file added after signing: backdoor.py",
+        "file removed after signing: weights/layer0.bin",
+        info.value.problems[2],
+    ]
+    assert info.value.problems[2].startswith("file changed after signing: config.json")
+
+
+def test_zero_byte_file_added_or_removed_refused(signed: Signed) -> None:
+    model, sig, key = signed
+    (model / "weights" / "__init__.py").write_bytes(b"")
+    with pytest.raises(SignatureError) as info:
+        verify_model(model, sig, key.public_key())
+    assert info.value.problems == ["file added after signing: weights/__init__.py"]
+    (model / "weights" / "__init__.py").unlink()
+    (model / "empty.txt").unlink()
+    with pytest.raises(SignatureError) as info:
+        verify_model(model, sig, key.public_key())
+    assert info.value.problems == ["file removed after signing: empty.txt"]
+
+
+def test_file_renamed_refused(signed: Signed) -> None:
+    model, sig, key = signed
+    (model / "shard:0:100").rename(model / "shard:0:101")
+    with pytest.raises(SignatureError) as info:
+        verify_model(model, sig, key.public_key())
+    assert "file added after signing: shard:0:101" in info.value.problems
+
+
+def test_symlink_refused(signed: Signed) -> None:
+    model, sig, key = signed
+    (model / "link").symlink_to(model / "config.json")
+    with pytest.raises(UnsafePathError, match="symbolic link"):
+        verify_model(model, sig, key.public_key())
+
+
+def test_ignore_paths_and_git_paths(model: Path, tmp_path: Path) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    (model / ".git").mkdir()
+    (model / ".git" / "HEAD").write_text("ref")
+    (model / "notes").mkdir()
+    (model / "notes" / "todo.txt").write_text("x")
+    sig = model / "model.sig"
+    sign_model(model, key, sig, ignore_paths=["notes"])
+    args = _payload(_bundle(sig))["predicate"]["serialization"]
+    assert args["ignore_paths"] == [".git", ".gitattributes", ".github", ".gitignore",
+                                    "model.sig", "notes"]
+    # Signed ignores are honoured: notes may change, .git may change.
+    (model / "notes" / "todo.txt").write_text("changed")
+    (model / ".git" / "HEAD").write_text("other")
+    verify_model(model, sig, key.public_key())
+    _, pub = _write_keys(tmp_path, key)
+    _ms_verify(model, sig, pub)
+
+
+def test_ignore_path_cannot_escape(signed: Signed) -> None:
+    model, sig, key = signed
+    with pytest.raises(UnsafePathError, match="escapes"):
+        verify_model(model, sig, key.public_key(), ignore_paths=["../x"])
+
+
+# --- multiple signatures / threshold -------------------------------------------------------------
+
+
+def test_all_signatures_checked_and_threshold(model: Path, tmp_path: Path) -> None:
+    a = ec.generate_private_key(ec.SECP256R1())
+    b = ec.generate_private_key(ec.SECP384R1())
+    sig = tmp_path / "model.sig"
+    sign_model(model, a, sig, co_signers=[b])
+    assert len(_bundle(sig)["dsseEnvelope"]["signatures"]) == 2
+    result = verify_model(model, sig, [a.public_key(), b.public_key()], threshold=2)
+    assert set(result.signer_key_ids) == {key_id(a.public_key()), key_id(b.public_key())}
+    # Only the second signer trusted: model_signing would look at signatures[0] only; we find it.
+    assert verify_model(model, sig, b.public_key()).signer_key_ids == (key_id(b.public_key()),)
+    with pytest.raises(SignatureError, match=r"1 valid signature.*2 required"):
+        verify_model(model, sig, [a.public_key(), ec.generate_private_key(
+            ec.SECP256R1()).public_key()], threshold=2)
+
+
+def test_duplicated_signature_does_not_meet_threshold(signed: Signed) -> None:
+    model, sig, key = signed
+    bundle = _bundle(sig)
+    one = bundle["dsseEnvelope"]["signatures"][0]
+    bundle["dsseEnvelope"]["signatures"] = [one, dict(one, keyid="")]
+    sig.write_text(json.dumps(bundle))
+    other = ec.generate_private_key(ec.SECP256R1())
+    with pytest.raises(SignatureError, match=r"already counted|1 valid"):
+        verify_model(model, sig, [key.public_key(), other.public_key()], threshold=2)
+
+
+# --- misc ---------------------------------------------------------------------------------------
+
+
+def test_missing_paths_and_bad_keys(tmp_path: Path, signed: Signed) -> None:
+    model, sig, key = signed
+    with pytest.raises(BadInputError, match="does not exist"):
+        verify_model(model, tmp_path / "nope.sig", key.public_key())
+    with pytest.raises(BadInputError, match="does not exist"):
+        verify_model(tmp_path / "nope", sig, key.public_key())
+    with pytest.raises(BadInputError, match="does not exist"):
+        sign_model(tmp_path / "nope", key, tmp_path / "x.sig")
+    with pytest.raises(BadInputError, match="no public key"):
+        verify_model(model, sig, [])
+
+
+def test_statement_is_a_chainproof_statement(signed: Signed) -> None:
+    _, sig, _ = signed
+    st = Statement.from_bytes(base64.b64decode(_bundle(sig)["dsseEnvelope"]["payload"]))
+    assert st.predicate_type == MODEL_SIGNING_V1
+    assert isinstance(st.subjects[0], Subject)
+    assert st.subjects[0].name == "my-model"
+
+
+def test_blake3_bundles_interoperate(model: Path, tmp_path: Path) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    priv, pub = _write_keys(tmp_path, key)
+    sig = tmp_path / "b3.sig"
+    sign_model(model, key, sig, hash_type="blake3")
+    payload = _payload(_bundle(sig))
+    assert payload["predicate"]["serialization"]["hash_type"] == "blake3"
+    assert {r["algorithm"] for r in payload["predicate"]["resources"]} == {"blake3"}
+    _ms_verify(model, sig, pub)
+    verify_model(model, sig, key.public_key())
+    ms_sig = tmp_path / "ms-b3.sig"
+    model_signing.signing.Config().use_elliptic_key_signer(private_key=priv).set_hashing_config(
+        model_signing.hashing.Config().use_file_serialization(hashing_algorithm="blake3")
+    ).sign(model, ms_sig)
+    verify_model(model, ms_sig, key.public_key())
+    (model / "config.json").write_text("{}")
+    with pytest.raises(SignatureError, match=r"file changed after signing: config\.json"):
+        verify_model(model, ms_sig, key.public_key())
+    with pytest.raises(BadInputError, match="unsupported hash type"):
+        sign_model(model, key, sig, hash_type="md5")
