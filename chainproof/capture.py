@@ -11,6 +11,8 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+import rfc8785
+
 from chainproof.records.steps import CodeRevision, EnvironmentRecord
 
 
@@ -19,7 +21,7 @@ def environment() -> EnvironmentRecord:
     """The current interpreter's environment (computed once per process: it is ~50 ms)."""
     dists = sorted({f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions()
                     if d.metadata and d.metadata["Name"]})
-    digest = hashlib.sha256("\n".join(dists).encode()).hexdigest()
+    digest = hashlib.sha256(distributions_blob(tuple(dists))).hexdigest()
     return EnvironmentRecord(
         python=sys.version.split()[0],
         platform=platform.platform(),
@@ -27,6 +29,11 @@ def environment() -> EnvironmentRecord:
         distributions=tuple(dists),
         distributions_digest=f"sha256:{digest}",
     )
+
+
+def distributions_blob(distributions: tuple[str, ...]) -> bytes:
+    """The installed-distribution list as stored in the object store (canonical JSON)."""
+    return rfc8785.dumps(list(distributions))
 
 
 def _git(args: list[str], cwd: Path) -> bytes | None:

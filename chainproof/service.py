@@ -24,25 +24,31 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from chainproof import capture
+from chainproof import capture, identities
+from chainproof.attest import IN_TOTO_PAYLOAD_TYPE, Signer, build_provenance, sign_envelope
 from chainproof.db import engine as db_engine
 from chainproof.db.tables import (
     AssetRow,
+    AttestationRow,
+    IdentityRow,
+    KeyRow,
     AssetVersionRow,
     CheckpointRow,
     StepInputRow,
     StepOutputRow,
     StepRow,
 )
-from chainproof.digest import Manifest, digest_path
+from chainproof.digest import Manifest, digest_path, hash_bytes
 from chainproof.errors import (
     BadInputError,
     ConflictError,
     DatabaseError,
     DigestMismatchError,
     NotFoundError,
+    SignatureError,
     StepFailedError,
     VerificationError,
+    WorkspaceError,
 )
 from chainproof.ledger import audit
 from chainproof.ledger.log import LogAppender, open_appender
@@ -150,6 +156,8 @@ class Chainproof:
         self.store = store
         self.identity = check_name(settings.identity, what="identity")
         self._checkpoint_signer: audit.LogSigner | None = None
+        self._stored_environment: str | None = None
+        self._signer: Signer | None = None
 
     # --- opening -------------------------------------------------------------------------------
 
@@ -173,10 +181,21 @@ class Chainproof:
         if settings.store.startswith("/") or "://" not in settings.store:
             Path(settings.store).mkdir(parents=True, exist_ok=True)
         cp = cls(settings, engine, open_store(settings.store))
+        key_path = settings.signing_key_path
+        if key_path is not None and not key_path.exists():
+            identities.generate_key_file(key_path)
         with cp.transaction() as tx:
             if tx.appender.size == 0:
                 tx.log(Action.WORKSPACE_INIT, f"workspace:{root}",
                        detail={"origin": settings.origin})
+            if tx.session.get(IdentityRow, cp.identity) is None:
+                identities.create_identity(cp, tx, cp.identity, "person")
+            if key_path is not None:
+                pem = identities.public_key_pem(key_path)
+                from chainproof.attest import key_id, load_public_key
+
+                if tx.session.get(KeyRow, key_id(load_public_key(pem))) is None:
+                    identities.register_key(cp, tx, cp.identity, pem)
         return cp
 
     def close(self) -> None:
@@ -216,6 +235,16 @@ class Chainproof:
             raise DatabaseError(f"database error: {exc.orig}",
                                 hint="check that the database is reachable; nothing was "
                                      "changed") from None
+
+    @property
+    def signer(self) -> Signer:
+        """This identity's signing key (from a file it controls; never from the database)."""
+        if self._signer is None:
+            if self.settings.signing_key_path is None:
+                raise WorkspaceError(f"no signing key configured for {self.identity}",
+                                     hint="set CHAINPROOF_SIGNING_KEY")
+            self._signer = identities.load_signer(self.settings.signing_key_path)
+        return self._signer
 
     def session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)
@@ -337,6 +366,8 @@ class Chainproof:
         its outputs are registered."""
         check_name(kind, what="step kind")
         check_name(namespace, what="namespace")
+        signer = self.signer if outputs and error is None else None  # fail before any work
+        del signer
         staged: list[_StagedOutput] = []
         if error is None:
             for spec in outputs:
@@ -349,7 +380,7 @@ class Chainproof:
                     staged.append(_StagedOutput(spec, digest, size, is_dir,
                                                 media_type_for(spec.path, is_dir)))
         step_id = uuid.uuid4().hex
-        environment = capture.environment().to_dict()
+        environment = self._environment()
         revision = capture.code_revision(cwd).to_dict()
         status = StepStatus.FAILED if error else StepStatus.SUCCEEDED
         with self.transaction() as tx:
@@ -385,6 +416,12 @@ class Chainproof:
                                     "reused": not created})
                 tx.session.add(StepOutputRow(step_id=step_id, version_id=version_id,
                                              reused=not created))
+            if produced:
+                self._attest_step(tx, step_id=step_id, kind=kind, command=command,
+                                  parameters=parameters or {}, started_at=started_at,
+                                  ended_at=step_row.ended_at, inputs=input_refs,
+                                  outputs=produced, environment=environment,
+                                  revision=revision)
             # The outputs' entries come first, then the step's, which names them all.
             entry = tx.log(
                 Action.STEP_RECORD, f"step:{step_id}",
@@ -406,6 +443,54 @@ class Chainproof:
             raise StepFailedError(f"step {kind} ({step_id[:12]}) failed: {error}",
                                   hint="the failure is recorded; no outputs were registered")
         return StepResult(step, produced)
+
+    def _attest_step(self, tx: Transaction, *, step_id: str, kind: str, command: Sequence[str],
+                     parameters: dict[str, Any], started_at: str, ended_at: str,
+                     inputs: list[dict[str, Any]], outputs: list[AssetVersion],
+                     environment: dict[str, Any], revision: dict[str, Any]) -> None:
+        """Sign an in-toto/SLSA provenance statement for the step, in its own transaction."""
+        signer = self.signer
+        key = tx.session.get(KeyRow, signer.keyid)
+        if key is None or key.identity != tx.actor:
+            raise SignatureError(
+                f"the signing key {signer.keyid[:16]}… is not registered to {tx.actor}",
+                hint="register it: `chainproof key register IDENTITY PUBLIC.pem`")
+        if key.revoked_at is not None:
+            raise SignatureError(f"the signing key {signer.keyid[:16]}… was revoked at "
+                                 f"{key.revoked_at} ({key.revoked_reason})",
+                                 hint="rotate to a new key: `chainproof key rotate`")
+        code = None
+        if revision.get("commit"):
+            code = {"commit": revision["commit"], "uri": revision.get("repository"),
+                    "dirty": revision.get("dirty"), "diff_digest": revision.get("diff_digest")}
+        statement = build_provenance(
+            step_kind=kind, builder_id=identities.builder_id(tx.actor), invocation_id=step_id,
+            started_at=datetime.fromisoformat(started_at),
+            finished_at=datetime.fromisoformat(ended_at), command=list(command),
+            parameters=parameters,
+            inputs=[(_full_ref(i["ref"]), i["digest"].split(":", 1)[1], None) for i in inputs],
+            code_revision=code, environment=environment,
+            outputs=sorted({(_full_ref(v.ref), v.hexdigest) for v in outputs}))
+        payload = statement.to_json_bytes()
+        envelope = sign_envelope(payload, IN_TOTO_PAYLOAD_TYPE, [signer]).to_json()
+        payload_digest = "sha256:" + hash_bytes(payload)
+        tx.session.add(AttestationRow(step_id=step_id, predicate_type=statement.predicate_type,
+                                      envelope=envelope, payload_digest=payload_digest,
+                                      keyid=signer.keyid, created_at=tx.time,
+                                      created_by=tx.actor, log_seq=tx.appender.size))
+        tx.log(Action.ATTESTATION_ADD, f"attestation:step:{step_id}",
+               digests={"payload": payload_digest},
+               detail={"step_id": step_id, "predicate_type": statement.predicate_type,
+                       "payload_digest": payload_digest, "keyid": signer.keyid,
+                       "envelope_digest": "sha256:" + hash_bytes(envelope.encode()),
+                       "created_at": tx.time, "created_by": tx.actor})
+
+    def _environment(self) -> dict[str, Any]:
+        env = capture.environment()
+        if self._stored_environment != env.distributions_digest:
+            self.store.put_bytes(capture.distributions_blob(env.distributions))
+            self._stored_environment = env.distributions_digest
+        return env.summary()
 
     def run(self, *, kind: str, command: Sequence[str], inputs: Sequence[str] = (),
             outputs: Sequence[OutputSpec] = (), code: Sequence[Path] = (),
@@ -568,6 +653,11 @@ class Chainproof:
 
     def log_json(self, value: Any) -> str:
         return json.dumps(value, indent=2, sort_keys=True)
+
+
+def _full_ref(ref: str) -> str:
+    """``name@1`` → ``default/name@1``: statements always name the namespace."""
+    return ref if "/" in ref.split("@", 1)[0] else f"{DEFAULT_NAMESPACE}/{ref}"
 
 
 def _code_name(path: Path) -> str:

@@ -35,6 +35,7 @@ class Settings:
     log_public_path: Path  # public checkpoint key, used to verify checkpoints
     identity: str
     workspace: Path | None = None
+    signing_key_path: Path | None = None  # this identity's private key (never in the database)
 
     @property
     def cache_dir(self) -> Path:
@@ -86,9 +87,12 @@ def load_settings(start: Path | None = None, *, identity: str | None = None) -> 
         store = str((base / store).resolve()) if not Path(store).is_absolute() else store
     key_path = Path(os.environ.get("CHAINPROOF_LOG_KEY") or base / LOG_KEY_FILE)
     pub_path = Path(os.environ.get("CHAINPROOF_LOG_PUBKEY") or base / LOG_PUBLIC_FILE)
+    who = identity or default_identity()
+    signing = os.environ.get("CHAINPROOF_SIGNING_KEY")
+    signing_path = Path(signing) if signing else base / "keys" / "identities" / f"{who}.pem"
     return Settings(db_url=db, store=store, origin=config.get("origin", "chainproof"),
                     log_key_path=key_path, log_public_path=pub_path,
-                    identity=identity or default_identity(), workspace=workspace)
+                    identity=who, workspace=workspace, signing_key_path=signing_path)
 
 
 def create_workspace(folder: Path, *, db: str | None = None, store: str | None = None) -> Path:

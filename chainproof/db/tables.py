@@ -131,3 +131,58 @@ class CheckpointRow(Base):
     root_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
     note: Mapped[str] = mapped_column(Text)  # the signed note text
     created_at: Mapped[str] = mapped_column(String(40))
+
+
+class IdentityRow(Base):
+    """A person or service account. Roles and tokens refer to it by name."""
+
+    __tablename__ = "identities"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # "person" | "service"
+    created_at: Mapped[str] = mapped_column(String(40))
+    created_by: Mapped[str] = mapped_column(String(128))
+    log_seq: Mapped[int] = mapped_column(BigInteger)
+
+
+class KeyRow(Base):
+    """A registered public key (the private part never reaches the database)."""
+
+    __tablename__ = "signing_keys"
+
+    keyid: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of DER SPKI
+    identity: Mapped[str] = mapped_column(ForeignKey("identities.name"), index=True)
+    public_pem: Mapped[str] = mapped_column(Text)
+    registered_at: Mapped[str] = mapped_column(String(40))
+    registered_by: Mapped[str] = mapped_column(String(128))
+    revoked_at: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    revoked_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    log_seq: Mapped[int] = mapped_column(BigInteger)
+    revoke_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class AttestationRow(Base):
+    """A DSSE envelope (in-toto Statement) about a step's outputs."""
+
+    __tablename__ = "attestations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    step_id: Mapped[str | None] = mapped_column(ForeignKey("steps.id"), nullable=True, index=True)
+    predicate_type: Mapped[str] = mapped_column(String(200))
+    envelope: Mapped[str] = mapped_column(Text)  # the DSSE envelope JSON, as signed
+    payload_digest: Mapped[str] = mapped_column(String(80))
+    keyid: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[str] = mapped_column(String(40))
+    created_by: Mapped[str] = mapped_column(String(128))
+    log_seq: Mapped[int] = mapped_column(BigInteger)
+
+
+class TrustPolicyRow(Base):
+    __tablename__ = "trust_policies"
+
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    document: Mapped[str] = mapped_column(Text)  # YAML as given
+    digest: Mapped[str] = mapped_column(String(80))
+    set_at: Mapped[str] = mapped_column(String(40))
+    set_by: Mapped[str] = mapped_column(String(128))
+    log_seq: Mapped[int] = mapped_column(BigInteger)

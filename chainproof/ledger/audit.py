@@ -25,11 +25,15 @@ from sqlalchemy.orm import Session
 from chainproof.db.tables import (
     AssetRow,
     AssetVersionRow,
+    AttestationRow,
     CheckpointRow,
+    IdentityRow,
+    KeyRow,
     LogNodeRow,
     StepInputRow,
     StepOutputRow,
     StepRow,
+    TrustPolicyRow,
 )
 from chainproof.errors import (
     BadInputError,
@@ -332,9 +336,19 @@ class _Replay:
         self.problem = problem
         self.versions: dict[tuple[str, str, int], tuple[int, dict[str, Any]]] = {}
         self.steps: dict[str, tuple[int, dict[str, Any]]] = {}
+        # Simple one-row-per-entry tables: (action, key field) -> {key: (seq, detail)}.
+        self.rows: dict[str, dict[Any, tuple[int, dict[str, Any]]]] = {
+            Action.IDENTITY_CREATE: {}, Action.KEY_REGISTER: {}, Action.ATTESTATION_ADD: {},
+            Action.TRUST_POLICY_SET: {}}
+        self.revocations: dict[str, tuple[int, dict[str, Any]]] = {}
         self.handlers: dict[str, Callable[[LogEntry], None]] = {
             Action.ASSET_VERSION_ADD: self._version,
             Action.STEP_RECORD: self._step,
+            Action.IDENTITY_CREATE: lambda e: self._row(e, "name"),
+            Action.KEY_REGISTER: lambda e: self._row(e, "keyid"),
+            Action.ATTESTATION_ADD: lambda e: self._row(e, "step_id"),
+            Action.TRUST_POLICY_SET: lambda e: self._row(e, "version"),
+            Action.KEY_REVOKE: self._revoke,
         }
 
     def apply(self, entry: LogEntry) -> None:
@@ -348,6 +362,21 @@ class _Replay:
         if key in self.versions:
             self.problem(f"log entry {entry.seq} adds {key[0]}/{key[1]}@{key[2]} a second time")
         self.versions[key] = (entry.seq, d)
+
+    def _row(self, entry: LogEntry, key_field: str) -> None:
+        table = self.rows[entry.action]
+        key = entry.detail[key_field]
+        if key in table:
+            self.problem(f"log entry {entry.seq} ({entry.action}) repeats {key_field} {key!r}")
+        table[key] = (entry.seq, entry.detail)
+
+    def _revoke(self, entry: LogEntry) -> None:
+        keyid = entry.detail["keyid"]
+        if keyid not in self.rows[Action.KEY_REGISTER]:
+            self.problem(f"log entry {entry.seq} revokes key {keyid[:16]}…, never registered")
+        if keyid in self.revocations:
+            self.problem(f"log entry {entry.seq} revokes key {keyid[:16]}… a second time")
+        self.revocations[keyid] = (entry.seq, entry.detail)
 
     def _step(self, entry: LogEntry) -> None:
         d = entry.detail
@@ -427,7 +456,64 @@ class _Replay:
             if sid not in seen_steps:
                 problem(f"log entry {seq} records step {sid}, which is missing from the "
                         "database (deleted)")
+        self._compare_simple(session, problem, counts)
         return counts
+
+    def _compare_simple(self, session: Session, problem: Callable[[str], None],
+                        counts: dict[str, int]) -> None:
+        import hashlib
+
+        def envelope_digest(text: str) -> str:
+            return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+        tables: list[tuple[str, Any, str, str, Callable[[Any], dict[str, Any]]]] = [
+            (Action.IDENTITY_CREATE, IdentityRow, "name", "identity",
+             lambda r: {"name": r.name, "kind": r.kind, "created_at": r.created_at,
+                        "created_by": r.created_by}),
+            (Action.KEY_REGISTER, KeyRow, "keyid", "key",
+             lambda r: {"keyid": r.keyid, "identity": r.identity, "public_pem": r.public_pem,
+                        "registered_at": r.registered_at, "registered_by": r.registered_by}),
+            (Action.ATTESTATION_ADD, AttestationRow, "step_id", "attestation of step",
+             lambda r: {"step_id": r.step_id, "predicate_type": r.predicate_type,
+                        "payload_digest": r.payload_digest, "keyid": r.keyid,
+                        "envelope_digest": envelope_digest(r.envelope),
+                        "created_at": r.created_at, "created_by": r.created_by}),
+            (Action.TRUST_POLICY_SET, TrustPolicyRow, "version", "trust policy version",
+             lambda r: {"version": r.version, "digest": r.digest, "document": r.document,
+                        "set_at": r.set_at, "set_by": r.set_by}),
+        ]
+        for action, model, key_field, label, extract in tables:
+            logged = self.rows[action]
+            seen = set()
+            for row in session.execute(select(model)).scalars():
+                counts[model.__tablename__] = counts.get(model.__tablename__, 0) + 1
+                actual = extract(row)
+                key = actual[key_field]
+                seen.add(key)
+                found = logged.get(key)
+                if found is None:
+                    problem(f"{label} {key} has no log entry: it was written to the database "
+                            "directly")
+                    continue
+                seq, detail = found
+                for name, value in actual.items():
+                    if detail.get(name) != value:
+                        problem(f"{label} {key}: {name} differs from log entry {seq}")
+                if row.log_seq != seq:
+                    problem(f"{label} {key}: points at log entry {row.log_seq}, but was "
+                            f"logged as {seq}")
+                if model is KeyRow:
+                    revoked = self.revocations.get(key)
+                    now_state = (row.revoked_at, row.revoked_reason)
+                    want = ((revoked[1]["revoked_at"], revoked[1]["reason"]) if revoked
+                            else (None, None))
+                    if now_state != want:
+                        problem(f"key {key}: its revocation state differs from the log "
+                                f"({'revoked' if revoked else 'never revoked'} there)")
+            for key, (seq, _) in logged.items():
+                if key not in seen:
+                    problem(f"log entry {seq} adds {label} {key}, which is missing from the "
+                            "database (deleted)")
 
 
 def _full(ref: str) -> str:

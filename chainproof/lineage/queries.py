@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from typing import Any
 
+import orjson
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
@@ -42,12 +44,25 @@ SELECT vid FROM down
 """)
 
 
+_VERSION_COLUMNS = (AssetVersionRow.id, AssetRow.namespace, AssetRow.name, AssetRow.kind,
+                   AssetVersionRow.version, AssetVersionRow.digest, AssetVersionRow.size,
+                   AssetVersionRow.media_type, AssetVersionRow.is_directory,
+                   AssetVersionRow.created_at, AssetVersionRow.created_by,
+                   AssetVersionRow.producer_step)
+
+
 def version_from_row(v: AssetVersionRow, a: AssetRow) -> AssetVersion:
     return AssetVersion(namespace=a.namespace, name=a.name, kind=AssetKind(a.kind),
                         version=v.version, digest=v.digest, size=v.size,
                         media_type=v.media_type, is_directory=v.is_directory,
                         created_at=v.created_at, created_by=v.created_by,
                         producer_step=v.producer_step)
+
+
+def _version_from_tuple(t: Any) -> AssetVersion:
+    return AssetVersion(namespace=t[1], name=t[2], kind=AssetKind(t[3]), version=t[4],
+                        digest=t[5], size=t[6], media_type=t[7], is_directory=bool(t[8]),
+                        created_at=t[9], created_by=t[10], producer_step=t[11])
 
 
 def step_from_row(s: StepRow, inputs: Iterable[str] = (), outputs: Iterable[str] = ()) -> Step:
@@ -59,50 +74,52 @@ def step_from_row(s: StepRow, inputs: Iterable[str] = (), outputs: Iterable[str]
                 inputs=tuple(inputs), outputs=tuple(outputs))
 
 
+def _chunks(values: list[Any], size: int = 900) -> Iterable[list[Any]]:
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
+
+
 def _versions_by_id(session: Session, ids: Iterable[int]) -> dict[int, AssetVersion]:
+    # Plain column tuples, not ORM objects: lineage of thousands of nodes stays in milliseconds.
     found: dict[int, AssetVersion] = {}
-    id_list = list(ids)
-    for start in range(0, len(id_list), 900):
-        chunk = id_list[start:start + 900]
+    for chunk in _chunks(list(ids)):
         rows = session.execute(
-            select(AssetVersionRow, AssetRow).join(AssetRow, AssetRow.id == AssetVersionRow.asset_id)
-            .where(AssetVersionRow.id.in_(chunk))
-        ).all()
-        for v, a in rows:
-            found[v.id] = version_from_row(v, a)
+            select(*_VERSION_COLUMNS).join(AssetRow, AssetRow.id == AssetVersionRow.asset_id)
+            .where(AssetVersionRow.id.in_(chunk)))
+        for t in rows:
+            found[t[0]] = _version_from_tuple(t)
     return found
 
 
 def steps_with_links(session: Session, step_ids: Iterable[str]) -> dict[str, Step]:
     """Steps by id, each with its input and output version refs."""
     ids = sorted(set(step_ids))
-    if not ids:
-        return {}
     result: dict[str, Step] = {}
-    for start in range(0, len(ids), 900):
-        chunk = ids[start:start + 900]
-        rows = session.execute(select(StepRow).where(StepRow.id.in_(chunk))).scalars().all()
-        links_in = session.execute(
-            select(StepInputRow.step_id, AssetVersionRow, AssetRow)
-            .join(AssetVersionRow, AssetVersionRow.id == StepInputRow.version_id)
-            .join(AssetRow, AssetRow.id == AssetVersionRow.asset_id)
-            .where(StepInputRow.step_id.in_(chunk))
-        ).all()
-        links_out = session.execute(
-            select(StepOutputRow.step_id, AssetVersionRow, AssetRow)
-            .join(AssetVersionRow, AssetVersionRow.id == StepOutputRow.version_id)
-            .join(AssetRow, AssetRow.id == AssetVersionRow.asset_id)
-            .where(StepOutputRow.step_id.in_(chunk))
-        ).all()
+    for chunk in _chunks(ids):
         ins: dict[str, list[str]] = {}
         outs: dict[str, list[str]] = {}
-        for sid, v, a in links_in:
-            ins.setdefault(sid, []).append(version_from_row(v, a).ref)
-        for sid, v, a in links_out:
-            outs.setdefault(sid, []).append(version_from_row(v, a).ref)
-        for row in rows:
-            result[row.id] = step_from_row(row, sorted(ins.get(row.id, [])),
-                                           sorted(outs.get(row.id, [])))
+        for table, into in ((StepInputRow, ins), (StepOutputRow, outs)):
+            links = session.execute(
+                select(table.step_id, AssetRow.namespace, AssetRow.name, AssetVersionRow.version)
+                .join(AssetVersionRow, AssetVersionRow.id == table.version_id)
+                .join(AssetRow, AssetRow.id == AssetVersionRow.asset_id)
+                .where(table.step_id.in_(chunk)))
+            for sid, ns, name, version in links:
+                prefix = "" if ns == "default" else f"{ns}/"
+                into.setdefault(sid, []).append(f"{prefix}{name}@{version}")
+        rows = session.execute(
+            select(StepRow.id, StepRow.namespace, StepRow.kind, StepRow.identity,
+                   StepRow.status, StepRow.command, StepRow.started_at, StepRow.ended_at,
+                   StepRow.parameters, StepRow.environment, StepRow.code_revision,
+                   StepRow.error).where(StepRow.id.in_(chunk)))
+        for t in rows:
+            result[t[0]] = Step(id=t[0], namespace=t[1], kind=t[2], identity=t[3],
+                                status=StepStatus(t[4]), command=tuple(orjson.loads(t[5])),
+                                started_at=t[6], ended_at=t[7], parameters=orjson.loads(t[8]),
+                                environment=orjson.loads(t[9]),
+                                code_revision=orjson.loads(t[10]), error=t[11],
+                                inputs=tuple(sorted(ins.get(t[0], []))),
+                                outputs=tuple(sorted(outs.get(t[0], []))))
     return result
 
 

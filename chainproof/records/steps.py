@@ -36,9 +36,11 @@ class EnvironmentRecord:
     distributions: tuple[str, ...] = ()  # "name==version", sorted
     distributions_digest: str | None = None
 
-    def to_dict(self) -> dict[str, Any]:
+    def summary(self) -> dict[str, Any]:
+        """What a step row records. The full distribution list is a blob in the object store,
+        addressed by ``distributions_digest``: stored once, however many steps share it."""
         return {"python": self.python, "platform": self.platform, "hostname": self.hostname,
-                "distributions": list(self.distributions),
+                "distributions_count": len(self.distributions),
                 "distributions_digest": self.distributions_digest}
 
 

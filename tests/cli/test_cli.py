@@ -5,16 +5,17 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from chainproof.cli.main import main
 
-from conftest import Backend
+
 
 
 @pytest.fixture()
-def ws(backend: Backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def ws(backend: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     project = tmp_path / "proj"
     project.mkdir()
     monkeypatch.chdir(project)
@@ -154,8 +155,17 @@ def test_database_at_newer_migration(ws: Path, capsys: pytest.CaptureFixture[str
 
     from chainproof.service import Chainproof
 
-    with Chainproof.open() as cp, cp.engine.begin() as conn:
-        conn.execute(text("UPDATE alembic_version SET version_num = '9999_future'"))
-    capsys.readouterr()
-    assert main(["ls"]) == 2
-    assert "newer" in capsys.readouterr().err
+    from chainproof.db import head_revision
+
+    with Chainproof.open() as cp:
+        engine = cp.engine
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = '9999_future'"))
+        try:
+            capsys.readouterr()
+            assert main(["ls"]) == 2
+            assert "newer" in capsys.readouterr().err
+        finally:  # the PostgreSQL database is shared by this worker's tests
+            with engine.begin() as conn:
+                conn.execute(text("UPDATE alembic_version SET version_num = :v"),
+                             {"v": head_revision()})

@@ -53,27 +53,27 @@ def test_untouched_log_verifies(cp: Chainproof, tmp_path: Path) -> None:
     witness = [latest_note(cp)]
     history(cp, tmp_path / "more", 0)
     report = verify(cp, witness)
-    assert report.size == 7 and report.checkpoint_size == 7 and report.witnesses_checked == 1
+    assert report.size == 9 and report.checkpoint_size == 9 and report.witnesses_checked == 1
     assert report.rows_checked["asset_versions"] == 6
 
 
 def test_edited_entry_detail(cp: Chainproof, tmp_path: Path) -> None:
     history(cp, tmp_path)
-    body = bytes(sql(cp, "SELECT body FROM log_entries WHERE seq = 2")[0][0])
+    body = bytes(sql(cp, "SELECT body FROM log_entries WHERE seq = 4")[0][0])
     forged = body.replace(b'"created_by":"tester"', b'"created_by":"mallory"')
     assert forged != body
-    sql(cp, "UPDATE log_entries SET body = :b WHERE seq = 2", b=forged)
+    sql(cp, "UPDATE log_entries SET body = :b WHERE seq = 4", b=forged)
     found = problems(cp)
-    assert "log entry 2: stored leaf hash does not match its contents" in found
+    assert "log entry 4: stored leaf hash does not match its contents" in found
 
 
 def test_edited_entry_with_full_tree_fixup_still_caught_by_signature(cp: Chainproof,
                                                                      tmp_path: Path) -> None:
-    """The attacker rewrites entry 2 *and* recomputes its leaf and every stored node."""
+    """The attacker rewrites entry 4 *and* recomputes its leaf and every stored node."""
     history(cp, tmp_path)
-    body = bytes(sql(cp, "SELECT body FROM log_entries WHERE seq = 2")[0][0])
+    body = bytes(sql(cp, "SELECT body FROM log_entries WHERE seq = 4")[0][0])
     forged = body.replace(b'"created_by":"tester"', b'"created_by":"mallory"')
-    sql(cp, "UPDATE log_entries SET body = :b, leaf_hash = :h WHERE seq = 2",
+    sql(cp, "UPDATE log_entries SET body = :b, leaf_hash = :h WHERE seq = 4",
         b=forged, h=merkle.leaf_hash(forged))
     _rebuild_nodes(cp)
     found = problems(cp)
@@ -86,69 +86,69 @@ def test_edited_asset_digest(cp: Chainproof, tmp_path: Path) -> None:
             "(SELECT id FROM assets WHERE name = 'data1')", d="sha256:" + "ab" * 32)
     found = problems(cp)
     assert "asset version default/data1@1: digest is 'sha256:abab" in found
-    assert "in log entry 2" in found
+    assert "in log entry 4" in found
 
 
 def test_deleted_entry(cp: Chainproof, tmp_path: Path) -> None:
     history(cp, tmp_path)
-    sql(cp, "DELETE FROM log_entries WHERE seq = 3")
-    assert "log entries 3..3 are missing" in problems(cp)
+    sql(cp, "DELETE FROM log_entries WHERE seq = 5")
+    assert "log entries 5..5 are missing" in problems(cp)
 
 
 def test_truncation_with_tree_fixup_caught_by_witness(cp: Chainproof, tmp_path: Path) -> None:
     history(cp, tmp_path)
-    witness = latest_note(cp)  # a witness kept the checkpoint at size 7
+    witness = latest_note(cp)  # a witness kept the checkpoint at size 9
     # Attacker removes the newest 2 entries and the rows they describe, rewrites the stored
     # tree and the head, and deletes the newer checkpoints: the database is self-consistent.
-    for seq in (5, 6):
+    for seq in (7, 8):
         obj = json.loads(bytes(sql(cp, "SELECT body FROM log_entries WHERE seq = :s", s=seq)[0][0]))
         d = obj["detail"]
         sql(cp, "DELETE FROM asset_versions WHERE version = :v AND asset_id = "
                 "(SELECT id FROM assets WHERE name = :n)", v=d["version"], n=d["name"])
-    sql(cp, "DELETE FROM log_entries WHERE seq >= 5")
-    sql(cp, "DELETE FROM checkpoints WHERE size > 5")
-    sql(cp, "UPDATE log_head SET size = 5")
+    sql(cp, "DELETE FROM log_entries WHERE seq >= 7")
+    sql(cp, "DELETE FROM checkpoints WHERE size > 7")
+    sql(cp, "UPDATE log_head SET size = 7")
     _rebuild_nodes(cp)
     verify(cp)  # without a witness, a clean truncation is self-consistent...
     found = problems(cp, [witness])  # ...but the witness remembers
-    assert "witnessed checkpoint #1 is at size 7 but the log has only 5 entries" in found
+    assert "witnessed checkpoint #1 is at size 9 but the log has only 7 entries" in found
 
 
 def test_truncation_without_fixup(cp: Chainproof, tmp_path: Path) -> None:
     history(cp, tmp_path)
-    sql(cp, "DELETE FROM log_entries WHERE seq >= 5")
+    sql(cp, "DELETE FROM log_entries WHERE seq >= 7")
     found = problems(cp)
     assert "covers entries that do not exist" in found
-    assert "checkpoint at size 7 is ahead of the log's 5 entries" in found
+    assert "checkpoint at size 9 is ahead of the log's 7 entries" in found
     assert "missing from the database" not in found  # rows still there: reported differently
-    assert "log entry 5 adds" not in found
+    assert "log entry 7 adds" not in found
 
 
 def test_swapped_entries(cp: Chainproof, tmp_path: Path) -> None:
     history(cp, tmp_path)
-    a = sql(cp, "SELECT body, leaf_hash FROM log_entries WHERE seq = 2")[0]
-    b = sql(cp, "SELECT body, leaf_hash FROM log_entries WHERE seq = 3")[0]
-    sql(cp, "UPDATE log_entries SET body = :b, leaf_hash = :h WHERE seq = 2", b=b[0], h=b[1])
-    sql(cp, "UPDATE log_entries SET body = :b, leaf_hash = :h WHERE seq = 3", b=a[0], h=a[1])
+    a = sql(cp, "SELECT body, leaf_hash FROM log_entries WHERE seq = 4")[0]
+    b = sql(cp, "SELECT body, leaf_hash FROM log_entries WHERE seq = 5")[0]
+    sql(cp, "UPDATE log_entries SET body = :b, leaf_hash = :h WHERE seq = 4", b=b[0], h=b[1])
+    sql(cp, "UPDATE log_entries SET body = :b, leaf_hash = :h WHERE seq = 5", b=a[0], h=a[1])
     found = problems(cp)
-    assert "log entry stored at 2 says it is entry 3" in found
+    assert "log entry stored at 4 says it is entry 5" in found
 
 
 def test_forged_entry_appended(cp: Chainproof, tmp_path: Path) -> None:
     history(cp, tmp_path)
-    entry = {"seq": 7, "time": "2026-01-01T00:00:00.000000Z", "actor": "mallory",
+    entry = {"seq": 9, "time": "2026-01-01T00:00:00.000000Z", "actor": "mallory",
              "action": "workspace.init", "object": "forged", "digests": {},
              "detail": {"origin": "x"}}
     import rfc8785
 
     body = rfc8785.dumps(entry)
     sql(cp, "INSERT INTO log_entries (seq, leaf_hash, body, action, actor, object, time) "
-            "VALUES (7, :h, :b, 'workspace.init', 'mallory', 'forged', :t)",
+            "VALUES (9, :h, :b, 'workspace.init', 'mallory', 'forged', :t)",
         h=merkle.leaf_hash(body), b=body, t=entry["time"])
-    sql(cp, "UPDATE log_head SET size = 8")
+    sql(cp, "UPDATE log_head SET size = 10")
     _rebuild_nodes(cp)
     found = problems(cp)
-    assert "1 entries after the newest checkpoint (size 7) are covered by no signature" in found
+    assert "1 entries after the newest checkpoint (size 9) are covered by no signature" in found
 
 
 def test_checkpoint_root_changed(cp: Chainproof, tmp_path: Path) -> None:
@@ -156,8 +156,8 @@ def test_checkpoint_root_changed(cp: Chainproof, tmp_path: Path) -> None:
     note = latest_note(cp)
     lines = note.split("\n")
     lines[2] = "A" * 43 + "="
-    sql(cp, "UPDATE checkpoints SET note = :n WHERE size = 7", n="\n".join(lines))
-    assert "stored checkpoint at size 7" in problems(cp)
+    sql(cp, "UPDATE checkpoints SET note = :n WHERE size = 9", n="\n".join(lines))
+    assert "stored checkpoint at size 9" in problems(cp)
 
 
 def test_checkpoint_signed_by_another_key(cp: Chainproof, tmp_path: Path) -> None:
@@ -166,8 +166,8 @@ def test_checkpoint_signed_by_another_key(cp: Chainproof, tmp_path: Path) -> Non
     with cp.session() as session:
         from chainproof.ledger.log import root_at
 
-        root = root_at(session, 7)
-    forged = other.sign(7, root)
+        root = root_at(session, 9)
+    forged = other.sign(9, root)
     found = problems(cp, [forged])
     assert "witnessed checkpoint #1" in found
 
@@ -176,9 +176,9 @@ def test_split_view(cp: Chainproof, tmp_path: Path) -> None:
     """Two validly signed checkpoints of one size with different roots: the log forked."""
     history(cp, tmp_path)
     real = latest_note(cp)
-    fork = cp.checkpoint_signer.sign(7, b"\x11" * 32)
+    fork = cp.checkpoint_signer.sign(9, b"\x11" * 32)
     found = problems(cp, [real, fork])
-    assert "split view: two validly signed checkpoints of size 7" in found
+    assert "split view: two validly signed checkpoints of size 9" in found
 
 
 def test_row_written_without_log_entry(cp: Chainproof, tmp_path: Path) -> None:
@@ -217,9 +217,9 @@ def test_inclusion_proof_verifies(cp: Chainproof, tmp_path: Path) -> None:
 
     history(cp, tmp_path)
     with cp.session() as session:
-        for seq in range(7):
+        for seq in range(9):
             proof = prove_inclusion(session, seq)
-            merkle.verify_inclusion(bytes.fromhex(str(proof["leaf_hash"])), seq, 7,
+            merkle.verify_inclusion(bytes.fromhex(str(proof["leaf_hash"])), seq, 9,
                                     [bytes.fromhex(h) for h in proof["proof"]],  # type: ignore[union-attr]
                                     bytes.fromhex(str(proof["root_hash"])))
 

@@ -80,9 +80,9 @@ def test_concurrent_writers_make_one_linear_log(cp: Chainproof, tmp_path: Path) 
         out, _ = proc.communicate(timeout=300)
         assert proc.returncode == 0 and out.strip().endswith("done"), out[-500:]
     report = _verify(cp)
-    assert report.size == 1 + 80  # init + 80 appends, no gaps, no duplicates
+    assert report.size == 3 + 80  # init (workspace, identity, key) + 80 appends, no gaps, no duplicates
     with cp.session() as session:
         from sqlalchemy import text
 
         seqs = [r[0] for r in session.execute(text("SELECT seq FROM log_entries ORDER BY seq"))]
-    assert seqs == list(range(81))
+    assert seqs == list(range(83))

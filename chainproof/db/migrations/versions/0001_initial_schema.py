@@ -1,8 +1,8 @@
-"""initial schema: assets, steps, audit log
+"""initial schema
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 20:36:09.930674
+Create Date: 2026-11-25 20:41:06.813429
 """
 from alembic import op
 import sqlalchemy as sa
@@ -30,6 +30,14 @@ def upgrade() -> None:
     sa.Column('note', sa.Text(), nullable=False),
     sa.Column('created_at', sa.String(length=40), nullable=False),
     sa.PrimaryKeyConstraint('size')
+    )
+    op.create_table('identities',
+    sa.Column('name', sa.String(length=128), nullable=False),
+    sa.Column('kind', sa.String(length=16), nullable=False),
+    sa.Column('created_at', sa.String(length=40), nullable=False),
+    sa.Column('created_by', sa.String(length=128), nullable=False),
+    sa.Column('log_seq', sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint('name')
     )
     op.create_table('log_entries',
     sa.Column('seq', sa.BigInteger(), autoincrement=False, nullable=False),
@@ -72,6 +80,15 @@ def upgrade() -> None:
     sa.Column('log_seq', sa.BigInteger(), nullable=False),
     sa.PrimaryKeyConstraint('id')
     )
+    op.create_table('trust_policies',
+    sa.Column('version', sa.Integer(), autoincrement=False, nullable=False),
+    sa.Column('document', sa.Text(), nullable=False),
+    sa.Column('digest', sa.String(length=80), nullable=False),
+    sa.Column('set_at', sa.String(length=40), nullable=False),
+    sa.Column('set_by', sa.String(length=128), nullable=False),
+    sa.Column('log_seq', sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint('version')
+    )
     op.create_table('asset_versions',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
     sa.Column('asset_id', sa.Integer(), nullable=False),
@@ -93,6 +110,38 @@ def upgrade() -> None:
     with op.batch_alter_table('asset_versions', schema=None) as batch_op:
         batch_op.create_index('ix_versions_digest', ['digest'], unique=False)
         batch_op.create_index('ix_versions_producer', ['producer_step'], unique=False)
+
+    op.create_table('attestations',
+    sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
+    sa.Column('step_id', sa.String(length=64), nullable=True),
+    sa.Column('predicate_type', sa.String(length=200), nullable=False),
+    sa.Column('envelope', sa.Text(), nullable=False),
+    sa.Column('payload_digest', sa.String(length=80), nullable=False),
+    sa.Column('keyid', sa.String(length=64), nullable=False),
+    sa.Column('created_at', sa.String(length=40), nullable=False),
+    sa.Column('created_by', sa.String(length=128), nullable=False),
+    sa.Column('log_seq', sa.BigInteger(), nullable=False),
+    sa.ForeignKeyConstraint(['step_id'], ['steps.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('attestations', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_attestations_step_id'), ['step_id'], unique=False)
+
+    op.create_table('signing_keys',
+    sa.Column('keyid', sa.String(length=64), nullable=False),
+    sa.Column('identity', sa.String(length=128), nullable=False),
+    sa.Column('public_pem', sa.Text(), nullable=False),
+    sa.Column('registered_at', sa.String(length=40), nullable=False),
+    sa.Column('registered_by', sa.String(length=128), nullable=False),
+    sa.Column('revoked_at', sa.String(length=40), nullable=True),
+    sa.Column('revoked_reason', sa.Text(), nullable=True),
+    sa.Column('log_seq', sa.BigInteger(), nullable=False),
+    sa.Column('revoke_seq', sa.BigInteger(), nullable=True),
+    sa.ForeignKeyConstraint(['identity'], ['identities.name'], ),
+    sa.PrimaryKeyConstraint('keyid')
+    )
+    with op.batch_alter_table('signing_keys', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_signing_keys_identity'), ['identity'], unique=False)
 
     op.create_table('step_inputs',
     sa.Column('step_id', sa.String(length=64), nullable=False),
@@ -122,11 +171,20 @@ def downgrade() -> None:
         batch_op.drop_index('ix_step_inputs_version')
 
     op.drop_table('step_inputs')
+    with op.batch_alter_table('signing_keys', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_signing_keys_identity'))
+
+    op.drop_table('signing_keys')
+    with op.batch_alter_table('attestations', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_attestations_step_id'))
+
+    op.drop_table('attestations')
     with op.batch_alter_table('asset_versions', schema=None) as batch_op:
         batch_op.drop_index('ix_versions_producer')
         batch_op.drop_index('ix_versions_digest')
 
     op.drop_table('asset_versions')
+    op.drop_table('trust_policies')
     op.drop_table('steps')
     op.drop_table('log_nodes')
     op.drop_table('log_head')
@@ -136,6 +194,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_log_entries_action'))
 
     op.drop_table('log_entries')
+    op.drop_table('identities')
     op.drop_table('checkpoints')
     op.drop_table('assets')
     # ### end Alembic commands ###
