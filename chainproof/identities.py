@@ -13,8 +13,15 @@ from typing import TYPE_CHECKING, Any
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy import select
 
-from chainproof.attest import Signer, generate_private_key, key_id, load_private_key
-from chainproof.attest import load_public_key, private_key_to_pem, public_key_to_pem
+from chainproof.attest import (
+    Signer,
+    generate_private_key,
+    key_id,
+    load_private_key,
+    load_public_key,
+    private_key_to_pem,
+    public_key_to_pem,
+)
 from chainproof.attest.trust import DEFAULT_POLICY, TrustPolicy, parse_trust_policy
 from chainproof.db.tables import IdentityRow, KeyRow, TrustPolicyRow
 from chainproof.digest import hash_bytes

@@ -29,11 +29,11 @@ from chainproof.attest import IN_TOTO_PAYLOAD_TYPE, Signer, build_provenance, si
 from chainproof.db import engine as db_engine
 from chainproof.db.tables import (
     AssetRow,
+    AssetVersionRow,
     AttestationRow,
+    CheckpointRow,
     IdentityRow,
     KeyRow,
-    AssetVersionRow,
-    CheckpointRow,
     StepInputRow,
     StepOutputRow,
     StepRow,
@@ -450,15 +450,7 @@ class Chainproof:
                      environment: dict[str, Any], revision: dict[str, Any]) -> None:
         """Sign an in-toto/SLSA provenance statement for the step, in its own transaction."""
         signer = self.signer
-        key = tx.session.get(KeyRow, signer.keyid)
-        if key is None or key.identity != tx.actor:
-            raise SignatureError(
-                f"the signing key {signer.keyid[:16]}… is not registered to {tx.actor}",
-                hint="register it: `chainproof key register IDENTITY PUBLIC.pem`")
-        if key.revoked_at is not None:
-            raise SignatureError(f"the signing key {signer.keyid[:16]}… was revoked at "
-                                 f"{key.revoked_at} ({key.revoked_reason})",
-                                 hint="rotate to a new key: `chainproof key rotate`")
+        self._check_signing_key(tx, signer)
         code = None
         if revision.get("commit"):
             code = {"commit": revision["commit"], "uri": revision.get("repository"),
@@ -484,6 +476,19 @@ class Chainproof:
                        "payload_digest": payload_digest, "keyid": signer.keyid,
                        "envelope_digest": "sha256:" + hash_bytes(envelope.encode()),
                        "created_at": tx.time, "created_by": tx.actor})
+
+    def _check_signing_key(self, tx: Transaction, signer: Signer) -> None:
+        """Refuse to sign with a key that is unregistered, someone else's, or revoked (the
+        verifier refuses such signatures too; this only fails early)."""
+        key = tx.session.get(KeyRow, signer.keyid)
+        if key is None or key.identity != tx.actor:
+            raise SignatureError(
+                f"the signing key {signer.keyid[:16]}… is not registered to {tx.actor}",
+                hint="register it: `chainproof key register IDENTITY PUBLIC.pem`")
+        if key.revoked_at is not None:
+            raise SignatureError(f"the signing key {signer.keyid[:16]}… was revoked at "
+                                 f"{key.revoked_at} ({key.revoked_reason})",
+                                 hint="rotate to a new key: `chainproof key rotate`")
 
     def _environment(self) -> dict[str, Any]:
         env = capture.environment()
@@ -651,8 +656,49 @@ class Chainproof:
             raise NotFoundError(f"no step with id {step_id}")
         return steps[step_id]
 
-    def log_json(self, value: Any) -> str:
-        return json.dumps(value, indent=2, sort_keys=True)
+    # --- identities, keys, trust ---------------------------------------------------------------
+
+    def create_identity(self, name: str, kind: str = "person") -> None:
+        with self.transaction() as tx:
+            identities.create_identity(self, tx, name, kind)
+
+    def register_key(self, identity: str, public_pem: bytes) -> str:
+        with self.transaction() as tx:
+            return identities.register_key(self, tx, identity, public_pem)
+
+    def revoke_key(self, keyid: str, reason: str) -> None:
+        with self.transaction() as tx:
+            identities.revoke_key(self, tx, keyid, reason)
+
+    def rotate_key(self, identity: str, public_pem: bytes, reason: str = "rotated") -> str:
+        """Register a new key and revoke the identity's active ones, in one transaction."""
+        with self.transaction() as tx:
+            active = tx.session.execute(
+                select(KeyRow.keyid).where(KeyRow.identity == identity,
+                                           KeyRow.revoked_at.is_(None))).scalars().all()
+            keyid = identities.register_key(self, tx, identity, public_pem)
+            for old in active:
+                identities.revoke_key(self, tx, old, f"{reason} (replaced by {keyid[:16]}…)")
+            return keyid
+
+    def set_trust_policy(self, text: str) -> int:
+        with self.transaction() as tx:
+            return identities.set_trust_policy(self, tx, text)
+
+    def verify_chain(self, ref: str) -> Any:
+        from chainproof.provenance import verify_chain
+
+        return verify_chain(self, ref)
+
+    def export_attestations(self, ref: str) -> list[str]:
+        """The DSSE envelopes of every step upstream of ``ref``, oldest first."""
+        graph = self.lineage(ref)
+        with self.session() as session:
+            rows = session.execute(
+                select(AttestationRow.envelope).where(
+                    AttestationRow.step_id.in_(list(graph.steps)))
+                .order_by(AttestationRow.log_seq)).scalars().all()
+        return list(rows)
 
 
 def _full_ref(ref: str) -> str:

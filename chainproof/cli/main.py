@@ -23,8 +23,19 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
                   help="Signed, tamper-evident provenance for the whole ML pipeline.")
 audit_app = typer.Typer(no_args_is_help=True, help="The tamper-evident audit log.")
 db_app = typer.Typer(no_args_is_help=True, help="The metadata database.")
+identity_app = typer.Typer(no_args_is_help=True, help="People and service accounts.")
+key_app = typer.Typer(no_args_is_help=True, help="Signing keys (private keys stay with you).")
+trust_app = typer.Typer(no_args_is_help=True, help="The trust policy for provenance.")
+attest_app = typer.Typer(no_args_is_help=True, help="Signed attestations.")
+model_app = typer.Typer(no_args_is_help=True, help="OpenSSF Model Signing compatible "
+                                                   "signatures.")
 app.add_typer(audit_app, name="audit")
 app.add_typer(db_app, name="db")
+app.add_typer(identity_app, name="identity")
+app.add_typer(key_app, name="key")
+app.add_typer(trust_app, name="trust")
+app.add_typer(attest_app, name="attest")
+app.add_typer(model_app, name="model")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -294,18 +305,50 @@ def _render_explain(answer: dict[str, Any]) -> None:
 @app.command()
 def verify(
     ref: Annotated[str | None, typer.Argument(help="NAME@VERSION (or use --all)")] = None,
-    all_: Annotated[bool, typer.Option("--all", help="Every version.")] = False,
+    all_: Annotated[bool, typer.Option("--all", help="Re-hash every stored version.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Re-hash stored bytes and compare with their digests (exit 1 on any mismatch)."""
+    """Verify a version's bytes and its whole signed provenance chain under the trust policy
+    (exit 1 on any failure); --all re-hashes every stored version."""
     if not ref and not all_:
-        raise BadInputError("name a version or pass --all", hint="chainproof verify data@1")
+        raise BadInputError("name a version or pass --all", hint="chainproof verify model@1")
     with _open() as cp:
-        versions = cp.verify(None if all_ else ref)
+        if all_:
+            versions = cp.verify(None)
+            if json_out:
+                emit_json({"ok": True, "verified": [v.ref for v in versions]})
+            else:
+                out.print(f"[green]verified[/] {len(versions)} version(s): stored bytes match "
+                          "their digests")
+            return
+        from chainproof.errors import ProvenanceError
+
+        try:
+            report = cp.verify_chain(ref)
+        except ProvenanceError as exc:
+            report = getattr(exc, "report", None)
+            if report is not None:
+                if json_out:
+                    emit_json(report.to_dict())
+                else:
+                    _render_chain(report)
+            raise
     if json_out:
-        emit_json({"ok": True, "verified": [v.ref for v in versions]})
-        return
-    out.print(f"[green]verified[/] {len(versions)} version(s): stored bytes match their digests")
+        emit_json(report.to_dict())
+    else:
+        _render_chain(report)
+
+
+def _render_chain(report: Any) -> None:
+    table = Table("link", "kind", "signed by", "result", title=f"provenance of {report.target} "
+                  f"(trust policy v{report.policy_version})", title_justify="left")
+    for link in report.links:
+        result = ("[green]ok[/]: " + "; ".join(link.checks) if not link.problems
+                  else "[red]FAILED[/]: " + "; ".join(link.problems))
+        table.add_row(link.ref, link.kind, link.signer or "(source)", result)
+    out.print(table)
+    if report.ok:
+        out.print(f"[green]verified chain of {len(report.links)} links[/]")
 
 
 @app.command()
@@ -443,6 +486,186 @@ def db_upgrade() -> None:
     settings = load_settings()
     upgrade(open_engine(settings.db_url))
     out.print("[green]database schema is current[/]")
+
+
+# --- identities, keys, trust, attestations, model signing ---------------------------------------
+
+
+@identity_app.command("create")
+def identity_create(
+    name: Annotated[str, typer.Argument(help="Identity name, e.g. svc-trainer.")],
+    kind: Annotated[str, typer.Option(help="person or service")] = "person",
+) -> None:
+    """Create an identity (logged)."""
+    with _open() as cp:
+        cp.create_identity(name, kind)
+    out.print(f"[green]created[/] identity {name} ({kind})")
+
+
+@key_app.command("generate")
+def key_generate(
+    out_path: Annotated[Path, typer.Option("--out", help="Private key file to create (0600).")],
+    passphrase_env: Annotated[str | None, typer.Option(
+        help="Encrypt with the passphrase in this environment variable.")] = None,
+) -> None:
+    """Make an ECDSA P-256 key pair: PKCS#8 PEM private key, and PUBLIC beside it."""
+    import os
+
+    from chainproof import identities
+
+    passphrase = None
+    if passphrase_env:
+        value = os.environ.get(passphrase_env)
+        if not value:
+            raise BadInputError(f"environment variable {passphrase_env} is empty")
+        passphrase = value.encode()
+    keyid = identities.generate_key_file(out_path, passphrase)
+    out.print(f"[green]generated[/] key {keyid}\n  private: {out_path} (keep it; never "
+              f"upload it)\n  public:  {identities.public_path(out_path)}")
+
+
+@key_app.command("register")
+def key_register(
+    identity: Annotated[str, typer.Argument()],
+    public_key: Annotated[Path, typer.Argument(help="Public key PEM.")],
+) -> None:
+    """Register an identity's public key (logged)."""
+    with _open() as cp:
+        keyid = cp.register_key(identity, _read(public_key))
+    out.print(f"[green]registered[/] key {keyid} for {identity}")
+
+
+@key_app.command("rotate")
+def key_rotate(
+    identity: Annotated[str, typer.Argument()],
+    public_key: Annotated[Path, typer.Argument(help="The new public key PEM.")],
+    reason: Annotated[str, typer.Option(help="Why.")] = "rotated",
+) -> None:
+    """Register a new key and revoke the identity's active keys, atomically."""
+    with _open() as cp:
+        keyid = cp.rotate_key(identity, _read(public_key), reason)
+    out.print(f"[green]rotated[/] {identity} to key {keyid}")
+
+
+@key_app.command("revoke")
+def key_revoke(
+    keyid: Annotated[str, typer.Argument()],
+    reason: Annotated[str, typer.Option(help="Why (required).")],
+) -> None:
+    """Revoke a key: signatures made after now are invalid; earlier ones stay valid."""
+    with _open() as cp:
+        cp.revoke_key(keyid, reason)
+    out.print(f"[yellow]revoked[/] key {keyid}")
+
+
+@key_app.command("list")
+def key_list(identity: Annotated[str | None, typer.Option()] = None,
+             json_out: JsonOpt = False) -> None:
+    """List registered keys."""
+    from chainproof import identities
+
+    with _open() as cp:
+        rows = identities.keys(cp, identity)
+    if json_out:
+        emit_json(rows)
+        return
+    table = Table("keyid", "identity", "registered", "revoked")
+    for r in rows:
+        table.add_row(r["keyid"][:24] + "…", r["identity"], r["registered_at"],
+                      f"{r['revoked_at']} ({r['revoked_reason']})" if r["revoked_at"] else "")
+    out.print(table)
+
+
+@trust_app.command("show")
+def trust_show(json_out: JsonOpt = False) -> None:
+    """Print the trust policy in force."""
+    from chainproof import identities
+
+    with _open() as cp:
+        policy, document = identities.trust_policy(cp)
+    if json_out:
+        emit_json({"version": policy.version, "document": document})
+        return
+    if document is None:
+        out.print("# built-in default: any registered identity may attest any step; every "
+                  "signature, key and digest is still checked")
+        document = 'namespaces:\n  "*":\n    steps:\n      "*": {signers: ["*"], inputs: ["*"]}\n'
+    sys.stdout.write(document)
+
+
+@trust_app.command("set")
+def trust_set(file: Annotated[Path, typer.Argument(help="Policy YAML.")]) -> None:
+    """Set a new version of the trust policy (an admin action, logged)."""
+    with _open() as cp:
+        version = cp.set_trust_policy(_read(file).decode())
+    out.print(f"[green]trust policy v{version} in force[/]")
+
+
+@attest_app.command("export")
+def attest_export(
+    ref: Annotated[str, typer.Argument(help="NAME@VERSION")],
+    out_file: Annotated[Path | None, typer.Option("--out", help=".intoto.jsonl to write")
+                        ] = None,
+) -> None:
+    """Export the DSSE envelopes of the version's whole upstream chain as .intoto.jsonl."""
+    with _open() as cp:
+        envelopes = cp.export_attestations(ref)
+    text = "".join(json.dumps(json.loads(e), separators=(",", ":")) + "\n" for e in envelopes)
+    if out_file is None:
+        sys.stdout.write(text)
+    else:
+        out_file.write_text(text)
+        out.print(f"wrote {len(envelopes)} attestation(s) to {out_file}")
+
+
+@model_app.command("sign")
+def model_sign(
+    model_dir: Annotated[Path, typer.Argument(help="Model directory or file.")],
+    key: Annotated[Path, typer.Option(help="Private key PEM (P-256).")],
+    signature: Annotated[Path, typer.Option(help="Bundle to write, e.g. model.sig.")],
+    ignore: Annotated[list[str] | None, typer.Option(help="Path to leave out.")] = None,
+) -> None:
+    """Sign a model as OpenSSF model_signing does (Sigstore bundle v0.3, DSSE, in-toto)."""
+    import os
+
+    from chainproof.attest import load_private_key, sign_model
+
+    passphrase = os.environ.get("CHAINPROOF_KEY_PASSPHRASE")
+    private = load_private_key(_read(key), passphrase.encode() if passphrase else None)
+    sign_model(model_dir, private, signature, ignore_paths=_ignores(model_dir, ignore))
+    out.print(f"[green]signed[/] {model_dir} -> {signature}")
+
+
+@model_app.command("verify")
+def model_verify(
+    model_dir: Annotated[Path, typer.Argument(help="Model directory or file.")],
+    signature: Annotated[Path, typer.Option(help="Bundle, e.g. model.sig.")],
+    public_key: Annotated[list[Path], typer.Option(help="Trusted public key PEM (repeat).")],
+    ignore: Annotated[list[str] | None, typer.Option(help="Path to leave out.")] = None,
+    threshold: Annotated[int, typer.Option(help="Distinct valid signatures needed.")] = 1,
+) -> None:
+    """Verify an OpenSSF model signature (from chainproof or model_signing); exit 1 if not."""
+    from chainproof.attest import load_public_key, verify_model
+
+    keys = [load_public_key(_read(p)) for p in public_key]
+    result = verify_model(model_dir, signature, keys, ignore_paths=_ignores(model_dir, ignore),
+                          threshold=threshold)
+    out.print(f"[green]verified[/] {model_dir}: {len(result.resources)} resources match the "
+              f"signed manifest (root {result.root_digest[:16]}…, signed by "
+              f"{len(result.signer_key_ids)} key(s))")
+
+
+def _ignores(model_dir: Path, ignore: list[str] | None) -> list[Path]:
+    # model_signing's CLI takes ignore paths relative to the current folder; so do we.
+    return [Path(p).resolve() for p in ignore or []]
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise BadInputError(f"cannot read {path}: {exc.strerror}",
+                            hint="check the path") from None
 
 
 # --- entry point ---------------------------------------------------------------------------------
