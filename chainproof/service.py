@@ -5,7 +5,6 @@ their digest, so a crash leaves at worst an unreferenced blob and never a record
 
 from __future__ import annotations
 
-import json
 import mimetypes
 import os
 import shutil
@@ -15,7 +14,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from chainproof import capture, identities
+from chainproof.access import WRITE_PERMISSION, Permission, Role, grants
 from chainproof.attest import IN_TOTO_PAYLOAD_TYPE, Signer, build_provenance, sign_envelope
 from chainproof.db import engine as db_engine
 from chainproof.db.tables import (
@@ -45,6 +45,7 @@ from chainproof.errors import (
     DatabaseError,
     DigestMismatchError,
     NotFoundError,
+    PermissionDeniedError,
     SignatureError,
     StepFailedError,
     VerificationError,
@@ -190,6 +191,10 @@ class Chainproof:
                        detail={"origin": settings.origin})
             if tx.session.get(IdentityRow, cp.identity) is None:
                 identities.create_identity(cp, tx, cp.identity, "person")
+                # Bootstrap: whoever creates the workspace holds every role everywhere; they
+                # grant narrower roles to the pipeline's other identities.
+                for role in Role:
+                    grants.grant(tx, cp.identity, role.value, grants.GLOBAL)
             if key_path is not None:
                 pem = identities.public_key_pem(key_path)
                 from chainproof.attest import key_id, load_public_key
@@ -231,6 +236,23 @@ class Chainproof:
                     note = signer.sign(appender.size, appender.root())
                     session.add(CheckpointRow(size=appender.size, root_hash=appender.root(),
                                               note=note, created_at=tx.time))
+        except PermissionDeniedError as exc:
+            # The refused change was rolled back; the refusal itself is evidence (I3, I6).
+            detail = getattr(exc, "detail", None)
+            if detail is not None:
+                with Session(self.engine) as session, session.begin():
+                    appender = open_appender(session)
+                    time = now()
+                    appender.append(LogEntry(seq=appender.size, time=time,
+                                             actor=actor or self.identity,
+                                             action=Action.ACCESS_DENIED.value,
+                                             object=f"namespace:{detail['namespace']}",
+                                             detail=detail))
+                    appender.flush_head()
+                    session.add(CheckpointRow(size=appender.size, root_hash=appender.root(),
+                                              note=signer.sign(appender.size, appender.root()),
+                                              created_at=time))
+            raise
         except OperationalError as exc:
             raise DatabaseError(f"database error: {exc.orig}",
                                 hint="check that the database is reachable; nothing was "
@@ -245,6 +267,15 @@ class Chainproof:
                                      hint="set CHAINPROOF_SIGNING_KEY")
             self._signer = identities.load_signer(self.settings.signing_key_path)
         return self._signer
+
+    def require(self, session: Session, permission: Permission, namespace: str,
+                what: str) -> None:
+        grants.require(session, self.identity, permission, namespace, what)
+
+    def check_read(self, namespace: str, what: str) -> None:
+        """Refuse (and log) a read outside the identity's grants."""
+        with self.transaction() as tx:
+            grants.require(tx.session, self.identity, Permission.READ, namespace, what)
 
     def session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)
@@ -306,6 +337,8 @@ class Chainproof:
         staged = _StagedOutput(OutputSpec(path, asset_kind, name, namespace), digest, size, is_dir,
                                media_type or media_type_for(path, is_dir))
         with self.transaction() as tx:
+            self.require(tx.session, WRITE_PERMISSION[asset_kind], namespace,
+                         f"add {asset_kind.value} assets")
             version, created, _ = self._register(tx, staged, namespace, producer=None)
         return AddResult(version, created)
 
@@ -387,7 +420,12 @@ class Chainproof:
             input_rows: list[tuple[AssetVersionRow, AssetRow]] = []
             for ref in inputs:
                 parsed = parse_ref(ref, namespace=namespace) if isinstance(ref, str) else ref
+                self.require(tx.session, Permission.READ, parsed.namespace, f"read {parsed}")
                 input_rows.append(self._find(tx.session, parsed))
+            for item in staged:
+                self.require(tx.session, WRITE_PERMISSION[item.spec.kind],
+                             item.spec.namespace or namespace,
+                             f"write {item.spec.kind.value} outputs")
             step_row = StepRow(id=step_id, namespace=namespace, kind=kind, identity=tx.actor,
                                status=status.value, command=canonical_json(list(command)),
                                parameters=canonical_json(parameters or {}),
@@ -542,6 +580,10 @@ class Chainproof:
         """A local path holding exactly the version's bytes, verified against its digest."""
         if isinstance(version, str):
             version = self.resolve(version)
+        with self.session() as session:
+            permitted = grants.allowed(session, self.identity, Permission.READ, version.namespace)
+        if not permitted:
+            self.check_read(version.namespace, f"read {version.ref}")
         target = dest or self.settings.cache_dir / version.hexdigest / version.name
         if target.exists():
             self._verify_local(target, version)
@@ -612,8 +654,15 @@ class Chainproof:
                                                   AssetVersionRow.version)).all()
             return [queries.version_from_row(v, a) for v, a in rows]
 
+    def _read_check(self, namespace: str, what: str) -> None:
+        with self.session() as session:
+            permitted = grants.allowed(session, self.identity, Permission.READ, namespace)
+        if not permitted:
+            self.check_read(namespace, what)
+
     def show(self, ref: str) -> dict[str, Any]:
         parsed = parse_ref(ref)
+        self._read_check(parsed.namespace, f"read {parsed}")
         with self.session() as session:
             row, asset = self._find(session, parsed)
             version = queries.version_from_row(row, asset)
@@ -639,6 +688,7 @@ class Chainproof:
             raise BadInputError(f"unknown direction {direction!r}",
                                 hint="use upstream or downstream")
         parsed = parse_ref(ref)
+        self._read_check(parsed.namespace, f"read the lineage of {parsed}")
         with self.session() as session:
             row, asset = self._find(session, parsed)
             root = queries.version_from_row(row, asset).ref
@@ -658,21 +708,53 @@ class Chainproof:
 
     # --- identities, keys, trust ---------------------------------------------------------------
 
+    def _admin(self, tx: Transaction, what: str, namespace: str = grants.GLOBAL) -> None:
+        self.require(tx.session, Permission.ADMIN, namespace, what)
+
     def create_identity(self, name: str, kind: str = "person") -> None:
         with self.transaction() as tx:
+            self._admin(tx, "create identities")
             identities.create_identity(self, tx, name, kind)
 
     def register_key(self, identity: str, public_pem: bytes) -> str:
         with self.transaction() as tx:
+            self._admin(tx, "register keys")
             return identities.register_key(self, tx, identity, public_pem)
 
     def revoke_key(self, keyid: str, reason: str) -> None:
         with self.transaction() as tx:
+            self._admin(tx, "revoke keys")
             identities.revoke_key(self, tx, keyid, reason)
+
+    def grant_role(self, identity: str, role: str, namespace: str) -> None:
+        with self.transaction() as tx:
+            self._admin(tx, "grant roles", namespace)
+            grants.grant(tx, identity, role, namespace)
+
+    def revoke_role(self, identity: str, role: str, namespace: str) -> None:
+        with self.transaction() as tx:
+            self._admin(tx, "revoke roles", namespace)
+            grants.revoke(tx, identity, role, namespace)
+
+    def set_namespace_mode(self, namespace: str, mode: str) -> None:
+        with self.transaction() as tx:
+            self._admin(tx, "set namespace modes", namespace)
+            grants.set_mode(tx, namespace, mode)
+
+    def create_token(self, identity: str, expires_in: timedelta) -> tuple[str, str]:
+        with self.transaction() as tx:
+            self._admin(tx, "create tokens")
+            return grants.create_token(tx, identity, expires_in)
+
+    def revoke_token(self, token_id: str) -> None:
+        with self.transaction() as tx:
+            self._admin(tx, "revoke tokens")
+            grants.revoke_token(tx, token_id)
 
     def rotate_key(self, identity: str, public_pem: bytes, reason: str = "rotated") -> str:
         """Register a new key and revoke the identity's active ones, in one transaction."""
         with self.transaction() as tx:
+            self._admin(tx, "rotate keys")
             active = tx.session.execute(
                 select(KeyRow.keyid).where(KeyRow.identity == identity,
                                            KeyRow.revoked_at.is_(None))).scalars().all()
@@ -683,6 +765,7 @@ class Chainproof:
 
     def set_trust_policy(self, text: str) -> int:
         with self.transaction() as tx:
+            self._admin(tx, "set the trust policy")
             return identities.set_trust_policy(self, tx, text)
 
     def verify_chain(self, ref: str) -> Any:

@@ -186,3 +186,154 @@ class TrustPolicyRow(Base):
     set_at: Mapped[str] = mapped_column(String(40))
     set_by: Mapped[str] = mapped_column(String(128))
     log_seq: Mapped[int] = mapped_column(BigInteger)
+
+
+class RoleGrantRow(Base):
+    __tablename__ = "role_grants"
+
+    identity: Mapped[str] = mapped_column(ForeignKey("identities.name"), primary_key=True)
+    role: Mapped[str] = mapped_column(String(32), primary_key=True)
+    namespace: Mapped[str] = mapped_column(String(128), primary_key=True)  # name or glob
+    granted_at: Mapped[str] = mapped_column(String(40))
+    granted_by: Mapped[str] = mapped_column(String(128))
+    log_seq: Mapped[int] = mapped_column(BigInteger)
+
+
+class NamespaceRow(Base):
+    __tablename__ = "namespaces"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    mode: Mapped[str] = mapped_column(String(16))  # governed | experiment
+    set_at: Mapped[str] = mapped_column(String(40))
+    set_by: Mapped[str] = mapped_column(String(128))
+    log_seq: Mapped[int] = mapped_column(BigInteger)
+
+
+class TokenRow(Base):
+    """An API token: only its SHA-256 is stored; the token is shown once."""
+
+    __tablename__ = "tokens"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    identity: Mapped[str] = mapped_column(ForeignKey("identities.name"), index=True)
+    created_at: Mapped[str] = mapped_column(String(40))
+    created_by: Mapped[str] = mapped_column(String(128))
+    expires_at: Mapped[str] = mapped_column(String(40))
+    revoked_at: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    log_seq: Mapped[int] = mapped_column(BigInteger)
+
+
+class ModelRow(Base):
+    __tablename__ = "models"
+    __table_args__ = (UniqueConstraint("namespace", "name", name="uq_models_namespace_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    namespace: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[str] = mapped_column(String(40))
+    created_by: Mapped[str] = mapped_column(String(128))
+    log_seq: Mapped[int] = mapped_column(BigInteger)
+
+
+class ModelVersionRow(Base):
+    """A registered model version pins one model asset version by digest (immutable)."""
+
+    __tablename__ = "model_versions"
+    __table_args__ = (UniqueConstraint("model_id", "version", name="uq_model_versions"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"))
+    version: Mapped[int] = mapped_column(Integer)
+    asset_version_id: Mapped[int] = mapped_column(ForeignKey("asset_versions.id"))
+    digest: Mapped[str] = mapped_column(String(80))
+    created_at: Mapped[str] = mapped_column(String(40))
+    created_by: Mapped[str] = mapped_column(String(128))
+    log_seq: Mapped[int] = mapped_column(BigInteger)
+
+
+class AliasRow(Base):
+    __tablename__ = "aliases"
+
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"), primary_key=True)
+    alias: Mapped[str] = mapped_column(String(128), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+    digest: Mapped[str] = mapped_column(String(80))
+    moved_at: Mapped[str] = mapped_column(String(40))
+    moved_by: Mapped[str] = mapped_column(String(128))
+    decision_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    override: Mapped[bool] = mapped_column(Boolean, default=False)
+    log_seq: Mapped[int] = mapped_column(BigInteger)
+
+
+class AliasHistoryRow(Base):
+    __tablename__ = "alias_history"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"), index=True)
+    alias: Mapped[str] = mapped_column(String(128))
+    from_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    to_version: Mapped[int] = mapped_column(Integer)
+    moved_at: Mapped[str] = mapped_column(String(40))
+    moved_by: Mapped[str] = mapped_column(String(128))
+    decision_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    override: Mapped[bool] = mapped_column(Boolean, default=False)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    log_seq: Mapped[int] = mapped_column(BigInteger, unique=True)
+
+
+class PromotionPolicyRow(Base):
+    __tablename__ = "promotion_policies"
+
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    document: Mapped[str] = mapped_column(Text)
+    digest: Mapped[str] = mapped_column(String(80))
+    set_at: Mapped[str] = mapped_column(String(40))
+    set_by: Mapped[str] = mapped_column(String(128))
+    log_seq: Mapped[int] = mapped_column(BigInteger)
+
+
+class PromotionRequestRow(Base):
+    __tablename__ = "promotion_requests"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    alias: Mapped[str] = mapped_column(String(128))
+    digest: Mapped[str] = mapped_column(String(80))
+    policy_version: Mapped[int] = mapped_column(Integer)
+    requested_at: Mapped[str] = mapped_column(String(40))
+    requested_by: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16))  # pending | rejected | executed
+    log_seq: Mapped[int] = mapped_column(BigInteger)
+
+
+class ApprovalRow(Base):
+    """A signed approval or rejection of one promotion request by one approver."""
+
+    __tablename__ = "approvals"
+    __table_args__ = (UniqueConstraint("request_id", "approver", name="uq_approvals_once"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(ForeignKey("promotion_requests.id"), index=True)
+    approver: Mapped[str] = mapped_column(String(128))
+    decision: Mapped[str] = mapped_column(String(16))  # approve | reject
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    envelope: Mapped[str] = mapped_column(Text)
+    keyid: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[str] = mapped_column(String(40))
+    log_seq: Mapped[int] = mapped_column(BigInteger)
+
+
+class DecisionRow(Base):
+    """The gate's signed decision: inputs, each rule's outcome, approvals, result."""
+
+    __tablename__ = "promotion_decisions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    request_id: Mapped[str] = mapped_column(ForeignKey("promotion_requests.id"), index=True)
+    result: Mapped[str] = mapped_column(String(16))  # allowed | override
+    envelope: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[str] = mapped_column(String(40))
+    created_by: Mapped[str] = mapped_column(String(128))
+    log_seq: Mapped[int] = mapped_column(BigInteger)

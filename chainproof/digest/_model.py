@@ -27,6 +27,8 @@ MANIFEST_VERSION = "chainproof-manifest/v1"
 ALGORITHMS: tuple[str, ...] = ("sha256", "blake3")
 DEFAULT_ALGORITHM = "sha256"
 
+# RFC 8785 serialises numbers as IEEE 754 doubles: integers beyond 2**53 - 1 are not exact.
+_MAX_JSON_INT = 2**53 - 1
 # Both supported algorithms produce 32-byte digests.
 _HEX_RE = re.compile(r"[0-9a-f]{64}")
 _DIGEST_RE = re.compile(r"(sha256|blake3):([0-9a-f]{64})")
@@ -131,9 +133,9 @@ class ManifestEntry:
 
     def __post_init__(self) -> None:
         check_relative_path(self.path)
-        if type(self.size) is not int or self.size < 0:
+        if type(self.size) is not int or not 0 <= self.size <= _MAX_JSON_INT:
             raise MalformedFileError(
-                f"manifest entry {self.path!r}: size must be a non-negative integer, "
+                f"manifest entry {self.path!r}: size must be an integer from 0 to 2**53-1, "
                 f"got {self.size!r}"
             )
         if not isinstance(self.digest, str) or not _HEX_RE.fullmatch(self.digest):

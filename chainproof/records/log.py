@@ -36,6 +36,7 @@ class Action(StrEnum):
     PROMOTION_DECISION = "promotion.decision"
     PROMOTION_POLICY_SET = "promotion.policy.set"
     ACCESS_DENIED = "access.denied"
+    NAMESPACE_SET = "namespace.set"
     DEPLOYMENT = "deployment.record"
 
 
@@ -53,6 +54,13 @@ REQUIRED_DETAIL: dict[str, frozenset[str]] = {
     Action.ATTESTATION_ADD: frozenset({"step_id", "predicate_type", "payload_digest", "keyid",
                                        "envelope_digest", "created_at", "created_by"}),
     Action.TRUST_POLICY_SET: frozenset({"version", "digest", "document", "set_at", "set_by"}),
+    Action.ROLE_GRANT: frozenset({"identity", "role", "namespace", "granted_at", "granted_by"}),
+    Action.ROLE_REVOKE: frozenset({"identity", "role", "namespace"}),
+    Action.NAMESPACE_SET: frozenset({"name", "mode", "set_at", "set_by"}),
+    Action.TOKEN_CREATE: frozenset({"id", "identity", "token_hash", "created_at", "created_by",
+                                    "expires_at"}),
+    Action.TOKEN_REVOKE: frozenset({"id", "revoked_at"}),
+    Action.ACCESS_DENIED: frozenset({"identity", "permission", "namespace", "what"}),
     Action.STEP_RECORD: frozenset({"id", "namespace", "kind", "identity", "status", "command",
                                    "parameters", "started_at", "ended_at", "environment",
                                    "code_revision", "error", "inputs", "outputs"}),

@@ -12,7 +12,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from chainproof.digest._hashing import CHUNK_SIZE, open_regular
+from chainproof.digest._hashing import open_regular, read_buffer
 from chainproof.errors import DigestMismatchError, NotFoundError, StoreError
 from chainproof.store._base import (
     ALGORITHM,
@@ -30,11 +30,10 @@ _HEX62 = re.compile(r"[0-9a-f]{62}")
 def _copy_hashing(src_fd: int, dst_fd: int) -> tuple[str, int]:
     """Copy ``src_fd`` to ``dst_fd`` in one pass, hashing as we go; ``(hex, size)``."""
     hasher = hashlib.sha256()
-    buf = bytearray(CHUNK_SIZE)
-    view = memoryview(buf)
+    view = read_buffer()
     size = 0
     while True:
-        n = os.readv(src_fd, [buf])
+        n = os.readv(src_fd, [view])
         if n == 0:
             break
         chunk = view[:n]
@@ -198,9 +197,8 @@ class LocalStore(ObjectStore):
         fd, blob = self._open_blob(hexdigest)
         try:
             hasher = hashlib.sha256()
-            buf = bytearray(CHUNK_SIZE)
-            view = memoryview(buf)
-            while n := os.readv(fd, [buf]):
+            view = read_buffer()
+            while n := os.readv(fd, [view]):
                 hasher.update(view[:n])
         finally:
             os.close(fd)

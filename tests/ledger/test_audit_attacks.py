@@ -19,11 +19,17 @@ from chainproof.ledger.log import frontier_positions, node_key
 from chainproof.service import Chainproof
 
 
-def history(cp: Chainproof, tmp_path: Path, n: int = 6) -> None:
+def history(cp: Chainproof, tmp_path: Path, n: int = 6) -> int:
+    """Add ``n`` versions; return the log size before them (entries base.. are the adds)."""
+    with cp.session() as session:
+        from chainproof.ledger.log import log_size
+
+        base = log_size(session)
     for i in range(n):
         f = tmp_path / f"d{i}.csv"
         f.write_text(f"row,{i}\n")
         cp.add(f, kind="dataset", name=f"data{i % 3}")
+    return base
 
 
 def verify(cp: Chainproof, witnesses: list[str] = ()) -> audit.AuditReport:  # type: ignore[assignment]
@@ -49,140 +55,142 @@ def latest_note(cp: Chainproof) -> str:
 
 
 def test_untouched_log_verifies(cp: Chainproof, tmp_path: Path) -> None:
-    history(cp, tmp_path)
+    b = history(cp, tmp_path)
     witness = [latest_note(cp)]
     history(cp, tmp_path / "more", 0)
     report = verify(cp, witness)
-    assert report.size == 9 and report.checkpoint_size == 9 and report.witnesses_checked == 1
+    assert report.size == b + 6 and report.checkpoint_size == b + 6 and report.witnesses_checked == 1
     assert report.rows_checked["asset_versions"] == 6
 
 
 def test_edited_entry_detail(cp: Chainproof, tmp_path: Path) -> None:
-    history(cp, tmp_path)
-    body = bytes(sql(cp, "SELECT body FROM log_entries WHERE seq = 4")[0][0])
+    b = history(cp, tmp_path)
+    body = bytes(sql(cp, "SELECT body FROM log_entries WHERE seq = :s", s=b + 1)[0][0])
     forged = body.replace(b'"created_by":"tester"', b'"created_by":"mallory"')
     assert forged != body
-    sql(cp, "UPDATE log_entries SET body = :b WHERE seq = 4", b=forged)
+    sql(cp, "UPDATE log_entries SET body = :b WHERE seq = :s", b=forged, s=b + 1)
     found = problems(cp)
-    assert "log entry 4: stored leaf hash does not match its contents" in found
+    assert f"log entry {b + 1}: stored leaf hash does not match its contents" in found
 
 
 def test_edited_entry_with_full_tree_fixup_still_caught_by_signature(cp: Chainproof,
                                                                      tmp_path: Path) -> None:
     """The attacker rewrites entry 4 *and* recomputes its leaf and every stored node."""
-    history(cp, tmp_path)
-    body = bytes(sql(cp, "SELECT body FROM log_entries WHERE seq = 4")[0][0])
+    b = history(cp, tmp_path)
+    body = bytes(sql(cp, "SELECT body FROM log_entries WHERE seq = :s", s=b + 1)[0][0])
     forged = body.replace(b'"created_by":"tester"', b'"created_by":"mallory"')
-    sql(cp, "UPDATE log_entries SET body = :b, leaf_hash = :h WHERE seq = 4",
-        b=forged, h=merkle.leaf_hash(forged))
+    sql(cp, "UPDATE log_entries SET body = :b, leaf_hash = :h WHERE seq = :s",
+        b=forged, h=merkle.leaf_hash(forged), s=b + 1)
     _rebuild_nodes(cp)
     found = problems(cp)
     assert "the signed root does not match" in found
 
 
 def test_edited_asset_digest(cp: Chainproof, tmp_path: Path) -> None:
-    history(cp, tmp_path)
+    b = history(cp, tmp_path)
     sql(cp, "UPDATE asset_versions SET digest = :d WHERE version = 1 AND asset_id = "
             "(SELECT id FROM assets WHERE name = 'data1')", d="sha256:" + "ab" * 32)
     found = problems(cp)
     assert "asset version default/data1@1: digest is 'sha256:abab" in found
-    assert "in log entry 4" in found
+    assert f"in log entry {b + 1}" in found
 
 
 def test_deleted_entry(cp: Chainproof, tmp_path: Path) -> None:
-    history(cp, tmp_path)
-    sql(cp, "DELETE FROM log_entries WHERE seq = 5")
-    assert "log entries 5..5 are missing" in problems(cp)
+    b = history(cp, tmp_path)
+    sql(cp, "DELETE FROM log_entries WHERE seq = :s", s=b + 2)
+    assert f"log entries {b + 2}..{b + 2} are missing" in problems(cp)
 
 
 def test_truncation_with_tree_fixup_caught_by_witness(cp: Chainproof, tmp_path: Path) -> None:
-    history(cp, tmp_path)
+    b = history(cp, tmp_path)
     witness = latest_note(cp)  # a witness kept the checkpoint at size 9
     # Attacker removes the newest 2 entries and the rows they describe, rewrites the stored
     # tree and the head, and deletes the newer checkpoints: the database is self-consistent.
-    for seq in (7, 8):
+    for seq in (b + 4, b + 5):
         obj = json.loads(bytes(sql(cp, "SELECT body FROM log_entries WHERE seq = :s", s=seq)[0][0]))
         d = obj["detail"]
         sql(cp, "DELETE FROM asset_versions WHERE version = :v AND asset_id = "
                 "(SELECT id FROM assets WHERE name = :n)", v=d["version"], n=d["name"])
-    sql(cp, "DELETE FROM log_entries WHERE seq >= 7")
-    sql(cp, "DELETE FROM checkpoints WHERE size > 7")
-    sql(cp, "UPDATE log_head SET size = 7")
+    sql(cp, "DELETE FROM log_entries WHERE seq >= :s", s=b + 4)
+    sql(cp, "DELETE FROM checkpoints WHERE size > :s", s=b + 4)
+    sql(cp, "UPDATE log_head SET size = :s", s=b + 4)
     _rebuild_nodes(cp)
     verify(cp)  # without a witness, a clean truncation is self-consistent...
     found = problems(cp, [witness])  # ...but the witness remembers
-    assert "witnessed checkpoint #1 is at size 9 but the log has only 7 entries" in found
+    assert f"witnessed checkpoint #1 is at size {b + 6} but the log has only {b + 4} entries" in found
 
 
 def test_truncation_without_fixup(cp: Chainproof, tmp_path: Path) -> None:
-    history(cp, tmp_path)
-    sql(cp, "DELETE FROM log_entries WHERE seq >= 7")
+    b = history(cp, tmp_path)
+    sql(cp, "DELETE FROM log_entries WHERE seq >= :s", s=b + 4)
     found = problems(cp)
     assert "covers entries that do not exist" in found
-    assert "checkpoint at size 9 is ahead of the log's 7 entries" in found
+    assert f"checkpoint at size {b + 6} is ahead of the log's {b + 4} entries" in found
     assert "missing from the database" not in found  # rows still there: reported differently
-    assert "log entry 7 adds" not in found
+    assert f"log entry {b + 4} adds" not in found
 
 
 def test_swapped_entries(cp: Chainproof, tmp_path: Path) -> None:
-    history(cp, tmp_path)
-    a = sql(cp, "SELECT body, leaf_hash FROM log_entries WHERE seq = 4")[0]
-    b = sql(cp, "SELECT body, leaf_hash FROM log_entries WHERE seq = 5")[0]
-    sql(cp, "UPDATE log_entries SET body = :b, leaf_hash = :h WHERE seq = 4", b=b[0], h=b[1])
-    sql(cp, "UPDATE log_entries SET body = :b, leaf_hash = :h WHERE seq = 5", b=a[0], h=a[1])
+    b = history(cp, tmp_path)
+    x = sql(cp, "SELECT body, leaf_hash FROM log_entries WHERE seq = :s", s=b + 1)[0]
+    y = sql(cp, "SELECT body, leaf_hash FROM log_entries WHERE seq = :s", s=b + 2)[0]
+    sql(cp, "UPDATE log_entries SET body = :x, leaf_hash = :h WHERE seq = :s", x=y[0], h=y[1],
+        s=b + 1)
+    sql(cp, "UPDATE log_entries SET body = :x, leaf_hash = :h WHERE seq = :s", x=x[0], h=x[1],
+        s=b + 2)
     found = problems(cp)
-    assert "log entry stored at 4 says it is entry 5" in found
+    assert f"log entry stored at {b + 1} says it is entry {b + 2}" in found
 
 
 def test_forged_entry_appended(cp: Chainproof, tmp_path: Path) -> None:
-    history(cp, tmp_path)
-    entry = {"seq": 9, "time": "2026-01-01T00:00:00.000000Z", "actor": "mallory",
+    b = history(cp, tmp_path)
+    entry = {"seq": b + 6, "time": "2026-01-01T00:00:00.000000Z", "actor": "mallory",
              "action": "workspace.init", "object": "forged", "digests": {},
              "detail": {"origin": "x"}}
     import rfc8785
 
     body = rfc8785.dumps(entry)
     sql(cp, "INSERT INTO log_entries (seq, leaf_hash, body, action, actor, object, time) "
-            "VALUES (9, :h, :b, 'workspace.init', 'mallory', 'forged', :t)",
-        h=merkle.leaf_hash(body), b=body, t=entry["time"])
-    sql(cp, "UPDATE log_head SET size = 10")
+            "VALUES (:s, :h, :x, 'workspace.init', 'mallory', 'forged', :t)",
+        h=merkle.leaf_hash(body), x=body, t=entry["time"], s=b + 6)
+    sql(cp, "UPDATE log_head SET size = :s", s=b + 7)
     _rebuild_nodes(cp)
     found = problems(cp)
-    assert "1 entries after the newest checkpoint (size 9) are covered by no signature" in found
+    assert f"1 entries after the newest checkpoint (size {b + 6}) are covered by no signature" in found
 
 
 def test_checkpoint_root_changed(cp: Chainproof, tmp_path: Path) -> None:
-    history(cp, tmp_path)
+    b = history(cp, tmp_path)
     note = latest_note(cp)
     lines = note.split("\n")
     lines[2] = "A" * 43 + "="
-    sql(cp, "UPDATE checkpoints SET note = :n WHERE size = 9", n="\n".join(lines))
-    assert "stored checkpoint at size 9" in problems(cp)
+    sql(cp, "UPDATE checkpoints SET note = :n WHERE size = :s", n="\n".join(lines), s=b + 6)
+    assert f"stored checkpoint at size {b + 6}" in problems(cp)
 
 
 def test_checkpoint_signed_by_another_key(cp: Chainproof, tmp_path: Path) -> None:
-    history(cp, tmp_path)
+    b = history(cp, tmp_path)
     other = audit.LogSigner(cp.settings.origin, ed25519.Ed25519PrivateKey.generate())
     with cp.session() as session:
         from chainproof.ledger.log import root_at
 
-        root = root_at(session, 9)
-    forged = other.sign(9, root)
+        root = root_at(session, b + 6)
+    forged = other.sign(b + 6, root)
     found = problems(cp, [forged])
     assert "witnessed checkpoint #1" in found
 
 
 def test_split_view(cp: Chainproof, tmp_path: Path) -> None:
     """Two validly signed checkpoints of one size with different roots: the log forked."""
-    history(cp, tmp_path)
+    b = history(cp, tmp_path)
     real = latest_note(cp)
-    fork = cp.checkpoint_signer.sign(9, b"\x11" * 32)
+    fork = cp.checkpoint_signer.sign(b + 6, b"\x11" * 32)
     found = problems(cp, [real, fork])
-    assert "split view: two validly signed checkpoints of size 9" in found
+    assert f"split view: two validly signed checkpoints of size {b + 6}" in found
 
 
 def test_row_written_without_log_entry(cp: Chainproof, tmp_path: Path) -> None:
-    history(cp, tmp_path)
+    b = history(cp, tmp_path)
     asset_id = sql(cp, "SELECT id FROM assets WHERE name = 'data0'")[0][0]
     sql(cp, "INSERT INTO asset_versions (asset_id, version, digest, size, media_type, "
             "is_directory, created_at, created_by, producer_step, log_seq) VALUES "
@@ -192,7 +200,7 @@ def test_row_written_without_log_entry(cp: Chainproof, tmp_path: Path) -> None:
 
 
 def test_deleted_row_is_detected(cp: Chainproof, tmp_path: Path) -> None:
-    history(cp, tmp_path)
+    b = history(cp, tmp_path)
     sql(cp, "DELETE FROM asset_versions WHERE version = 2 AND asset_id = "
             "(SELECT id FROM assets WHERE name = 'data0')")
     assert "adds default/data0@2, which is missing from the database" in problems(cp)
@@ -215,11 +223,11 @@ def test_witness_file_round_trip(cp: Chainproof, tmp_path: Path) -> None:
 def test_inclusion_proof_verifies(cp: Chainproof, tmp_path: Path) -> None:
     from chainproof.ledger.log import prove_inclusion
 
-    history(cp, tmp_path)
+    b = history(cp, tmp_path)
     with cp.session() as session:
-        for seq in range(9):
+        for seq in range(b + 6):
             proof = prove_inclusion(session, seq)
-            merkle.verify_inclusion(bytes.fromhex(str(proof["leaf_hash"])), seq, 9,
+            merkle.verify_inclusion(bytes.fromhex(str(proof["leaf_hash"])), seq, b + 6,
                                     [bytes.fromhex(h) for h in proof["proof"]],  # type: ignore[union-attr]
                                     bytes.fromhex(str(proof["root_hash"])))
 

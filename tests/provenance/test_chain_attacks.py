@@ -37,6 +37,7 @@ def act_as(cp: Chainproof, name: str, tmp_path: Path, *, register: bool = True) 
     if not key.exists():
         identities.generate_key_file(key)
         cp.create_identity(name, "service")
+        cp.grant_role(name, "trainer", "*")
         if register:
             cp.register_key(name, identities.public_path(key).read_bytes())
     settings = dataclasses.replace(cp.settings, identity=name, signing_key_path=key)

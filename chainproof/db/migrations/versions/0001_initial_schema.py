@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 20:41:06.813429
+Create Date: 2026-11-25 20:49:52.493935
 """
 from alembic import op
 import sqlalchemy as sa
@@ -64,6 +64,33 @@ def upgrade() -> None:
     sa.Column('hash', sa.LargeBinary(length=32), nullable=False),
     sa.PrimaryKeyConstraint('id')
     )
+    op.create_table('models',
+    sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
+    sa.Column('namespace', sa.String(length=128), nullable=False),
+    sa.Column('name', sa.String(length=128), nullable=False),
+    sa.Column('created_at', sa.String(length=40), nullable=False),
+    sa.Column('created_by', sa.String(length=128), nullable=False),
+    sa.Column('log_seq', sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('namespace', 'name', name='uq_models_namespace_name')
+    )
+    op.create_table('namespaces',
+    sa.Column('name', sa.String(length=128), nullable=False),
+    sa.Column('mode', sa.String(length=16), nullable=False),
+    sa.Column('set_at', sa.String(length=40), nullable=False),
+    sa.Column('set_by', sa.String(length=128), nullable=False),
+    sa.Column('log_seq', sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint('name')
+    )
+    op.create_table('promotion_policies',
+    sa.Column('version', sa.Integer(), autoincrement=False, nullable=False),
+    sa.Column('document', sa.Text(), nullable=False),
+    sa.Column('digest', sa.String(length=80), nullable=False),
+    sa.Column('set_at', sa.String(length=40), nullable=False),
+    sa.Column('set_by', sa.String(length=128), nullable=False),
+    sa.Column('log_seq', sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint('version')
+    )
     op.create_table('steps',
     sa.Column('id', sa.String(length=64), nullable=False),
     sa.Column('namespace', sa.String(length=128), nullable=False),
@@ -88,6 +115,38 @@ def upgrade() -> None:
     sa.Column('set_by', sa.String(length=128), nullable=False),
     sa.Column('log_seq', sa.BigInteger(), nullable=False),
     sa.PrimaryKeyConstraint('version')
+    )
+    op.create_table('alias_history',
+    sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
+    sa.Column('model_id', sa.Integer(), nullable=False),
+    sa.Column('alias', sa.String(length=128), nullable=False),
+    sa.Column('from_version', sa.Integer(), nullable=True),
+    sa.Column('to_version', sa.Integer(), nullable=False),
+    sa.Column('moved_at', sa.String(length=40), nullable=False),
+    sa.Column('moved_by', sa.String(length=128), nullable=False),
+    sa.Column('decision_id', sa.String(length=64), nullable=True),
+    sa.Column('override', sa.Boolean(), nullable=False),
+    sa.Column('reason', sa.Text(), nullable=True),
+    sa.Column('log_seq', sa.BigInteger(), nullable=False),
+    sa.ForeignKeyConstraint(['model_id'], ['models.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('log_seq')
+    )
+    with op.batch_alter_table('alias_history', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_alias_history_model_id'), ['model_id'], unique=False)
+
+    op.create_table('aliases',
+    sa.Column('model_id', sa.Integer(), nullable=False),
+    sa.Column('alias', sa.String(length=128), nullable=False),
+    sa.Column('version', sa.Integer(), nullable=False),
+    sa.Column('digest', sa.String(length=80), nullable=False),
+    sa.Column('moved_at', sa.String(length=40), nullable=False),
+    sa.Column('moved_by', sa.String(length=128), nullable=False),
+    sa.Column('decision_id', sa.String(length=64), nullable=True),
+    sa.Column('override', sa.Boolean(), nullable=False),
+    sa.Column('log_seq', sa.BigInteger(), nullable=False),
+    sa.ForeignKeyConstraint(['model_id'], ['models.id'], ),
+    sa.PrimaryKeyConstraint('model_id', 'alias')
     )
     op.create_table('asset_versions',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
@@ -127,6 +186,33 @@ def upgrade() -> None:
     with op.batch_alter_table('attestations', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_attestations_step_id'), ['step_id'], unique=False)
 
+    op.create_table('promotion_requests',
+    sa.Column('id', sa.String(length=64), nullable=False),
+    sa.Column('model_id', sa.Integer(), nullable=False),
+    sa.Column('version', sa.Integer(), nullable=False),
+    sa.Column('alias', sa.String(length=128), nullable=False),
+    sa.Column('digest', sa.String(length=80), nullable=False),
+    sa.Column('policy_version', sa.Integer(), nullable=False),
+    sa.Column('requested_at', sa.String(length=40), nullable=False),
+    sa.Column('requested_by', sa.String(length=128), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('log_seq', sa.BigInteger(), nullable=False),
+    sa.ForeignKeyConstraint(['model_id'], ['models.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('promotion_requests', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_promotion_requests_model_id'), ['model_id'], unique=False)
+
+    op.create_table('role_grants',
+    sa.Column('identity', sa.String(length=128), nullable=False),
+    sa.Column('role', sa.String(length=32), nullable=False),
+    sa.Column('namespace', sa.String(length=128), nullable=False),
+    sa.Column('granted_at', sa.String(length=40), nullable=False),
+    sa.Column('granted_by', sa.String(length=128), nullable=False),
+    sa.Column('log_seq', sa.BigInteger(), nullable=False),
+    sa.ForeignKeyConstraint(['identity'], ['identities.name'], ),
+    sa.PrimaryKeyConstraint('identity', 'role', 'namespace')
+    )
     op.create_table('signing_keys',
     sa.Column('keyid', sa.String(length=64), nullable=False),
     sa.Column('identity', sa.String(length=128), nullable=False),
@@ -142,6 +228,67 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('signing_keys', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_signing_keys_identity'), ['identity'], unique=False)
+
+    op.create_table('tokens',
+    sa.Column('id', sa.String(length=32), nullable=False),
+    sa.Column('token_hash', sa.String(length=64), nullable=False),
+    sa.Column('identity', sa.String(length=128), nullable=False),
+    sa.Column('created_at', sa.String(length=40), nullable=False),
+    sa.Column('created_by', sa.String(length=128), nullable=False),
+    sa.Column('expires_at', sa.String(length=40), nullable=False),
+    sa.Column('revoked_at', sa.String(length=40), nullable=True),
+    sa.Column('log_seq', sa.BigInteger(), nullable=False),
+    sa.ForeignKeyConstraint(['identity'], ['identities.name'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('token_hash')
+    )
+    with op.batch_alter_table('tokens', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_tokens_identity'), ['identity'], unique=False)
+
+    op.create_table('approvals',
+    sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
+    sa.Column('request_id', sa.String(length=64), nullable=False),
+    sa.Column('approver', sa.String(length=128), nullable=False),
+    sa.Column('decision', sa.String(length=16), nullable=False),
+    sa.Column('reason', sa.Text(), nullable=True),
+    sa.Column('envelope', sa.Text(), nullable=False),
+    sa.Column('keyid', sa.String(length=64), nullable=False),
+    sa.Column('created_at', sa.String(length=40), nullable=False),
+    sa.Column('log_seq', sa.BigInteger(), nullable=False),
+    sa.ForeignKeyConstraint(['request_id'], ['promotion_requests.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('request_id', 'approver', name='uq_approvals_once')
+    )
+    with op.batch_alter_table('approvals', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_approvals_request_id'), ['request_id'], unique=False)
+
+    op.create_table('model_versions',
+    sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
+    sa.Column('model_id', sa.Integer(), nullable=False),
+    sa.Column('version', sa.Integer(), nullable=False),
+    sa.Column('asset_version_id', sa.Integer(), nullable=False),
+    sa.Column('digest', sa.String(length=80), nullable=False),
+    sa.Column('created_at', sa.String(length=40), nullable=False),
+    sa.Column('created_by', sa.String(length=128), nullable=False),
+    sa.Column('log_seq', sa.BigInteger(), nullable=False),
+    sa.ForeignKeyConstraint(['asset_version_id'], ['asset_versions.id'], ),
+    sa.ForeignKeyConstraint(['model_id'], ['models.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('model_id', 'version', name='uq_model_versions')
+    )
+    op.create_table('promotion_decisions',
+    sa.Column('id', sa.String(length=64), nullable=False),
+    sa.Column('request_id', sa.String(length=64), nullable=False),
+    sa.Column('result', sa.String(length=16), nullable=False),
+    sa.Column('envelope', sa.Text(), nullable=False),
+    sa.Column('created_at', sa.String(length=40), nullable=False),
+    sa.Column('created_by', sa.String(length=128), nullable=False),
+    sa.Column('log_seq', sa.BigInteger(), nullable=False),
+    sa.ForeignKeyConstraint(['request_id'], ['promotion_requests.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('promotion_decisions', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_promotion_decisions_request_id'), ['request_id'], unique=False)
 
     op.create_table('step_inputs',
     sa.Column('step_id', sa.String(length=64), nullable=False),
@@ -171,10 +318,28 @@ def downgrade() -> None:
         batch_op.drop_index('ix_step_inputs_version')
 
     op.drop_table('step_inputs')
+    with op.batch_alter_table('promotion_decisions', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_promotion_decisions_request_id'))
+
+    op.drop_table('promotion_decisions')
+    op.drop_table('model_versions')
+    with op.batch_alter_table('approvals', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_approvals_request_id'))
+
+    op.drop_table('approvals')
+    with op.batch_alter_table('tokens', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_tokens_identity'))
+
+    op.drop_table('tokens')
     with op.batch_alter_table('signing_keys', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_signing_keys_identity'))
 
     op.drop_table('signing_keys')
+    op.drop_table('role_grants')
+    with op.batch_alter_table('promotion_requests', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_promotion_requests_model_id'))
+
+    op.drop_table('promotion_requests')
     with op.batch_alter_table('attestations', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_attestations_step_id'))
 
@@ -184,8 +349,16 @@ def downgrade() -> None:
         batch_op.drop_index('ix_versions_digest')
 
     op.drop_table('asset_versions')
+    op.drop_table('aliases')
+    with op.batch_alter_table('alias_history', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_alias_history_model_id'))
+
+    op.drop_table('alias_history')
     op.drop_table('trust_policies')
     op.drop_table('steps')
+    op.drop_table('promotion_policies')
+    op.drop_table('namespaces')
+    op.drop_table('models')
     op.drop_table('log_nodes')
     op.drop_table('log_head')
     with op.batch_alter_table('log_entries', schema=None) as batch_op:

@@ -1,0 +1,175 @@
+"""Role grants, namespace modes and API tokens: logged operations and permission checks."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from chainproof.access.matrix import NamespaceMode, Permission, Role, permissions
+from chainproof.db.tables import IdentityRow, NamespaceRow, RoleGrantRow, TokenRow
+from chainproof.errors import (
+    AuthenticationError,
+    BadInputError,
+    ConflictError,
+    NotFoundError,
+    PermissionDeniedError,
+)
+from chainproof.records.log import Action
+from chainproof.records.names import check_name
+
+if TYPE_CHECKING:
+    from chainproof.service import Transaction
+
+TOKEN_PREFIX = "cpt_"
+GLOBAL = "*"
+
+
+def _check_pattern(namespace: str) -> str:
+    if namespace != GLOBAL and not namespace.endswith("*"):
+        check_name(namespace, what="namespace")
+    return namespace
+
+
+def grants_of(session: Session, identity: str) -> list[tuple[str, str]]:
+    return [(r.role, r.namespace) for r in session.execute(
+        select(RoleGrantRow).where(RoleGrantRow.identity == identity)).scalars()]
+
+
+def namespace_mode(session: Session, namespace: str) -> NamespaceMode:
+    row = session.get(NamespaceRow, namespace)
+    return NamespaceMode(row.mode) if row else NamespaceMode.GOVERNED
+
+
+def allowed(session: Session, identity: str, permission: Permission, namespace: str) -> bool:
+    mode = namespace_mode(session, namespace) if namespace != GLOBAL else NamespaceMode.GOVERNED
+    return permission in permissions(grants_of(session, identity), namespace, mode)
+
+
+def has_role(session: Session, identity: str, role: str, namespace: str) -> bool:
+    import fnmatch
+
+    return any(r == role and (p == namespace or fnmatch.fnmatchcase(namespace, p))
+               for r, p in grants_of(session, identity))
+
+
+def require(session: Session, identity: str, permission: Permission, namespace: str,
+            what: str) -> None:
+    """Raise :class:`PermissionDeniedError` (logged by the transaction) unless allowed."""
+    if not allowed(session, identity, permission, namespace):
+        error = PermissionDeniedError(
+            f"{identity} may not {what} in namespace {namespace!r} (needs permission "
+            f"{permission.value})",
+            hint="an admin can grant a role with this permission: see docs/access.md")
+        error.detail = {"identity": identity, "permission": permission.value,  # type: ignore[attr-defined]
+                        "namespace": namespace, "what": what}
+        raise error
+
+
+def grant(tx: Transaction, identity: str, role: str, namespace: str) -> None:
+    parsed = Role.parse(role)
+    _check_pattern(namespace)
+    if tx.session.get(IdentityRow, identity) is None:
+        raise NotFoundError(f"no identity named {identity!r}",
+                            hint="`chainproof identity create NAME` first")
+    if tx.session.get(RoleGrantRow, (identity, parsed.value, namespace)) is not None:
+        raise ConflictError(f"{identity} already holds {parsed.value} in {namespace}")
+    tx.session.add(RoleGrantRow(identity=identity, role=parsed.value, namespace=namespace,
+                                granted_at=tx.time, granted_by=tx.actor,
+                                log_seq=tx.appender.size))
+    tx.log(Action.ROLE_GRANT, f"role:{identity}:{parsed.value}:{namespace}",
+           detail={"identity": identity, "role": parsed.value, "namespace": namespace,
+                   "granted_at": tx.time, "granted_by": tx.actor})
+
+
+def revoke(tx: Transaction, identity: str, role: str, namespace: str) -> None:
+    parsed = Role.parse(role)
+    row = tx.session.get(RoleGrantRow, (identity, parsed.value, namespace))
+    if row is None:
+        raise NotFoundError(f"{identity} does not hold {parsed.value} in {namespace}")
+    tx.session.delete(row)
+    tx.log(Action.ROLE_REVOKE, f"role:{identity}:{parsed.value}:{namespace}",
+           detail={"identity": identity, "role": parsed.value, "namespace": namespace})
+
+
+def set_mode(tx: Transaction, namespace: str, mode: str) -> None:
+    check_name(namespace, what="namespace")
+    try:
+        parsed = NamespaceMode(mode)
+    except ValueError:
+        raise BadInputError(f"unknown namespace mode {mode!r}",
+                            hint="use governed or experiment") from None
+    row = tx.session.get(NamespaceRow, namespace)
+    if row is None:
+        tx.session.add(NamespaceRow(name=namespace, mode=parsed.value, set_at=tx.time,
+                                    set_by=tx.actor, log_seq=tx.appender.size))
+    else:
+        row.mode, row.set_at, row.set_by, row.log_seq = (parsed.value, tx.time, tx.actor,
+                                                         tx.appender.size)
+    tx.log(Action.NAMESPACE_SET, f"namespace:{namespace}",
+           detail={"name": namespace, "mode": parsed.value, "set_at": tx.time,
+                   "set_by": tx.actor})
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_token(tx: Transaction, identity: str, expires_in: timedelta) -> tuple[str, str]:
+    """A new 256-bit token for ``identity``: (token id, the token — shown once, never stored)."""
+    if tx.session.get(IdentityRow, identity) is None:
+        raise NotFoundError(f"no identity named {identity!r}")
+    if expires_in <= timedelta(0) or expires_in > timedelta(days=366):
+        raise BadInputError("a token must expire within a year", hint="--expires 30d")
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token_id = secrets.token_hex(8)
+    expires = (datetime.fromisoformat(tx.time) + expires_in).isoformat(
+        timespec="microseconds").replace("+00:00", "Z")
+    tx.session.add(TokenRow(id=token_id, token_hash=hash_token(token), identity=identity,
+                            created_at=tx.time, created_by=tx.actor, expires_at=expires,
+                            log_seq=tx.appender.size))
+    tx.log(Action.TOKEN_CREATE, f"token:{token_id}",
+           detail={"id": token_id, "identity": identity, "token_hash": hash_token(token),
+                   "created_at": tx.time, "created_by": tx.actor, "expires_at": expires})
+    return token_id, token
+
+
+def revoke_token(tx: Transaction, token_id: str) -> None:
+    row = tx.session.get(TokenRow, token_id)
+    if row is None:
+        raise NotFoundError(f"no token {token_id}")
+    if row.revoked_at is not None:
+        raise ConflictError(f"token {token_id} was already revoked")
+    row.revoked_at = tx.time
+    tx.log(Action.TOKEN_REVOKE, f"token:{token_id}",
+           detail={"id": token_id, "revoked_at": tx.time})
+
+
+def authenticate(session: Session, token: str, now: datetime | None = None) -> str:
+    """The identity a token carries; AuthenticationError if unknown, expired or revoked."""
+    if not token or not token.startswith(TOKEN_PREFIX):
+        raise AuthenticationError("missing or malformed token",
+                                  hint="set CHAINPROOF_TOKEN to a token from "
+                                       "`chainproof token create`")
+    row = session.execute(select(TokenRow).where(TokenRow.token_hash == hash_token(token))
+                          ).scalar_one_or_none()
+    if row is None:
+        raise AuthenticationError("unknown token", hint="ask an admin for a new token")
+    if row.revoked_at is not None:
+        raise AuthenticationError(f"token {row.id} was revoked at {row.revoked_at}")
+    moment = now or datetime.now(UTC)
+    if datetime.fromisoformat(row.expires_at) <= moment:
+        raise AuthenticationError(f"token {row.id} expired at {row.expires_at}",
+                                  hint="ask an admin for a new token")
+    return row.identity
+
+
+def describe(session: Session) -> list[dict[str, Any]]:
+    return [{"identity": r.identity, "role": r.role, "namespace": r.namespace,
+             "granted_at": r.granted_at, "granted_by": r.granted_by}
+            for r in session.execute(select(RoleGrantRow).order_by(
+                RoleGrantRow.identity, RoleGrantRow.namespace, RoleGrantRow.role)).scalars()]
