@@ -34,6 +34,8 @@ from chainproof.db.tables import (
     CheckpointRow,
     IdentityRow,
     KeyRow,
+    ModelRow,
+    PromotionRequestRow,
     StepInputRow,
     StepOutputRow,
     StepRow,
@@ -59,6 +61,7 @@ from chainproof.records.assets import AssetKind, AssetVersion
 from chainproof.records.log import Action, LogEntry
 from chainproof.records.names import DEFAULT_NAMESPACE, Ref, check_name, parse_ref
 from chainproof.records.steps import Step, StepStatus
+from chainproof.registry import operations as registry
 from chainproof.store import ObjectStore, open_store
 from chainproof.workspace import Settings, create_workspace, load_settings
 
@@ -154,6 +157,7 @@ class Chainproof:
     def __init__(self, settings: Settings, engine: Engine, store: ObjectStore) -> None:
         self.settings = settings
         self.engine = engine
+        self._write_engine = engine.execution_options(**{db_engine.WRITE_OPTION: True})
         self.store = store
         self.identity = check_name(settings.identity, what="identity")
         self._checkpoint_signer: audit.LogSigner | None = None
@@ -227,7 +231,8 @@ class Chainproof:
         together or not at all."""
         signer = self.checkpoint_signer  # fail before writing if the key is unusable
         try:
-            with Session(self.engine, expire_on_commit=False) as session, session.begin():
+            with Session(self._write_engine, expire_on_commit=False) as session, \
+                    session.begin():
                 appender = open_appender(session)
                 tx = Transaction(session, appender, actor or self.identity, now())
                 yield tx
@@ -240,7 +245,7 @@ class Chainproof:
             # The refused change was rolled back; the refusal itself is evidence (I3, I6).
             detail = getattr(exc, "detail", None)
             if detail is not None:
-                with Session(self.engine) as session, session.begin():
+                with Session(self._write_engine) as session, session.begin():
                     appender = open_appender(session)
                     time = now()
                     appender.append(LogEntry(seq=appender.size, time=time,
@@ -695,9 +700,41 @@ class Chainproof:
             return queries.lineage(session, row.id, root, direction)
 
     def explain(self, ref: str, *, verify: bool = True) -> dict[str, Any]:
+        """Explain ``NAME@VERSION``, or a registered ``MODEL@ALIAS`` (then also which decision,
+        rules and approvals justified the alias's position)."""
         from chainproof.lineage.explain import explain
 
+        model, at, tail = ref.rpartition("@")
+        if at and tail and not tail.isdigit():
+            return self.explain_alias(model, tail, verify=verify)
         return explain(self, ref, verify=verify)
+
+    def explain_alias(self, model: str, alias: str, *, verify: bool = True) -> dict[str, Any]:
+        from chainproof.lineage.explain import explain
+
+        target = self.resolve_alias(model, alias)
+        answer = explain(self, target["asset"], verify=verify)
+        with self.session() as session:
+            decision = registry.decision_for_alias(session, model, alias)
+        promotion: dict[str, Any] = {"alias": alias, "version": target["version"],
+                                     "moved_by": target["moved_by"],
+                                     "moved_at": target["moved_at"],
+                                     "override": target["override"], "decision": None}
+        if decision is not None and not decision.get("missing"):
+            predicate = decision["statement"]["predicate"]
+            promotion.update({"decision": decision["id"], "result": decision["result"],
+                              "signed_by": decision["created_by"],
+                              "rules": predicate.get("rules", []),
+                              "approvals": predicate.get("approvals", []),
+                              "reason": predicate.get("reason"),
+                              "policy_version": predicate.get("policy_version")})
+        elif decision is not None:
+            promotion["decision"] = f"{decision['id']} (MISSING: the decision record is gone)"
+        answer["promotion"] = promotion
+        answer["registered_as"] = f"{target['model']}@{target['version']}"
+        if target["override"]:
+            answer["verified"] = False if answer["verified"] is False else answer["verified"]
+        return answer
 
     def step_record(self, step_id: str) -> Step:
         with self.session() as session:
@@ -767,6 +804,114 @@ class Chainproof:
         with self.transaction() as tx:
             self._admin(tx, "set the trust policy")
             return identities.set_trust_policy(self, tx, text)
+
+    # --- registry and promotion ------------------------------------------------------------------
+
+    def create_model(self, model: str) -> None:
+        with self.transaction() as tx:
+            registry.create_model(self, tx, model)
+
+    def register_model_version(self, model: str, asset_ref: str) -> int:
+        with self.transaction() as tx:
+            return registry.register_version(self, tx, model, asset_ref)
+
+    def set_alias(self, model: str, version: int, alias: str) -> None:
+        with self.transaction() as tx:
+            registry.set_alias(self, tx, model, version, alias)
+
+    def set_promotion_policy(self, document: str) -> int:
+        with self.transaction() as tx:
+            return registry.set_policy(self, tx, document)
+
+    def request_promotion(self, model: str, version: int, alias: str) -> str:
+        with self.transaction() as tx:
+            return registry.request_promotion(self, tx, model, version, alias)
+
+    def check_promotion(self, model: str, version: int, alias: str,
+                        request_id: str | None = None) -> registry.GateResult:
+        """Dry run of the gate: every rule with its outcome; changes nothing."""
+        with self.session() as session:
+            row = registry.find_model(session, model)
+            self._read_check(row.namespace, f"check promotions of {model}")
+            req = registry._request(session, request_id) if request_id else None
+            return registry.evaluate_gate(self, session, row, version, alias, req)
+
+    def check_request(self, request_id: str) -> registry.GateResult:
+        with self.session() as session:
+            req = registry._request(session, request_id)
+            model = session.get(ModelRow, req.model_id)
+            assert model is not None
+            return registry.evaluate_gate(self, session, model, req.version, req.alias, req)
+
+    def approve(self, request_id: str, reason: str | None = None) -> str | None:
+        """Sign an approval; returns the decision id if the policy auto-executed the move."""
+        with self.transaction() as tx:
+            registry.review(self, tx, request_id, "approve", reason, self.signer)
+            req = registry._request(tx.session, request_id)
+            model = tx.session.get(ModelRow, req.model_id)
+            assert model is not None
+            policy, _ = registry.current_policy(tx.session)
+            if policy.rule_for(model.namespace, model.name, req.alias).auto_execute:
+                gate = registry.evaluate_gate(self, tx.session, model, req.version, req.alias,
+                                              req)
+                if gate.passed:
+                    decision = registry._decide(self, tx, req, model, gate, "allowed",
+                                                self.signer, None)
+                    req.status = "executed"
+                    registry._move(tx, model, req.alias,
+                                   registry._version(tx.session, model, req.version),
+                                   decision_id=decision, override=False, reason=None)
+                    return decision
+            return None
+
+    def reject(self, request_id: str, reason: str) -> None:
+        with self.transaction() as tx:
+            registry.review(self, tx, request_id, "reject", reason, self.signer)
+
+    def execute_promotion(self, request_id: str) -> tuple[registry.GateResult, str]:
+        with self.transaction() as tx:
+            return registry.execute(self, tx, request_id, self.signer)
+
+    def force_promotion(self, model: str, version: int, alias: str,
+                        reason: str) -> tuple[registry.GateResult, str]:
+        """Break-glass: an admin moves the alias whatever the rules say; loudly recorded."""
+        with self.transaction() as tx:
+            row = registry.find_model(tx.session, model)
+            self.require(tx.session, Permission.ADMIN, row.namespace, "force a promotion")
+            request_id = registry.request_promotion(self, tx, model, version, alias) \
+                if grants.allowed(tx.session, self.identity, Permission.REQUEST_PROMOTION,
+                                  row.namespace) else self._forced_request(tx, model, version,
+                                                                          alias)
+            return registry.execute(self, tx, request_id, self.signer, override_reason=reason)
+
+    def _forced_request(self, tx: Transaction, model: str, version: int, alias: str) -> str:
+        # An admin without the requester role still opens the request the override executes.
+        row = registry.find_model(tx.session, model)
+        mv = registry._version(tx.session, row, version)
+        policy, _ = registry.current_policy(tx.session)
+        request_id = uuid.uuid4().hex[:16]
+        tx.session.add(PromotionRequestRow(id=request_id, model_id=row.id, version=version,
+                                           alias=alias, digest=mv.digest,
+                                           policy_version=policy.version,
+                                           requested_at=tx.time, requested_by=tx.actor,
+                                           status="pending", log_seq=tx.appender.size))
+        tx.log(Action.PROMOTION_REQUEST, f"promotion:{request_id}", digests={"model": mv.digest},
+               detail={"id": request_id, "model": f"{row.namespace}/{row.name}",
+                       "version": version, "alias": alias, "digest": mv.digest,
+                       "policy_version": policy.version, "requested_at": tx.time,
+                       "requested_by": tx.actor})
+        return request_id
+
+    def resolve_alias(self, model: str, alias: str) -> dict[str, Any]:
+        """Which version and digest an alias points at, and under which decision."""
+        with self.session() as session:
+            row, target = registry.resolve_alias(session, model, alias)
+            mv = registry._version(session, row, target.version)
+            return {"model": registry.model_label(row.namespace, row.name), "alias": alias,
+                    "version": target.version, "digest": target.digest,
+                    "asset": registry.asset_ref_of(session, mv), "override": target.override,
+                    "decision": target.decision_id, "moved_at": target.moved_at,
+                    "moved_by": target.moved_by}
 
     def verify_chain(self, ref: str) -> Any:
         from chainproof.provenance import verify_chain

@@ -57,17 +57,23 @@ def has_role(session: Session, identity: str, role: str, namespace: str) -> bool
                for r, p in grants_of(session, identity))
 
 
+def denied(identity: str, permission: Permission, namespace: str, what: str, message: str,
+           hint: str) -> PermissionDeniedError:
+    """A refusal carrying what the transaction logs as an ``access.denied`` entry."""
+    error = PermissionDeniedError(message, hint=hint)
+    error.detail = {"identity": identity, "permission": permission.value,  # type: ignore[attr-defined]
+                    "namespace": namespace, "what": what}
+    return error
+
+
 def require(session: Session, identity: str, permission: Permission, namespace: str,
             what: str) -> None:
     """Raise :class:`PermissionDeniedError` (logged by the transaction) unless allowed."""
     if not allowed(session, identity, permission, namespace):
-        error = PermissionDeniedError(
-            f"{identity} may not {what} in namespace {namespace!r} (needs permission "
-            f"{permission.value})",
-            hint="an admin can grant a role with this permission: see docs/access.md")
-        error.detail = {"identity": identity, "permission": permission.value,  # type: ignore[attr-defined]
-                        "namespace": namespace, "what": what}
-        raise error
+        raise denied(identity, permission, namespace, what,
+                     f"{identity} may not {what} in namespace {namespace!r} (needs permission "
+                     f"{permission.value})",
+                     "an admin can grant a role with this permission: see docs/access.md")
 
 
 def grant(tx: Transaction, identity: str, role: str, namespace: str) -> None:

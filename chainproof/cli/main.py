@@ -36,6 +36,16 @@ app.add_typer(key_app, name="key")
 app.add_typer(trust_app, name="trust")
 app.add_typer(attest_app, name="attest")
 app.add_typer(model_app, name="model")
+role_app = typer.Typer(no_args_is_help=True, help="Roles per namespace.")
+token_app = typer.Typer(no_args_is_help=True, help="API tokens for the team server.")
+namespace_app = typer.Typer(no_args_is_help=True, help="Governed or experiment namespaces.")
+registry_app = typer.Typer(no_args_is_help=True, help="Registered models, versions, aliases.")
+policy_app = typer.Typer(no_args_is_help=True, help="The promotion policy.")
+app.add_typer(role_app, name="role")
+app.add_typer(token_app, name="token")
+app.add_typer(namespace_app, name="namespace")
+app.add_typer(registry_app, name="registry")
+app.add_typer(policy_app, name="policy")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -653,6 +663,289 @@ def model_verify(
     out.print(f"[green]verified[/] {model_dir}: {len(result.resources)} resources match the "
               f"signed manifest (root {result.root_digest[:16]}…, signed by "
               f"{len(result.signer_key_ids)} key(s))")
+
+
+@role_app.command("grant")
+def role_grant(identity: Annotated[str, typer.Argument()], role: Annotated[str, typer.Argument()],
+               namespace: Annotated[str, typer.Option(help="Namespace or glob.")]) -> None:
+    """Grant a role in a namespace (admin, logged)."""
+    with _open() as cp:
+        cp.grant_role(identity, role, namespace)
+    out.print(f"[green]granted[/] {role} in {namespace} to {identity}")
+
+
+@role_app.command("revoke")
+def role_revoke(identity: Annotated[str, typer.Argument()],
+                role: Annotated[str, typer.Argument()],
+                namespace: Annotated[str, typer.Option(help="Namespace or glob.")]) -> None:
+    """Revoke a role (admin, logged)."""
+    with _open() as cp:
+        cp.revoke_role(identity, role, namespace)
+    out.print(f"[yellow]revoked[/] {role} in {namespace} from {identity}")
+
+
+@role_app.command("list")
+def role_list(json_out: JsonOpt = False) -> None:
+    """List every grant."""
+    from chainproof.access import grants
+
+    with _open() as cp, cp.session() as session:
+        rows = grants.describe(session)
+    if json_out:
+        emit_json(rows)
+        return
+    table = Table("identity", "role", "namespace", "granted", "by")
+    for r in rows:
+        table.add_row(r["identity"], r["role"], r["namespace"], r["granted_at"], r["granted_by"])
+    out.print(table)
+
+
+@namespace_app.command("set")
+def namespace_set(name: Annotated[str, typer.Argument()],
+                  mode: Annotated[str, typer.Option(help="governed or experiment")]) -> None:
+    """Make a namespace governed (each role its part) or an experiment sandbox."""
+    with _open() as cp:
+        cp.set_namespace_mode(name, mode)
+    out.print(f"[green]namespace {name} is {mode}[/]")
+
+
+def _duration(text: str) -> Any:
+    import re
+    from datetime import timedelta
+
+    match = re.fullmatch(r"(\d+)([dh])", text)
+    if not match:
+        raise BadInputError(f"--expires {text!r} is not a duration", hint="e.g. 30d or 12h")
+    n = int(match.group(1))
+    return timedelta(days=n) if match.group(2) == "d" else timedelta(hours=n)
+
+
+@token_app.command("create")
+def token_create(identity: Annotated[str, typer.Argument()],
+                 expires: Annotated[str, typer.Option(help="Lifetime, e.g. 30d.")] = "30d",
+                 json_out: JsonOpt = False) -> None:
+    """Create an API token for an identity. It is shown once and stored only as a hash."""
+    with _open() as cp:
+        token_id, token = cp.create_token(identity, _duration(expires))
+    if json_out:
+        emit_json({"id": token_id, "identity": identity, "token": token})
+        return
+    out.print(f"token {token_id} for {identity} (shown once; store it in a secret manager):")
+    sys.stdout.write(token + "\n")
+
+
+@token_app.command("revoke")
+def token_revoke(token_id: Annotated[str, typer.Argument()]) -> None:
+    """Revoke a token now."""
+    with _open() as cp:
+        cp.revoke_token(token_id)
+    out.print(f"[yellow]revoked[/] token {token_id}")
+
+
+@registry_app.command("create")
+def registry_create(model: Annotated[str, typer.Argument(help="[NAMESPACE/]MODEL")]) -> None:
+    """Register a model name."""
+    with _open() as cp:
+        cp.create_model(model)
+    out.print(f"[green]registered model[/] {model}")
+
+
+@registry_app.command("register")
+def registry_register(model: Annotated[str, typer.Argument(help="[NAMESPACE/]MODEL")],
+                      asset: Annotated[str, typer.Argument(help="Model asset NAME@VERSION")],
+                      json_out: JsonOpt = False) -> None:
+    """Pin a model asset version (by digest) as the model's next version."""
+    with _open() as cp:
+        version = cp.register_model_version(model, asset)
+    if json_out:
+        emit_json({"model": model, "version": version, "asset": asset})
+        return
+    out.print(f"[green]registered[/] {model} version {version} = {asset}")
+
+
+@registry_app.command("versions")
+def registry_versions(model: Annotated[str, typer.Argument()], json_out: JsonOpt = False
+                      ) -> None:
+    """Versions, aliases and the alias history of a model (overrides marked)."""
+    from chainproof.registry import operations as registry
+
+    with _open() as cp, cp.session() as session:
+        info = registry.versions(session, model)
+        info["history"] = registry.history(session, model)
+    if json_out:
+        emit_json(info)
+        return
+    table = Table("version", "asset", "digest", "by", "aliases", title=info["model"])
+    for v in info["versions"]:
+        table.add_row(str(v["version"]), v["asset"], v["digest"][:23] + "…", v["created_by"],
+                      ", ".join(v["aliases"]))
+    out.print(table)
+    hist = Table("when", "alias", "from", "to", "by", "decision", title="alias history")
+    for h in info["history"]:
+        decision = ("[red]BREAK-GLASS OVERRIDE[/]: " + (h["reason"] or "")) if h["override"] \
+            else (h["decision"] or "direct move (unprotected alias)")
+        hist.add_row(h["moved_at"], h["alias"], str(h["from_version"] or "-"),
+                     str(h["to_version"]), h["moved_by"], decision)
+    out.print(hist)
+
+
+@registry_app.command("alias")
+def registry_alias(model: Annotated[str, typer.Argument()],
+                   version: Annotated[int, typer.Argument()],
+                   alias: Annotated[str, typer.Argument()]) -> None:
+    """Move an unprotected alias (protected ones move only through `promote`)."""
+    with _open() as cp:
+        cp.set_alias(model, version, alias)
+    out.print(f"[green]{model}@{alias}[/] -> version {version}")
+
+
+@registry_app.command("requests")
+def registry_requests(status: Annotated[str | None, typer.Option(help="pending, rejected, "
+                                                                     "executed")] = None,
+                      json_out: JsonOpt = False) -> None:
+    """Promotion requests and their reviews."""
+    from chainproof.registry import operations as registry
+
+    with _open() as cp, cp.session() as session:
+        rows = registry.requests(session, status)
+    if json_out:
+        emit_json(rows)
+        return
+    table = Table("id", "model", "version", "alias", "status", "requested by", "reviews")
+    for r in rows:
+        table.add_row(r["id"], r["model"], str(r["version"]), r["alias"], r["status"],
+                      r["requested_by"], ", ".join(f"{x['approver']}:{x['decision']}"
+                                                   for x in r["reviews"]))
+    out.print(table)
+
+
+def _model_version(ref: str) -> tuple[str, int]:
+    model, at, version = ref.rpartition("@")
+    if not at or not version.isdigit():
+        raise BadInputError(f"{ref!r} is not MODEL@VERSION", hint="e.g. fraud-review@3")
+    return model, int(version)
+
+
+def _render_gate(gate: Any) -> None:
+    table = Table("rule", "result", "why", title=f"{gate.model}@{gate.version} -> {gate.alias} "
+                  f"(promotion policy v{gate.policy_version})", title_justify="left")
+    for o in gate.outcomes:
+        table.add_row(o.rule, "[green]pass[/]" if o.passed else "[red]FAIL[/]", o.detail)
+    out.print(table)
+
+
+@app.command()
+def promote(
+    ref: Annotated[str, typer.Argument(help="MODEL@VERSION")],
+    to: Annotated[str, typer.Option("--to", help="Target alias.")],
+    force: Annotated[bool, typer.Option(help="Break-glass override (admin; needs --reason)."
+                                        )] = False,
+    reason: Annotated[str | None, typer.Option(help="Why (required with --force).")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Open a promotion request (and show each rule's current result), or force one."""
+    model, version = _model_version(ref)
+    with _open() as cp:
+        if force:
+            if not reason:
+                raise BadInputError("--force needs --reason", hint='--reason "incident 4711"')
+            gate, decision = cp.force_promotion(model, version, to, reason)
+            if json_out:
+                emit_json({"decision": decision, **gate.to_dict(), "override": True})
+                return
+            _render_gate(gate)
+            out.print(f"[red]BREAK-GLASS[/]: {model}@{to} -> {version} by override "
+                      f"(decision {decision}); this is recorded in the log and every listing")
+            return
+        request_id = cp.request_promotion(model, version, to)
+        gate = cp.check_request(request_id)
+    if json_out:
+        emit_json(gate.to_dict())
+        return
+    out.print(f"promotion request [bold]{request_id}[/] opened")
+    _render_gate(gate)
+
+
+@app.command()
+def approve(request_id: Annotated[str, typer.Argument()],
+            reason: Annotated[str | None, typer.Option(help="Optional note.")] = None) -> None:
+    """Sign an approval of a promotion request with your key."""
+    with _open() as cp:
+        decision = cp.approve(request_id, reason)
+        gate = cp.check_request(request_id) if decision is None else None
+    out.print(f"[green]approved[/] {request_id}")
+    if decision:
+        out.print(f"policy auto-executed the promotion (decision {decision})")
+    elif gate is not None:
+        _render_gate(gate)
+
+
+@app.command()
+def reject(request_id: Annotated[str, typer.Argument()],
+           reason: Annotated[str, typer.Option(help="Why (required).")]) -> None:
+    """Sign a rejection of a promotion request."""
+    with _open() as cp:
+        cp.reject(request_id, reason)
+    out.print(f"[yellow]rejected[/] {request_id}")
+
+
+@app.command("execute")
+def execute_cmd(request_id: Annotated[str, typer.Argument()], json_out: JsonOpt = False) -> None:
+    """Execute an approved promotion: the gate is evaluated again and the decision signed."""
+    from chainproof.errors import PolicyViolationError
+
+    with _open() as cp:
+        try:
+            gate, decision = cp.execute_promotion(request_id)
+        except PolicyViolationError as exc:
+            blocked = getattr(exc, "gate", None)
+            if blocked is not None and not json_out:
+                _render_gate(blocked)
+            raise
+    if json_out:
+        emit_json({"decision": decision, **gate.to_dict()})
+        return
+    _render_gate(gate)
+    out.print(f"[green]promoted[/] {gate.model}@{gate.alias} -> {gate.version} "
+              f"(decision {decision})")
+
+
+@policy_app.command("show")
+def policy_show(json_out: JsonOpt = False) -> None:
+    """Print the promotion policy in force."""
+    from chainproof.registry import operations as registry
+
+    with _open() as cp, cp.session() as session:
+        policy, document = registry.current_policy(session)
+    if json_out:
+        emit_json({"version": policy.version, "document": document})
+        return
+    sys.stdout.write(registry.policy_text(policy, document))
+
+
+@policy_app.command("set")
+def policy_set(file: Annotated[Path, typer.Argument(help="Policy YAML.")]) -> None:
+    """Set a new version of the promotion policy (admin, logged)."""
+    with _open() as cp:
+        version = cp.set_promotion_policy(_read(file).decode())
+    out.print(f"[green]promotion policy v{version} in force[/]")
+
+
+@policy_app.command("check")
+def policy_check(ref: Annotated[str, typer.Argument(help="MODEL@VERSION")],
+                 to: Annotated[str, typer.Option("--to", help="Target alias.")],
+                 json_out: JsonOpt = False) -> None:
+    """Dry run: evaluate every rule for a promotion without changing anything (exit 1 if it
+    would be blocked)."""
+    model, version = _model_version(ref)
+    with _open() as cp:
+        gate = cp.check_promotion(model, version, to)
+    if json_out:
+        emit_json(gate.to_dict())
+    else:
+        _render_gate(gate)
+    if not gate.passed:
+        raise typer.Exit(1)
 
 
 def _ignores(model_dir: Path, ignore: list[str] | None) -> list[Path]:

@@ -16,6 +16,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from chainproof.errors import DatabaseError
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
+WRITE_OPTION = "chainproof_write"
 
 
 def normalise_url(url: str) -> str:
@@ -45,8 +46,9 @@ def open_engine(url: str) -> Engine:
 
 def _configure_sqlite(engine: Engine) -> None:
     # pysqlite's own transaction handling defers BEGIN until the first write, which lets two
-    # writers read the same log head. Taking the write lock at BEGIN (IMMEDIATE) serialises
-    # them, which the log needs for one linear history (SQLAlchemy's documented recipe).
+    # writers read the same log head. Write transactions (marked with the ``chainproof_write``
+    # execution option) take the write lock at BEGIN IMMEDIATE, which serialises them into one
+    # linear log; reads use a plain BEGIN, a WAL snapshot that never waits for writers.
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None
@@ -59,7 +61,8 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        write = conn.get_execution_options().get(WRITE_OPTION)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
 def _alembic_config(engine: Engine) -> Config:

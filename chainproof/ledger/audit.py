@@ -9,6 +9,7 @@ row by row. It needs the log's *public* key from outside the database (the works
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Callable, Iterable
@@ -23,16 +24,27 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from chainproof.db.tables import (
+    AliasHistoryRow,
+    AliasRow,
+    ApprovalRow,
     AssetRow,
     AssetVersionRow,
     AttestationRow,
     CheckpointRow,
+    DecisionRow,
     IdentityRow,
     KeyRow,
     LogNodeRow,
+    ModelRow,
+    ModelVersionRow,
+    NamespaceRow,
+    PromotionPolicyRow,
+    PromotionRequestRow,
+    RoleGrantRow,
     StepInputRow,
     StepOutputRow,
     StepRow,
+    TokenRow,
     TrustPolicyRow,
 )
 from chainproof.errors import (
@@ -350,6 +362,87 @@ class _Replay:
             Action.TRUST_POLICY_SET: lambda e: self._row(e, "version"),
             Action.KEY_REVOKE: self._revoke,
         }
+        self.state: dict[str, dict[Any, tuple[int, dict[str, Any]]]] = {
+            name: {} for name in ("models", "model_versions", "aliases", "alias_history",
+                                  "policies", "requests", "reviews", "decisions", "tokens",
+                                  "grants", "namespaces")}
+
+        def put(table: str, key_of: Callable[[dict[str, Any]], Any]) -> Callable[[LogEntry],
+                                                                                  None]:
+            def handler(entry: LogEntry) -> None:
+                key = key_of(entry.detail)
+                if table not in ("aliases", "grants", "namespaces") and key in self.state[table]:
+                    self.problem(f"log entry {entry.seq} ({entry.action}) repeats {key!r}")
+                self.state[table][key] = (entry.seq, dict(entry.detail))
+            return handler
+
+        alias_state = put("aliases", lambda d: (d["model"], d["alias"]))
+        alias_history = put("alias_history", lambda d: None)
+
+        def alias_move(entry: LogEntry) -> None:
+            alias_state(entry)
+            self.state["alias_history"][entry.seq] = (entry.seq, dict(entry.detail))
+
+        del alias_history
+
+        def request_status(status: str) -> Callable[[LogEntry], None]:
+            def handler(entry: LogEntry) -> None:
+                rid = entry.detail["request_id"]
+                if rid in self.state["requests"]:
+                    seq, d = self.state["requests"][rid]
+                    self.state["requests"][rid] = (seq, {**d, "status": status})
+                else:
+                    self.problem(f"log entry {entry.seq} refers to unknown request {rid}")
+            return handler
+
+        review = put("reviews", lambda d: (d["request_id"], d["approver"]))
+        reject_status = request_status("rejected")
+        decide = put("decisions", lambda d: d["id"])
+        executed = request_status("executed")
+
+        def on_reject(entry: LogEntry) -> None:
+            review(entry)
+            reject_status(entry)
+
+        def on_decision(entry: LogEntry) -> None:
+            decide(entry)
+            executed(entry)
+
+        def on_request(entry: LogEntry) -> None:
+            put("requests", lambda d: d["id"])(entry)
+            seq, d = self.state["requests"][entry.detail["id"]]
+            self.state["requests"][entry.detail["id"]] = (seq, {**d, "status": "pending"})
+
+        def on_token_revoke(entry: LogEntry) -> None:
+            tid = entry.detail["id"]
+            if tid not in self.state["tokens"]:
+                self.problem(f"log entry {entry.seq} revokes unknown token {tid}")
+                return
+            seq, d = self.state["tokens"][tid]
+            self.state["tokens"][tid] = (seq, {**d, "revoked_at": entry.detail["revoked_at"]})
+
+        grant = put("grants", lambda d: (d["identity"], d["role"], d["namespace"]))
+
+        def on_role_revoke(entry: LogEntry) -> None:
+            key = (entry.detail["identity"], entry.detail["role"], entry.detail["namespace"])
+            if self.state["grants"].pop(key, None) is None:
+                self.problem(f"log entry {entry.seq} revokes a role that was not granted")
+
+        self.handlers.update({
+            Action.MODEL_CREATE: put("models", lambda d: (d["namespace"], d["name"])),
+            Action.MODEL_VERSION_ADD: put("model_versions", lambda d: (d["model"], d["version"])),
+            Action.ALIAS_MOVE: alias_move,
+            Action.PROMOTION_POLICY_SET: put("policies", lambda d: d["version"]),
+            Action.PROMOTION_REQUEST: on_request,
+            Action.PROMOTION_APPROVE: review,
+            Action.PROMOTION_REJECT: on_reject,
+            Action.PROMOTION_DECISION: on_decision,
+            Action.TOKEN_CREATE: put("tokens", lambda d: d["id"]),
+            Action.TOKEN_REVOKE: on_token_revoke,
+            Action.ROLE_GRANT: grant,
+            Action.ROLE_REVOKE: on_role_revoke,
+            Action.NAMESPACE_SET: put("namespaces", lambda d: d["name"]),
+        })
 
     def apply(self, entry: LogEntry) -> None:
         handler = self.handlers.get(entry.action)
@@ -457,7 +550,89 @@ class _Replay:
                 problem(f"log entry {seq} records step {sid}, which is missing from the "
                         "database (deleted)")
         self._compare_simple(session, problem, counts)
+        self._compare_registry(session, problem, counts)
         return counts
+
+    def _compare_registry(self, session: Session, problem: Callable[[str], None],
+                          counts: dict[str, int]) -> None:
+        def sha(text_: str) -> str:
+            return "sha256:" + hashlib.sha256(text_.encode()).hexdigest()
+
+        models = {m.id: f"{m.namespace}/{m.name}" for m in session.execute(
+            select(ModelRow)).scalars()}
+        requests = {r.id: r for r in session.execute(select(PromotionRequestRow)).scalars()}
+        tables: list[tuple[str, str, Any, Callable[[Any], tuple[Any, int, dict[str, Any]]]]] = [
+            ("models", "model", ModelRow, lambda r: ((r.namespace, r.name), r.log_seq, {
+                "namespace": r.namespace, "name": r.name, "created_at": r.created_at,
+                "created_by": r.created_by})),
+            ("model_versions", "model version", ModelVersionRow, lambda r: (
+                (models.get(r.model_id), r.version), r.log_seq, {
+                    "digest": r.digest, "created_at": r.created_at,
+                    "created_by": r.created_by})),
+            ("aliases", "alias", AliasRow, lambda r: ((models.get(r.model_id), r.alias),
+                                                      r.log_seq, {
+                "to_version": r.version, "digest": r.digest, "moved_at": r.moved_at,
+                "moved_by": r.moved_by, "decision_id": r.decision_id,
+                "override": bool(r.override)})),
+            ("alias_history", "alias history entry", AliasHistoryRow, lambda r: (
+                r.log_seq, r.log_seq, {
+                    "model": models.get(r.model_id), "alias": r.alias,
+                    "from_version": r.from_version, "to_version": r.to_version,
+                    "moved_at": r.moved_at, "moved_by": r.moved_by,
+                    "decision_id": r.decision_id, "override": bool(r.override),
+                    "reason": r.reason})),
+            ("policies", "promotion policy", PromotionPolicyRow, lambda r: (
+                r.version, r.log_seq, {"digest": r.digest, "document": r.document,
+                                       "set_at": r.set_at, "set_by": r.set_by})),
+            ("requests", "promotion request", PromotionRequestRow, lambda r: (
+                r.id, r.log_seq, {"model": models.get(r.model_id), "version": r.version,
+                                  "alias": r.alias, "digest": r.digest,
+                                  "policy_version": r.policy_version,
+                                  "requested_at": r.requested_at,
+                                  "requested_by": r.requested_by, "status": r.status})),
+            ("reviews", "approval", ApprovalRow, lambda r: (
+                (r.request_id, r.approver), r.log_seq, {
+                    "decision": r.decision, "reason": r.reason, "keyid": r.keyid,
+                    "envelope_digest": sha(r.envelope), "created_at": r.created_at})),
+            ("decisions", "promotion decision", DecisionRow, lambda r: (
+                r.id, r.log_seq, {"request_id": r.request_id, "result": r.result,
+                                  "envelope_digest": sha(r.envelope),
+                                  "created_at": r.created_at, "created_by": r.created_by})),
+            ("tokens", "token", TokenRow, lambda r: (r.id, r.log_seq, {
+                "identity": r.identity, "token_hash": r.token_hash, "created_at": r.created_at,
+                "expires_at": r.expires_at, "revoked_at": r.revoked_at})),
+            ("grants", "role grant", RoleGrantRow, lambda r: (
+                (r.identity, r.role, r.namespace), r.log_seq, {
+                    "granted_at": r.granted_at, "granted_by": r.granted_by})),
+            ("namespaces", "namespace", NamespaceRow, lambda r: (r.name, r.log_seq, {
+                "mode": r.mode, "set_at": r.set_at, "set_by": r.set_by})),
+        ]
+        del requests
+        for state, label, model, extract in tables:
+            logged = self.state[state]
+            seen = set()
+            for row in session.execute(select(model)).scalars():
+                counts[model.__tablename__] = counts.get(model.__tablename__, 0) + 1
+                key, row_seq, actual = extract(row)
+                seen.add(key)
+                found = logged.get(key)
+                if found is None:
+                    problem(f"{label} {key} has no log entry: it was written to the database "
+                            "directly")
+                    continue
+                seq, detail = found
+                for name, value in actual.items():
+                    want = detail.get(name, None if name == "revoked_at" else value)
+                    if want != value:
+                        problem(f"{label} {key}: {name} is {value!r} in the database but "
+                                f"{want!r} in log entry {seq}")
+                if row_seq != seq:
+                    problem(f"{label} {key}: points at log entry {row_seq}, but was logged "
+                            f"as {seq}")
+            for key, (seq, _) in logged.items():
+                if key not in seen:
+                    problem(f"log entry {seq}: {label} {key} is missing from the database "
+                            "(deleted)")
 
     def _compare_simple(self, session: Session, problem: Callable[[str], None],
                         counts: dict[str, int]) -> None:

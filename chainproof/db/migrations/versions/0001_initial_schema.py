@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 20:49:52.493935
+Create Date: 2026-11-25 20:59:58.157325
 """
 from alembic import op
 import sqlalchemy as sa

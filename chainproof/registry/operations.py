@@ -1,0 +1,578 @@
+"""The governed registry (I4): operations over the service's transactions.
+
+A registered model version pins one model asset version by digest and never changes. Aliases
+point at versions; every move is logged with who, when, from, to and under which decision.
+Protected aliases move only through a promotion: a request, signed approvals over exactly that
+request, and the gate's signed decision listing every rule's outcome. Break-glass moves exist
+for admins, need a reason, and are marked as overrides everywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import yaml
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from chainproof.access import Permission
+from chainproof.access import grants as access
+from chainproof.attest import (
+    CHAINPROOF_APPROVAL_V1,
+    CHAINPROOF_PROMOTION_DECISION_V1,
+    IN_TOTO_PAYLOAD_TYPE,
+    Envelope,
+    Signer,
+    Statement,
+    Subject,
+    Verifier,
+    load_public_key,
+    sign_envelope,
+    verify_envelope,
+)
+from chainproof.db.tables import (
+    AliasHistoryRow,
+    AliasRow,
+    ApprovalRow,
+    AssetRow,
+    AssetVersionRow,
+    DecisionRow,
+    KeyRow,
+    ModelRow,
+    ModelVersionRow,
+    PromotionPolicyRow,
+    PromotionRequestRow,
+)
+from chainproof.errors import (
+    BadInputError,
+    ChainproofError,
+    ConflictError,
+    NotFoundError,
+    PolicyViolationError,
+)
+from chainproof.records.assets import AssetKind
+from chainproof.records.log import Action
+from chainproof.records.names import DEFAULT_NAMESPACE, check_name, parse_ref
+from chainproof.registry.policy import (
+    DEFAULT_POLICY,
+    ApprovalFact,
+    Facts,
+    Outcome,
+    PromotionPolicy,
+    Rule,
+    evaluate,
+    parse_policy,
+)
+
+if TYPE_CHECKING:
+    from chainproof.service import Chainproof, Transaction
+
+_REPORT_LIMIT = 5_000_000
+
+
+def _sha(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def model_label(namespace: str, name: str) -> str:
+    return name if namespace == DEFAULT_NAMESPACE else f"{namespace}/{name}"
+
+
+# --- models and versions ---------------------------------------------------------------------------
+
+
+def find_model(session: Session, model: str) -> ModelRow:
+    ref = parse_ref(model)
+    row = session.execute(select(ModelRow).where(ModelRow.namespace == ref.namespace,
+                                                 ModelRow.name == ref.name)).scalar_one_or_none()
+    if row is None:
+        raise NotFoundError(f"no registered model {model!r}",
+                            hint="`chainproof registry create NAME` registers one")
+    return row
+
+
+def create_model(cp: Chainproof, tx: Transaction, model: str) -> ModelRow:
+    ref = parse_ref(model)
+    cp.require(tx.session, Permission.WRITE_MODEL, ref.namespace, "register models")
+    exists = tx.session.execute(select(ModelRow).where(
+        ModelRow.namespace == ref.namespace, ModelRow.name == ref.name)).scalar_one_or_none()
+    if exists is not None:
+        raise ConflictError(f"model {model} is already registered")
+    row = ModelRow(namespace=ref.namespace, name=ref.name, created_at=tx.time,
+                   created_by=tx.actor, log_seq=tx.appender.size)
+    tx.session.add(row)
+    tx.session.flush()
+    tx.log(Action.MODEL_CREATE, f"model:{ref.namespace}/{ref.name}",
+           detail={"namespace": ref.namespace, "name": ref.name, "created_at": tx.time,
+                   "created_by": tx.actor})
+    return row
+
+
+def register_version(cp: Chainproof, tx: Transaction, model: str, asset_ref: str) -> int:
+    row = find_model(tx.session, model)
+    cp.require(tx.session, Permission.WRITE_MODEL, row.namespace, "register model versions")
+    version_row, asset = cp._find(tx.session, parse_ref(asset_ref, namespace=row.namespace))
+    if asset.kind != AssetKind.MODEL.value:
+        raise BadInputError(f"{asset_ref} is a {asset.kind}, not a model",
+                            hint="register the model file as a model asset first")
+    latest = tx.session.execute(select(func.max(ModelVersionRow.version))
+                                .where(ModelVersionRow.model_id == row.id)).scalar_one() or 0
+    version = latest + 1
+    full_asset = f"{asset.namespace}/{asset.name}@{version_row.version}"
+    tx.session.add(ModelVersionRow(model_id=row.id, version=version,
+                                   asset_version_id=version_row.id, digest=version_row.digest,
+                                   created_at=tx.time, created_by=tx.actor,
+                                   log_seq=tx.appender.size))
+    tx.log(Action.MODEL_VERSION_ADD, f"model:{row.namespace}/{row.name}@{version}",
+           digests={"model": version_row.digest},
+           detail={"model": f"{row.namespace}/{row.name}", "version": version,
+                   "asset": full_asset, "digest": version_row.digest, "created_at": tx.time,
+                   "created_by": tx.actor})
+    tx.session.flush()
+    return version
+
+
+def _version(session: Session, model: ModelRow, version: int) -> ModelVersionRow:
+    row = session.execute(select(ModelVersionRow).where(
+        ModelVersionRow.model_id == model.id, ModelVersionRow.version == version)
+    ).scalar_one_or_none()
+    if row is None:
+        raise NotFoundError(f"{model_label(model.namespace, model.name)} has no version {version}",
+                            hint=f"`chainproof registry versions {model.name}` lists them")
+    return row
+
+
+def asset_ref_of(session: Session, mv: ModelVersionRow) -> str:
+    v = session.get(AssetVersionRow, mv.asset_version_id)
+    assert v is not None
+    a = session.get(AssetRow, v.asset_id)
+    assert a is not None
+    return f"{a.namespace}/{a.name}@{v.version}"
+
+
+# --- policy ------------------------------------------------------------------------------------------
+
+
+def current_policy(session: Session) -> tuple[PromotionPolicy, str | None]:
+    row = session.execute(select(PromotionPolicyRow).order_by(
+        PromotionPolicyRow.version.desc()).limit(1)).scalar_one_or_none()
+    if row is None:
+        return DEFAULT_POLICY, None
+    return parse_policy(row.document, version=row.version), row.document
+
+
+def set_policy(cp: Chainproof, tx: Transaction, document: str) -> int:
+    cp.require(tx.session, Permission.ADMIN, access.GLOBAL, "set the promotion policy")
+    parse_policy(document)
+    latest = tx.session.execute(select(func.max(PromotionPolicyRow.version))).scalar_one() or 0
+    digest = _sha(document.encode())
+    tx.session.add(PromotionPolicyRow(version=latest + 1, document=document, digest=digest,
+                                      set_at=tx.time, set_by=tx.actor,
+                                      log_seq=tx.appender.size))
+    tx.log(Action.PROMOTION_POLICY_SET, f"promotion-policy:{latest + 1}",
+           digests={"policy": digest},
+           detail={"version": latest + 1, "digest": digest, "document": document,
+                   "set_at": tx.time, "set_by": tx.actor})
+    return latest + 1
+
+
+# --- aliases -----------------------------------------------------------------------------------------
+
+
+def _move(tx: Transaction, model: ModelRow, alias: str, mv: ModelVersionRow, *,
+          decision_id: str | None, override: bool, reason: str | None) -> None:
+    check_name(alias, what="alias")
+    row = tx.session.get(AliasRow, (model.id, alias))
+    previous = row.version if row else None
+    seq = tx.appender.size
+    if row is None:
+        row = AliasRow(model_id=model.id, alias=alias)
+        tx.session.add(row)
+    row.version, row.digest, row.moved_at, row.moved_by = mv.version, mv.digest, tx.time, tx.actor
+    row.decision_id, row.override, row.log_seq = decision_id, override, seq
+    tx.session.add(AliasHistoryRow(model_id=model.id, alias=alias, from_version=previous,
+                                   to_version=mv.version, moved_at=tx.time, moved_by=tx.actor,
+                                   decision_id=decision_id, override=override, reason=reason,
+                                   log_seq=seq))
+    tx.log(Action.ALIAS_MOVE, f"alias:{model.namespace}/{model.name}@{alias}",
+           digests={"model": mv.digest},
+           detail={"model": f"{model.namespace}/{model.name}", "alias": alias,
+                   "from_version": previous, "to_version": mv.version, "digest": mv.digest,
+                   "moved_at": tx.time, "moved_by": tx.actor, "decision_id": decision_id,
+                   "override": override, "reason": reason})
+
+
+def set_alias(cp: Chainproof, tx: Transaction, model: str, version: int, alias: str) -> None:
+    """Move an unprotected alias directly (experiment work: ``staging``, ``candidate``...)."""
+    row = find_model(tx.session, model)
+    policy, _ = current_policy(tx.session)
+    if policy.is_protected(alias):
+        raise access.denied(
+            tx.actor, Permission.MOVE_ALIAS, row.namespace, f"move protected alias {alias}",
+            f"alias {alias!r} is protected: it moves only through a promotion",
+            f"`chainproof promote {model}@{version} --to {alias}` opens a request")
+    cp.require(tx.session, Permission.MOVE_ALIAS, row.namespace, f"move alias {alias}")
+    _move(tx, row, alias, _version(tx.session, row, version), decision_id=None,
+          override=False, reason=None)
+
+
+def resolve_alias(session: Session, model: str, alias: str) -> tuple[ModelRow, AliasRow]:
+    row = find_model(session, model)
+    target = session.get(AliasRow, (row.id, alias))
+    if target is None:
+        raise NotFoundError(f"{model} has no alias {alias!r}",
+                            hint="`chainproof registry versions` shows the aliases")
+    return row, target
+
+
+# --- promotion ----------------------------------------------------------------------------------------
+
+
+def request_promotion(cp: Chainproof, tx: Transaction, model: str, version: int,
+                      alias: str) -> str:
+    check_name(alias, what="alias")
+    row = find_model(tx.session, model)
+    cp.require(tx.session, Permission.REQUEST_PROMOTION, row.namespace,
+               "request promotions")
+    mv = _version(tx.session, row, version)
+    policy, _ = current_policy(tx.session)
+    request_id = uuid.uuid4().hex[:16]
+    tx.session.add(PromotionRequestRow(id=request_id, model_id=row.id, version=version,
+                                       alias=alias, digest=mv.digest,
+                                       policy_version=policy.version, requested_at=tx.time,
+                                       requested_by=tx.actor, status="pending",
+                                       log_seq=tx.appender.size))
+    tx.log(Action.PROMOTION_REQUEST, f"promotion:{request_id}", digests={"model": mv.digest},
+           detail={"id": request_id, "model": f"{row.namespace}/{row.name}",
+                   "version": version, "alias": alias, "digest": mv.digest,
+                   "policy_version": policy.version, "requested_at": tx.time,
+                   "requested_by": tx.actor})
+    return request_id
+
+
+def _request(session: Session, request_id: str) -> PromotionRequestRow:
+    row = session.get(PromotionRequestRow, request_id)
+    if row is None:
+        raise NotFoundError(f"no promotion request {request_id}",
+                            hint="`chainproof registry requests` lists them")
+    return row
+
+
+def _approval_statement(req: PromotionRequestRow, model: ModelRow, decision: str,
+                        reason: str | None, approver: str, time: str) -> Statement:
+    return Statement(
+        subjects=(Subject(f"{model.namespace}/{model.name}@{req.version}",
+                          {"sha256": req.digest.split(":", 1)[1]}),),
+        predicate_type=CHAINPROOF_APPROVAL_V1,
+        predicate={"request": req.id, "model": f"{model.namespace}/{model.name}",
+                   "version": req.version, "alias": req.alias, "digest": req.digest,
+                   "policy_version": req.policy_version, "decision": decision,
+                   "reason": reason, "approver": approver, "time": time})
+
+
+def review(cp: Chainproof, tx: Transaction, request_id: str, decision: str,
+           reason: str | None, signer: Signer) -> None:
+    """Record one approver's signed approval or rejection of a request."""
+    req = _request(tx.session, request_id)
+    model = tx.session.get(ModelRow, req.model_id)
+    assert model is not None
+    cp.require(tx.session, Permission.APPROVE, model.namespace, "approve promotions")
+    if req.status != "pending":
+        raise ConflictError(f"promotion request {request_id} is {req.status}, not pending")
+    if decision == "reject" and not (reason or "").strip():
+        raise BadInputError("a rejection needs a reason", hint='--reason "metrics regressed"')
+    already = tx.session.execute(select(ApprovalRow).where(
+        ApprovalRow.request_id == request_id, ApprovalRow.approver == tx.actor)
+    ).scalar_one_or_none()
+    if already is not None:
+        raise ConflictError(f"{tx.actor} already reviewed request {request_id}",
+                            hint="each approver counts once; ask another approver")
+    cp._check_signing_key(tx, signer)
+    statement = _approval_statement(req, model, decision, reason, tx.actor, tx.time)
+    envelope = sign_envelope(statement.to_json_bytes(), IN_TOTO_PAYLOAD_TYPE, [signer]).to_json()
+    tx.session.add(ApprovalRow(request_id=request_id, approver=tx.actor, decision=decision,
+                               reason=reason, envelope=envelope, keyid=signer.keyid,
+                               created_at=tx.time, log_seq=tx.appender.size))
+    if decision == "reject":
+        req.status = "rejected"
+    tx.log(Action.PROMOTION_APPROVE if decision == "approve" else Action.PROMOTION_REJECT,
+           f"promotion:{request_id}", digests={"approval": _sha(envelope.encode())},
+           detail={"request_id": request_id, "approver": tx.actor, "decision": decision,
+                   "reason": reason, "keyid": signer.keyid,
+                   "envelope_digest": _sha(envelope.encode()), "created_at": tx.time})
+    tx.session.flush()
+
+
+@dataclass
+class GateResult:
+    request_id: str | None
+    model: str
+    version: int
+    alias: str
+    digest: str
+    policy_version: int
+    outcomes: list[Outcome]
+    rule: Rule
+
+    @property
+    def passed(self) -> bool:
+        return all(o.passed for o in self.outcomes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"request": self.request_id, "model": self.model, "version": self.version,
+                "alias": self.alias, "digest": self.digest,
+                "policy_version": self.policy_version, "passed": self.passed,
+                "auto_execute": self.rule.auto_execute,
+                "rules": [o.to_dict() for o in self.outcomes]}
+
+
+def evaluate_gate(cp: Chainproof, session: Session, model: ModelRow, version: int, alias: str,
+                  request: PromotionRequestRow | None) -> GateResult:
+    """Gather every fact the policy needs (verifying as it goes) and evaluate each rule."""
+    from chainproof.provenance import check_chain
+
+    policy, _ = current_policy(session)
+    rule = policy.rule_for(model.namespace, model.name, alias)
+    mv = _version(session, model, version)
+    asset_ref = asset_ref_of(session, mv)
+
+    def role_check(identity: str, role: str, namespace: str) -> bool:
+        return access.has_role(session, identity, role, namespace)
+
+    chain = check_chain(cp, asset_ref, has_role=role_check)
+    chain_problems = [f"{link.ref}: {p}" for link in chain.links for p in link.problems]
+    graph = cp.lineage(asset_ref)
+    authors = ({s.identity for s in graph.steps.values()}
+               | {v.created_by for v in graph.versions.values()})
+    inputs = sorted({(v.namespace, v.name) for v in graph.versions.values()
+                     if v.kind in (AssetKind.DATASET, AssetKind.LABELS)})
+    evidence, metrics = _evidence(cp, session, [v.ref for v in graph.versions.values()],
+                                  asset_ref)
+    current = session.get(AliasRow, (model.id, alias))
+    current_metrics = None
+    if current is not None and current.version != version:
+        current_ref = asset_ref_of(session, _version(session, model, current.version))
+        current_metrics = _evidence(cp, session, [], current_ref)[1]
+    approvals, rejections = [], []
+    if request is not None:
+        for row in session.execute(select(ApprovalRow).where(
+                ApprovalRow.request_id == request.id)).scalars():
+            fact = _check_approval(session, row, request, model, rule, role_check, authors)
+            if row.decision == "reject" and fact.signature_ok:
+                rejections.append(row.approver)
+            elif row.decision == "approve":
+                approvals.append(fact)
+    facts = Facts(provenance_problems=chain_problems, evidence=evidence, metrics=metrics,
+                  current_metrics=current_metrics, inputs=inputs, approvals=approvals,
+                  rejections=rejections)
+    return GateResult(request_id=request.id if request else None,
+                      model=model_label(model.namespace, model.name), version=version,
+                      alias=alias, digest=mv.digest, policy_version=policy.version,
+                      outcomes=evaluate(rule, facts), rule=rule)
+
+
+def _check_approval(session: Session, row: ApprovalRow, request: PromotionRequestRow,
+                    model: ModelRow, rule: Rule, role_check: Any,
+                    authors: set[str]) -> ApprovalFact:
+    role = rule.approvals.role if rule.approvals else "approver"
+    independent = row.approver not in authors
+    keys = {k.keyid: k for k in session.execute(
+        select(KeyRow).where(KeyRow.identity == row.approver)).scalars()}
+    problem = None
+    try:
+        envelope = Envelope.from_json(row.envelope)
+        trusted = {k.keyid: Verifier.from_public_key(load_public_key(k.public_pem.encode()))
+                   for k in keys.values()
+                   if k.revoked_at is None or k.revoked_at > row.created_at}
+        payload = verify_envelope(envelope, trusted, threshold=1)
+        statement = Statement.from_bytes(payload)
+        p = statement.predicate
+        if statement.predicate_type != CHAINPROOF_APPROVAL_V1:
+            problem = "not an approval statement"
+        elif (p.get("request"), p.get("digest"), p.get("alias"), p.get("version"),
+              p.get("approver"), p.get("decision")) != (
+                request.id, request.digest, request.alias, request.version, row.approver,
+                row.decision):
+            problem = ("the signed approval is for another request, model, alias or approver "
+                       "(replayed)")
+    except ChainproofError as exc:
+        problem = f"approval signature invalid: {exc.message}"
+    return ApprovalFact(approver=row.approver, signature_ok=problem is None,
+                        has_role=role_check(row.approver, role, model.namespace),
+                        authored_in_chain=not independent, problem=problem)
+
+
+def _evidence(cp: Chainproof, session: Session, upstream_refs: Iterable[str],
+              model_ref: str) -> tuple[dict[str, bool], dict[str, float]]:
+    """Reports about the model or its inputs (report kind → all passed) and the newest signed
+    metrics recorded about the model."""
+    ids = []
+    for ref in {*upstream_refs, model_ref}:
+        row, _ = cp._find(session, parse_ref(ref))
+        ids.append(row.id)
+    produced = session.execute(text(
+        "SELECT DISTINCT av.id, a.kind, av.digest, av.size, av.created_at, si.version_id "
+        "FROM step_inputs si JOIN asset_versions av ON av.producer_step = si.step_id "
+        "JOIN assets a ON a.id = av.asset_id JOIN steps s ON s.id = si.step_id "
+        "WHERE s.status = 'succeeded' AND si.version_id IN (" + ",".join(map(str, ids)) + ")"
+        " AND a.kind IN ('report', 'metrics') ORDER BY av.created_at")).all() if ids else []
+    model_id = cp._find(session, parse_ref(model_ref))[0].id
+    evidence: dict[str, bool] = {}
+    metrics: dict[str, float] = {}
+    for _vid, kind, digest, size, _created, about in produced:
+        if size > _REPORT_LIMIT:
+            continue
+        try:
+            doc = orjson.loads(cp.store.read_bytes(digest))
+        except (ChainproofError, orjson.JSONDecodeError):
+            continue
+        if not isinstance(doc, dict):
+            continue
+        if kind == "report" and isinstance(doc.get("report_kind"), str):
+            passed = doc.get("passed") is True
+            evidence[doc["report_kind"]] = evidence.get(doc["report_kind"], True) and passed
+        elif kind == "metrics" and about == model_id:
+            values = doc.get("metrics", doc)
+            metrics = {k: float(v) for k, v in values.items()
+                       if isinstance(v, int | float) and not isinstance(v, bool)}
+    return evidence, metrics
+
+
+def _decide(cp: Chainproof, tx: Transaction, req: PromotionRequestRow, model: ModelRow,
+            gate: GateResult, result: str, signer: Signer, reason: str | None) -> str:
+    decision_id = uuid.uuid4().hex[:16]
+    approvals = [{"approver": a.approver, "decision": a.decision, "keyid": a.keyid,
+                  "envelope_digest": _sha(a.envelope.encode())}
+                 for a in tx.session.execute(select(ApprovalRow).where(
+                     ApprovalRow.request_id == req.id)).scalars()]
+    statement = Statement(
+        subjects=(Subject(f"{model.namespace}/{model.name}@{req.version}",
+                          {"sha256": req.digest.split(":", 1)[1]}),),
+        predicate_type=CHAINPROOF_PROMOTION_DECISION_V1,
+        predicate={"decision": decision_id, "request": req.id, "result": result,
+                   "reason": reason, **gate.to_dict(), "approvals": approvals,
+                   "executor": tx.actor, "time": tx.time})
+    envelope = sign_envelope(statement.to_json_bytes(), IN_TOTO_PAYLOAD_TYPE, [signer]).to_json()
+    tx.session.add(DecisionRow(id=decision_id, request_id=req.id, result=result,
+                               envelope=envelope, created_at=tx.time, created_by=tx.actor,
+                               log_seq=tx.appender.size))
+    tx.log(Action.PROMOTION_DECISION, f"promotion:{req.id}",
+           digests={"decision": _sha(envelope.encode()), "model": req.digest},
+           detail={"id": decision_id, "request_id": req.id, "result": result,
+                   "envelope_digest": _sha(envelope.encode()), "created_at": tx.time,
+                   "created_by": tx.actor, "override": result == "override",
+                   "reason": reason, "rules": [o.to_dict() for o in gate.outcomes]})
+    tx.session.flush()
+    return decision_id
+
+
+def execute(cp: Chainproof, tx: Transaction, request_id: str, signer: Signer, *,
+            override_reason: str | None = None) -> tuple[GateResult, str]:
+    """Evaluate the gate for a pending request and, if it passes, move the alias under a signed
+    decision. With ``override_reason`` (admins only) the alias moves even if rules fail, and
+    the decision is marked as a break-glass override."""
+    req = _request(tx.session, request_id)
+    model = tx.session.get(ModelRow, req.model_id)
+    assert model is not None
+    if override_reason is not None:
+        if not override_reason.strip():
+            raise BadInputError("a break-glass override needs a reason",
+                                hint='--reason "incident 4711: roll back now"')
+        cp.require(tx.session, Permission.ADMIN, model.namespace, "force a promotion")
+    else:
+        cp.require(tx.session, Permission.EXECUTE_PROMOTION, model.namespace,
+                   "execute promotions")
+    if req.status != "pending":
+        raise ConflictError(f"promotion request {request_id} is {req.status}, not pending")
+    mv = _version(tx.session, model, req.version)
+    if mv.digest != req.digest:
+        raise PolicyViolationError(f"request {request_id} was for digest {req.digest}, but the "
+                                   f"registered version now says {mv.digest}")
+    cp._check_signing_key(tx, signer)
+    gate = evaluate_gate(cp, tx.session, model, req.version, req.alias, req)
+    if not gate.passed and override_reason is None:
+        failed = [f"{o.rule}: {o.detail}" for o in gate.outcomes if not o.passed]
+        error = PolicyViolationError(
+            f"promotion {request_id} of {gate.model}@{gate.version} to {gate.alias} is blocked "
+            f"by policy v{gate.policy_version}", problems=failed,
+            hint="`chainproof policy check` explains each rule; nothing was moved")
+        error.gate = gate  # type: ignore[attr-defined]
+        raise error
+    result = "allowed" if gate.passed else "override"
+    decision_id = _decide(cp, tx, req, model, gate, result, signer, override_reason)
+    req.status = "executed"
+    _move(tx, model, req.alias, mv, decision_id=decision_id,
+          override=result == "override", reason=override_reason)
+    return gate, decision_id
+
+
+def history(session: Session, model: str) -> list[dict[str, Any]]:
+    row = find_model(session, model)
+    return [{"alias": h.alias, "from_version": h.from_version, "to_version": h.to_version,
+             "moved_at": h.moved_at, "moved_by": h.moved_by, "decision": h.decision_id,
+             "override": h.override, "reason": h.reason, "log_seq": h.log_seq}
+            for h in session.execute(select(AliasHistoryRow).where(
+                AliasHistoryRow.model_id == row.id).order_by(AliasHistoryRow.log_seq)).scalars()]
+
+
+def versions(session: Session, model: str) -> dict[str, Any]:
+    row = find_model(session, model)
+    aliases = {a.alias: {"version": a.version, "override": a.override,
+                         "decision": a.decision_id, "moved_at": a.moved_at}
+               for a in session.execute(select(AliasRow).where(
+                   AliasRow.model_id == row.id)).scalars()}
+    return {"model": model_label(row.namespace, row.name), "aliases": aliases,
+            "versions": [{"version": v.version, "asset": asset_ref_of(session, v),
+                          "digest": v.digest, "created_at": v.created_at,
+                          "created_by": v.created_by,
+                          "aliases": sorted(a for a, x in aliases.items()
+                                            if x["version"] == v.version)}
+                         for v in session.execute(select(ModelVersionRow).where(
+                             ModelVersionRow.model_id == row.id)
+                             .order_by(ModelVersionRow.version)).scalars()]}
+
+
+def requests(session: Session, status: str | None = None) -> list[dict[str, Any]]:
+    query = select(PromotionRequestRow, ModelRow).join(
+        ModelRow, ModelRow.id == PromotionRequestRow.model_id).order_by(
+        PromotionRequestRow.requested_at)
+    if status:
+        query = query.where(PromotionRequestRow.status == status)
+    out = []
+    for req, model in session.execute(query).all():
+        reviews = [{"approver": a.approver, "decision": a.decision, "reason": a.reason}
+                   for a in session.execute(select(ApprovalRow).where(
+                       ApprovalRow.request_id == req.id)).scalars()]
+        out.append({"id": req.id, "model": model_label(model.namespace, model.name),
+                    "version": req.version, "alias": req.alias, "digest": req.digest,
+                    "status": req.status, "requested_by": req.requested_by,
+                    "requested_at": req.requested_at, "reviews": reviews})
+    return out
+
+
+def decision_for_alias(session: Session, model: str, alias: str) -> dict[str, Any] | None:
+    """The decision behind an alias's current position, with its signed statement."""
+    _, target = resolve_alias(session, model, alias)
+    if target.decision_id is None:
+        return None
+    row = session.get(DecisionRow, target.decision_id)
+    if row is None:
+        return {"id": target.decision_id, "missing": True}
+    env = Envelope.from_json(row.envelope)
+    return {"id": row.id, "result": row.result, "created_by": row.created_by,
+            "created_at": row.created_at, "statement": orjson.loads(env.payload)}
+
+
+def policy_text(policy: PromotionPolicy, document: str | None) -> str:
+    if document is not None:
+        return document
+    return "# built-in default\n" + yaml.safe_dump(
+        {"protected_aliases": list(policy.protected_aliases),
+         "rules": [{"match": {"alias": a}, "approvals": {"min": 1, "role": "approver",
+                                                         "independent": True},
+                    "provenance": True} for a in policy.protected_aliases]}, sort_keys=False)
