@@ -279,8 +279,15 @@ class Chainproof:
 
     def check_read(self, namespace: str, what: str) -> None:
         """Refuse (and log) a read outside the identity's grants."""
+        self.check(Permission.READ, namespace, what)
+
+    def check(self, permission: Permission, namespace: str, what: str) -> None:
+        """Refuse (and log the refusal) unless the identity holds ``permission`` there."""
+        with self.session() as session:
+            if grants.allowed(session, self.identity, permission, namespace):
+                return
         with self.transaction() as tx:
-            grants.require(tx.session, self.identity, Permission.READ, namespace, what)
+            grants.require(tx.session, self.identity, permission, namespace, what)
 
     def session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)

@@ -398,6 +398,7 @@ def audit_verify(
     for path in since or []:
         notes.extend(audit.parse_witness_file(path))
     with _open() as cp:
+        _audit_allowed(cp, "verify the audit log")
         verifier = audit.load_log_verifier(cp.settings.log_public_path, cp.settings.origin)
         with cp.session() as session:
             report = audit.verify_log(session, verifier, notes)
@@ -426,6 +427,7 @@ def audit_log(
     from chainproof.db.tables import LogEntryRow
 
     with _open() as cp, cp.session() as session:
+        _audit_allowed(cp, "read the audit log")
         query = select(LogEntryRow).order_by(LogEntryRow.seq.desc()).limit(limit)
         if action:
             query = query.where(LogEntryRow.action == action)
@@ -457,6 +459,7 @@ def audit_checkpoint(
     from chainproof.ledger import audit, checkpoint
 
     with _open() as cp, cp.session() as session:
+        _audit_allowed(cp, "read checkpoints")
         row = session.execute(select(CheckpointRow).order_by(CheckpointRow.size.desc()).limit(1)
                               ).scalar_one_or_none()
         if row is None:
@@ -484,7 +487,14 @@ def audit_prove(
     from chainproof.ledger.log import prove_inclusion
 
     with _open() as cp, cp.session() as session:
+        _audit_allowed(cp, "read inclusion proofs")
         emit_json(prove_inclusion(session, seq, size))
+
+
+def _audit_allowed(cp: Any, what: str) -> None:
+    from chainproof.access import Permission
+
+    cp.check(Permission.AUDIT, "*", what)
 
 
 @db_app.command("upgrade")
