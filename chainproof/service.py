@@ -750,6 +750,28 @@ class Chainproof:
             raise NotFoundError(f"no step with id {step_id}")
         return steps[step_id]
 
+    # --- reports (evidence for the promotion gate) -----------------------------------------------
+
+    def record_report(self, *, report_kind: str, subjects: Sequence[str], report: dict[str, Any],
+                      passed: bool, name: str, namespace: str | None = None) -> AssetVersion:
+        """Store a report about ``subjects`` as a signed ``report`` asset produced by a step
+        that consumed them, so it sits in their lineage and can serve as promotion evidence."""
+        check_name(report_kind, what="report kind")
+        ns = namespace or (parse_ref(subjects[0]).namespace if subjects else DEFAULT_NAMESPACE)
+        document = {"report_kind": report_kind, "passed": passed,
+                    "subjects": [{"ref": r, "digest": self.resolve(r, namespace=ns).digest}
+                                 for r in subjects],
+                    "report": report}
+        with tempfile.TemporaryDirectory(prefix="chainproof-report-") as scratch:
+            path = Path(scratch) / f"{name}.json"
+            path.write_bytes(rfc8785.dumps(document))
+            result = self.record_step(kind=report_kind, inputs=list(subjects),
+                                      outputs=[OutputSpec(path, AssetKind.REPORT, name, ns)],
+                                      command=["chainproof", report_kind, *subjects],
+                                      parameters={"passed": passed}, started_at=now(),
+                                      namespace=ns)
+        return result.outputs[0]
+
     # --- identities, keys, trust ---------------------------------------------------------------
 
     def _admin(self, tx: Transaction, what: str, namespace: str = grants.GLOBAL) -> None:

@@ -381,6 +381,52 @@ def digest(
     sys.stdout.write(f"{algorithm}:{result.digest}  {path}\n")
 
 
+@app.command()
+def scan(
+    target: Annotated[str, typer.Argument(help="A file or folder, or a model asset NAME@VERSION "
+                                               "(then a signed scan report is recorded).")],
+    allowlist: Annotated[Path | None, typer.Option(help="Extra allowlist YAML (your own "
+                                                        "classes).")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Statically scan model files (pickle, joblib, PyTorch, numpy, safetensors, ONNX) against
+    an allowlist: exit 0 clean, 1 findings, 2 unreadable or malformed."""
+    from chainproof.scan import load_allowlist, scan_path
+
+    rules = load_allowlist(allowlist)
+    path = Path(target)
+    recorded = None
+    if path.exists():
+        report = scan_path(path, allowlist=rules)
+    else:
+        with _open() as cp:
+            version = cp.resolve(target)
+            local = cp.materialize(version)
+            report = scan_path(local, allowlist=rules)
+            recorded = cp.record_report(report_kind="scan", subjects=[version.ref],
+                                        report=report.to_dict(), passed=report.clean,
+                                        name=f"{version.name}-scan", namespace=version.namespace)
+    if json_out:
+        emit_json({**report.to_dict(), "recorded_as": recorded.ref if recorded else None})
+    else:
+        _render_scan(report)
+        if recorded is not None:
+            out.print(f"recorded signed scan report {recorded.ref}")
+    if report.exit_code:
+        raise typer.Exit(report.exit_code)
+
+
+def _render_scan(report: Any) -> None:
+    table = Table("file", "format", "verdict", "findings")
+    for f in report.files:
+        style = {"clean": "green", "malicious": "red"}.get(f.verdict, "yellow")
+        detail = "; ".join(f"{x.module}.{x.name} @{x.offset} ({x.reason})" for x in f.findings[:3])
+        if len(f.findings) > 3:
+            detail += f"; +{len(f.findings) - 3} more"
+        table.add_row(str(f.path), f.format, f"[{style}]{f.verdict}[/]", detail or (f.error or ""))
+    out.print(table)
+
+
 # --- audit ------------------------------------------------------------------------------------------
 
 

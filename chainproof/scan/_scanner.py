@@ -1,0 +1,694 @@
+"""Format detection by content and the scan of one file / one directory.
+
+Every container is opened the way its real loader opens it (see ``_containers``); every pickle
+stream that a loader would unpickle is walked by ``_pickle``; tensor bytes are skipped.
+"""
+
+from __future__ import annotations
+
+import bz2
+import functools
+import gzip
+import importlib.util
+import io
+import lzma
+import os
+import re
+import stat
+import tarfile
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from chainproof.errors import BadInputError, NotFoundError
+from chainproof.scan._containers import (
+    ContainerError,
+    Prefixed,
+    ZipMember,
+    open_member,
+    zip_members,
+)
+from chainproof.scan._formats import (
+    NPY_MAGIC,
+    FormatError,
+    check_safetensors,
+    external_location_problem,
+    looks_like_safetensors,
+    parse_npy_header,
+    walk_onnx,
+)
+from chainproof.scan._model import FileResult, Finding, ScanReport, Verdict
+from chainproof.scan._pickle import (
+    OPNAMES,
+    Hit,
+    Malformed,
+    Source,
+    WalkContext,
+    walk_stream,
+)
+from chainproof.scan.allowlist import Allowlist, default_allowlist
+
+MAX_DEPTH = 3  # nested containers (zip in zip in tar ...)
+MAX_MEMBERS = 100_000
+MAX_SPOOL = 512 * 1024 * 1024  # a compressed nested zip is copied to a temp file up to this size
+MAX_INFLATE = 64 * 1024**3  # compressed streams (gzip/xz/...) are walked up to this many bytes
+LEGACY_TORCH_PICKLES = 5
+LEGACY_TORCH_MAGIC = 0x1950A86A20F9469CFC6C
+_LEGACY_MAGIC = bytes.fromhex("80028a0a6cfc9c46f9206aa850192e")
+_TORCH_STORAGE = re.compile(r"(^|/)data/\d+$")
+_SEVENZIP_MAGIC = b"7z\xbc\xaf\x27\x1c"
+
+
+@dataclass
+class _Acc:
+    """What one top-level file produced, across all its members and streams."""
+
+    label: str
+    findings: list[Finding] = field(default_factory=list)
+    malformed: list[str] = field(default_factory=list)
+    uninspectable: list[str] = field(default_factory=list)
+    unknown: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    recognised: int = 0
+
+    def verdict(self) -> Verdict:
+        if any(f.severity != "medium" for f in self.findings):
+            return "malicious"
+        if self.uninspectable:
+            return "not_inspectable"
+        if self.malformed:
+            return "malformed"
+        if self.unknown or not self.recognised:
+            return "unknown"
+        return "clean"
+
+
+@dataclass
+class _Scan:
+    allowlist: Allowlist
+    #: modules the allowlist names: importing them is known to be side-effect free, so a bare
+    #: reference in a stream that then breaks (before any call) is not counted as an attack.
+    safe_modules: frozenset[str]
+
+
+def _safe_modules(allowlist: Allowlist) -> frozenset[str]:
+    mods = {"builtins", "__builtin__", "copyreg", "copy_reg", "collections"}
+    mods.update(e.module for e in allowlist.exact)
+    return frozenset(mods)
+
+
+# ---- pickle --------------------------------------------------------------------------------------
+
+
+def _nested_scan(data: bytes, where: str, ctx: WalkContext) -> None:
+    """Scan a byte string handed to a forbidden call, as the pickle it probably is."""
+    before = len(ctx.hits)
+    src = Source(io.BytesIO(data), size=len(data))
+    ctx.depth += 1
+    try:
+        index = 0
+        while not src.at_end() and index < 16:
+            walk_stream(src, ctx, index)
+            index += 1
+    except Malformed:
+        pass  # not (entirely) a pickle: whatever was found before the break still counts
+    finally:
+        ctx.depth -= 1
+    for h in ctx.hits[before:]:
+        if h.nested_in is None:
+            h.nested_in = where
+
+
+@functools.cache
+def _importable(top: str) -> bool:
+    """Whether a top-level module exists here (its import could have side effects).
+
+    ``find_spec`` on a top-level name only searches the path finders; it runs no module code.
+    In a stream that breaks before any call, a bare reference to a module that does not exist
+    cannot do anything, so random text that happens to look like ``GLOBAL`` is not an attack.
+    """
+    if not top.isidentifier():
+        return False
+    try:
+        return importlib.util.find_spec(top) is not None
+    except (ImportError, ValueError):
+        return True  # cannot tell: count it
+
+
+def _to_finding(h: Hit, label: str, fmt: str, complete: bool, scan: _Scan) -> Finding:
+    reason = h.reason
+    if h.nested_in:
+        reason = f"{reason} (inside a nested pickle passed as {h.nested_in})"
+    top = h.module.split(".")[0]
+    counts = complete or h.invoked or h.nested_in is not None or (
+        top not in scan.safe_modules and h.module not in scan.safe_modules and _importable(top)
+    )
+    if not counts:
+        severity = "medium"
+        reason += "; the stream breaks before it is called, so loading fails first"
+    elif h.invoked:
+        severity = "critical"
+    else:
+        severity = "high"
+    return Finding(
+        file=label,
+        format=fmt,
+        stream_index=h.stream,
+        offset=h.offset,
+        module=h.module,
+        name=h.name,
+        opcode=h.opcode,
+        severity=severity,  # type: ignore[arg-type]
+        reason=reason,
+    )
+
+
+def _scan_pickles(
+    src: Source,
+    label: str,
+    acc: _Acc,
+    scan: _Scan,
+    *,
+    fmt: str,
+    guessed: bool,
+    max_streams: int | None = None,
+) -> str:
+    """Walk every pickle stream from the source's position. Returns the format name used."""
+    ctx = WalkContext(scan.allowlist, nested=_nested_scan)
+    index = 0
+    broken: int | None = None
+    error: str | None = None
+    while not src.at_end():
+        if max_streams is not None and index >= max_streams:
+            rest = (src.size - src.offset()) if src.size is not None else None
+            acc.notes.append(
+                f"{label}: {rest if rest is not None else 'remaining'} bytes of raw storage "
+                f"data after the {max_streams} pickles skipped"
+            )
+            break
+        start = src.offset()
+        try:
+            got = walk_stream(src, ctx, index)
+        except Malformed as exc:
+            if index == 0 and exc.offset == start and guessed:
+                return "unknown"
+            broken = index
+            if index > 0 and exc.offset == start:
+                error = (
+                    f"{label}: the bytes at offset {start} after pickle stream {index - 1} "
+                    f"are not a pickle stream ({exc.message})"
+                )
+            else:
+                error = (
+                    f"{label}: pickle stream {index} is malformed at offset {exc.offset}: "
+                    f"{exc.message}"
+                )
+            break
+        if index == 0 and got.value == LEGACY_TORCH_MAGIC and max_streams is None:
+            # torch.save's legacy layout whatever pickle protocol wrote it: after the magic,
+            # protocol, sys-info, data and storage-key pickles come raw storage bytes.
+            fmt, max_streams = "pytorch-legacy", LEGACY_TORCH_PICKLES
+        index += 1
+    if ctx.joblib_arrays and fmt == "pickle":
+        fmt = "joblib"
+    acc.recognised += 1
+    if error:
+        acc.malformed.append(error)
+    for h in ctx.hits:
+        complete = broken is None or h.stream < broken
+        acc.findings.append(_to_finding(h, label, fmt, complete, scan))
+    acc.notes.append(f"{label}: {index} pickle stream(s), {ctx.opcodes} bytes of opcodes walked")
+    return fmt
+
+
+# ---- detection and dispatch ----------------------------------------------------------------------
+
+
+def _detect(head: bytes, size: int | None) -> str:
+    if head.startswith(NPY_MAGIC):
+        return "npy"
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        return "zip"
+    if head.startswith(_SEVENZIP_MAGIC):
+        return "7z"
+    if head.startswith(_LEGACY_MAGIC):
+        return "pytorch-legacy"
+    if head[:1] == b"\x80" and len(head) > 1 and head[1] <= 5:
+        return "pickle"
+    if head.startswith(b"\x1f\x8b"):
+        return "gzip"
+    if head.startswith(b"BZh"):
+        return "bz2"
+    if head.startswith(b"\xfd7zXZ\x00"):
+        return "xz"
+    if len(head) >= 2 and head[0] == 0x78 and (head[0] * 256 + head[1]) % 31 == 0:
+        return "zlib"
+    if looks_like_safetensors(head, size):
+        return "safetensors"
+    if len(head) > 262 and head[257:262] == b"ustar":
+        return "tar"
+    if head[:1] in (b"\x08", b"\x12", b"\x1a", b"\x3a"):
+        return "onnx?"
+    if head[:1] and head[0] in OPNAMES:
+        return "pickle?"
+    return "unknown"
+
+
+class _DecompressStream(io.RawIOBase):
+    """A bounded streaming zlib reader (joblib's ``compress=`` files are raw zlib streams)."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        import zlib
+
+        self._raw = raw
+        self._d = zlib.decompressobj()
+        self._pending = b""
+        self._out = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        while not self._pending:
+            if self._d.eof:
+                return 0
+            data = self._d.unconsumed_tail or self._raw.read(1 << 16)
+            if not data:
+                return 0
+            self._pending = self._d.decompress(data, 1 << 20)
+        n = min(len(b), len(self._pending))
+        b[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        self._out += n
+        if self._out > MAX_INFLATE:
+            raise ContainerError(f"decompressed stream exceeds {MAX_INFLATE} bytes")
+        return n
+
+
+def _scan_stream(
+    fh: IO[bytes],
+    size: int | None,
+    label: str,
+    acc: _Acc,
+    scan: _Scan,
+    depth: int,
+    model_dir: Path | None,
+) -> str:
+    """Detect the format of ``fh`` (positioned at 0) by content and scan it. Returns the format."""
+    src = Source(fh, size=size)
+    src.fill(4096)
+    head = src.buf[:4096]
+    kind = _detect(head, size)
+    seekable = _seekable(fh)
+    if kind == "npy":
+        return _scan_npy(src, label, acc, scan)
+    if kind == "zip":
+        if depth >= MAX_DEPTH:
+            acc.uninspectable.append(f"{label}: containers nested deeper than {MAX_DEPTH}")
+            return "zip"
+        if not seekable or size is None:
+            with tempfile.TemporaryFile() as tmp:
+                _spool(src, tmp, label)
+                return _scan_zip(tmp, tmp.seek(0, 2), label, acc, scan, depth)
+        return _scan_zip(fh, size, label, acc, scan, depth)
+    if kind == "7z":
+        _carve(src, label, acc, scan)
+        acc.uninspectable.append(
+            f"{label}: 7z archives cannot be opened by chainproof (only carved for pickles)"
+        )
+        return "7z"
+    if kind == "pytorch-legacy":
+        return _scan_pickles(
+            src, label, acc, scan, fmt="pytorch-legacy", guessed=False,
+            max_streams=LEGACY_TORCH_PICKLES,
+        )
+    if kind == "pickle":
+        return _scan_pickles(src, label, acc, scan, fmt="pickle", guessed=False)
+    if kind in ("gzip", "bz2", "xz", "zlib"):
+        if depth >= MAX_DEPTH:
+            acc.uninspectable.append(f"{label}: compressed streams nested deeper than {MAX_DEPTH}")
+            return kind
+        raw = _replay(src)
+        inner: IO[bytes]
+        if kind == "gzip":
+            inner = gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[assignment]
+        elif kind == "bz2":
+            inner = bz2.BZ2File(raw, "rb")
+        elif kind == "xz":
+            inner = lzma.LZMAFile(raw, "rb")  # noqa: SIM115 - closed with the outer file
+        else:
+            inner = io.BufferedReader(_DecompressStream(raw), 1 << 20)
+        try:
+            fmt = _scan_stream(inner, None, label, acc, scan, depth + 1, model_dir)
+        except (OSError, EOFError, lzma.LZMAError, ContainerError) as exc:
+            acc.malformed.append(f"{label}: {kind} stream cannot be decompressed: {exc}")
+            return kind
+        return f"{kind}+{fmt}"
+    if kind == "safetensors":
+        try:
+            count, notes = check_safetensors(src, size)
+        except FormatError as exc:
+            acc.malformed.append(f"{label}: {exc}")
+            return "safetensors"
+        acc.recognised += 1
+        acc.notes.append(f"{label}: safetensors with {count} tensors, layout verified")
+        acc.notes.extend(notes)
+        return "safetensors"
+    if kind == "tar":
+        if depth >= MAX_DEPTH:
+            acc.uninspectable.append(f"{label}: containers nested deeper than {MAX_DEPTH}")
+            return "tar"
+        return _scan_tar(_replay(src), label, acc, scan, depth)
+    if kind == "onnx?" and size is not None and not seekable and size <= MAX_SPOOL:
+        # The ONNX guess may need a second look from byte 0: give it a seekable copy.
+        with tempfile.TemporaryFile() as tmp:
+            _spool(src, tmp, label)
+            return _scan_stream(tmp, size, label, acc, scan, depth, model_dir)
+    if kind == "onnx?" and size is not None and seekable:
+        fmt = _scan_onnx(src, size, label, acc, model_dir)
+        if fmt == "onnx":
+            return fmt
+        # Not ONNX after all: fall through to the pickle guess with a fresh reader.
+        fh.seek(0)
+        src = Source(fh, size=size)
+        kind = "pickle?" if head[:1] and head[0] in OPNAMES else "unknown"
+    if kind == "pickle?":
+        fmt = _scan_pickles(src, label, acc, scan, fmt="pickle", guessed=True)
+        if fmt != "unknown":
+            return fmt
+    acc.unknown.append(f"{label}: not a recognised model format (pickle, joblib, PyTorch, "
+                       "numpy, safetensors, ONNX, zip/tar)")
+    return "unknown"
+
+
+def _replay(src: Source) -> IO[bytes]:
+    """The stream from its first byte again, without seeking (members may not be seekable)."""
+    assert src.base == 0, "replay only right after detection"
+    return io.BufferedReader(Prefixed(src.buf, src.fh), 1 << 20)
+
+
+def _seekable(fh: IO[bytes]) -> bool:
+    try:
+        return fh.seekable()
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+def _spool(src: Source, out: IO[bytes], label: str) -> None:
+    total = 0
+    data = src.buf[src.pos :]
+    while data:
+        total += len(data)
+        if total > MAX_SPOOL:
+            raise ContainerError(f"{label}: nested archive larger than {MAX_SPOOL} bytes")
+        out.write(data)
+        data = src.fh.read(1 << 20)
+    out.seek(0)
+
+
+def _carve(src: Source, label: str, acc: _Acc, scan: _Scan) -> None:
+    """Look for stored (uncompressed) pickle streams inside a container we cannot open."""
+    data = src.buf if src.size is None or src.size <= len(src.buf) else b""
+    if not data:
+        src.fill(64 * 1024 * 1024)
+        data = src.buf
+    starts = [m.start() for m in re.finditer(rb"\x80[\x02-\x05]", data)][:256]
+    for at in starts:
+        ctx = WalkContext(scan.allowlist)
+        sub = Source(io.BytesIO(data[at:]), start=at, size=len(data))
+        try:
+            walk_stream(sub, ctx, 0)
+        except Malformed:
+            continue
+        for h in ctx.hits:
+            f = _to_finding(h, label, "7z", True, scan)
+            acc.findings.append(f)
+        if ctx.hits:
+            acc.notes.append(f"{label}: a stored pickle stream was carved at offset {at}")
+
+
+def _scan_npy(src: Source, label: str, acc: _Acc, scan: _Scan) -> str:
+    try:
+        header = parse_npy_header(src)
+    except FormatError as exc:
+        acc.malformed.append(f"{label}: {exc}")
+        return "numpy-npy"
+    if header.has_object:
+        # numpy writes object arrays as a pickle right after the header (np.load needs
+        # allow_pickle=True to read it).
+        _scan_pickles(src, label, acc, scan, fmt="numpy-npy", guessed=False, max_streams=1)
+        if not src.at_end():
+            acc.malformed.append(f"{label}: data after the object array's pickle")
+        return "numpy-npy"
+    acc.recognised += 1
+    if src.size is not None:
+        have = src.size - header.data_offset
+        if have < header.nbytes:
+            acc.malformed.append(
+                f"{label}: array needs {header.nbytes} bytes but the file holds {have}"
+            )
+        elif have > header.nbytes:
+            acc.notes.append(f"{label}: {have - header.nbytes} bytes after the array data ignored")
+    acc.notes.append(f"{label}: numpy array {header.shape} {header.descr!r}, data skipped")
+    return "numpy-npy"
+
+
+def _scan_onnx(src: Source, size: int, label: str, acc: _Acc, model_dir: Path | None) -> str:
+    try:
+        info = walk_onnx(src, size)
+    except FormatError as exc:
+        if src.offset() < 64:
+            return "unknown"
+        acc.malformed.append(f"{label}: ONNX protobuf does not parse: {exc}")
+        return "onnx"
+    if not info.has_graph:
+        return "unknown"
+    acc.recognised += 1
+    for offset, entries in info.external:
+        location = entries.get("location", "")
+        problem = external_location_problem(location, model_dir)
+        if problem:
+            acc.findings.append(
+                Finding(label, "onnx", 0, offset, "onnx.external_data", location,
+                        "external_data", "high", problem)
+            )
+        elif model_dir is not None and not (model_dir / location).exists():
+            acc.notes.append(f"{label}: external data file {location!r} is missing")
+    acc.notes.append(f"{label}: ONNX model, {len(info.external)} external tensors")
+    return "onnx"
+
+
+def _zip_kind(members: list[ZipMember]) -> str:
+    files = [m for m in members if not m.is_dir]
+    if any(m.name == "data.pkl" or m.name.endswith("/data.pkl") for m in files):
+        return "pytorch-zip"
+    if files and all(m.name.endswith(".npy") for m in files):
+        return "numpy-npz"
+    return "zip"
+
+
+def _scan_zip(
+    fh: IO[bytes], size: int, label: str, acc: _Acc, scan: _Scan, depth: int
+) -> str:
+    try:
+        members = zip_members(fh)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError) as exc:
+        acc.malformed.append(f"{label}: zip central directory cannot be read: {exc}")
+        return "zip"
+    if len(members) > MAX_MEMBERS:
+        acc.uninspectable.append(f"{label}: more than {MAX_MEMBERS} zip members")
+        return "zip"
+    kind = _zip_kind(members)
+    if kind != "zip":
+        acc.recognised += 1  # a generic zip counts only through the model files inside it
+    skipped = 0
+    for m in members:
+        if m.is_dir:
+            continue
+        mlabel = f"{label}!{m.name}"
+        if kind == "pytorch-zip" and _TORCH_STORAGE.search(m.name):
+            # Tensor storage: torch reads these as raw bytes, never unpickles them.
+            skipped += 1
+            continue
+        try:
+            stream, length = open_member(fh, m, size)
+        except ContainerError as exc:
+            if m.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                acc.uninspectable.append(f"{mlabel}: {exc}")
+            else:
+                acc.malformed.append(f"{mlabel}: {exc}")
+            continue
+        sub = _Acc(mlabel)
+        try:
+            fmt = _scan_stream(stream, length, mlabel, sub, scan, depth + 1, None)
+        except ContainerError as exc:
+            sub.malformed.append(f"{mlabel}: {exc}")
+            fmt = "unreadable"
+        except (zlib_error(), EOFError) as exc:
+            sub.malformed.append(f"{mlabel}: member cannot be decompressed: {exc}")
+            fmt = "unreadable"
+        _merge_member(acc, sub, m, fmt, kind)
+    if skipped:
+        acc.notes.append(f"{label}: {skipped} tensor storage members skipped (raw bytes)")
+    return kind
+
+
+def zlib_error() -> type[Exception]:
+    import zlib
+
+    return zlib.error
+
+
+def _merge_member(acc: _Acc, sub: _Acc, m: ZipMember, fmt: str, kind: str) -> None:
+    """Fold a member's result into its archive's, with the archive's rules for unknown members."""
+    acc.findings.extend(sub.findings)
+    acc.notes.extend(sub.notes)
+    acc.uninspectable.extend(sub.uninspectable)
+    acc.recognised += sub.recognised
+    encrypted_unreadable = m.encrypted_flag and not sub.findings and (
+        sub.unknown or sub.malformed or not sub.recognised
+    )
+    if encrypted_unreadable:
+        acc.uninspectable.append(
+            f"{sub.label}: member is encrypted (password-protected) and cannot be inspected"
+        )
+        return
+    if kind == "numpy-npz" and fmt != "numpy-npy":
+        acc.malformed.append(f"{sub.label}: npz member is not a .npy array")
+    if m.name.endswith(".pkl") and fmt == "unknown":
+        acc.malformed.append(f"{sub.label}: .pkl member is not a pickle")
+        return
+    acc.malformed.extend(sub.malformed)
+    if sub.unknown:
+        # Text metadata (version, byteorder, ...) is fine in a checkpoint: note, don't fail.
+        acc.notes.append(f"{sub.label}: not a model format, not executed by loaders; skipped")
+
+
+def _scan_tar(fh: IO[bytes], label: str, acc: _Acc, scan: _Scan, depth: int) -> str:
+    try:
+        # Streaming mode: members are read in order, nothing needs seeking.
+        tar = tarfile.open(fileobj=fh, mode="r|")  # noqa: SIM115 - closed by `with tar` below
+    except (tarfile.TarError, OSError) as exc:
+        acc.malformed.append(f"{label}: tar archive cannot be read: {exc}")
+        return "tar"
+    count = 0
+    with tar:
+        try:
+            for info in tar:
+                count += 1
+                if count > MAX_MEMBERS:
+                    acc.uninspectable.append(f"{label}: more than {MAX_MEMBERS} tar members")
+                    break
+                if not info.isfile():
+                    continue
+                member = tar.extractfile(info)
+                if member is None:
+                    continue
+                mlabel = f"{label}!{info.name}"
+                sub = _Acc(mlabel)
+                fmt = _scan_stream(member, info.size, mlabel, sub, scan, depth + 1, None)
+                zm = ZipMember(info.name, 0, 0, info.size, info.size, 0, False)
+                _merge_member(acc, sub, zm, fmt, "tar")
+        except tarfile.TarError as exc:
+            acc.malformed.append(f"{label}: tar archive is damaged: {exc}")
+    return "tar"
+
+
+# ---- public entry points -------------------------------------------------------------------------
+
+
+def scan_file(path: Path, *, allowlist: Allowlist, display: str | None = None) -> FileResult:
+    """Scan one regular file. Never raises for bad content: the verdict says what happened."""
+    label = display or str(path)
+    scan = _Scan(allowlist, _safe_modules(allowlist))
+    acc = _Acc(label)
+    try:
+        fh = open(path, "rb")  # noqa: SIM115 - closed below, kept open across helpers
+    except OSError as exc:
+        return FileResult(label, "unknown", "not_inspectable", (), f"cannot open: {exc.strerror}")
+    try:
+        size = os.fstat(fh.fileno()).st_size
+        fmt = _scan_stream(fh, size, label, acc, scan, 0, path.parent)
+        if fmt not in ("zip", "pytorch-zip", "numpy-npz") and size > 22:
+            _polyglot_check(fh, size, label, acc, scan)
+    except ContainerError as exc:
+        acc.uninspectable.append(f"{label}: {exc}")
+        fmt = "unknown"
+    except OSError as exc:
+        acc.uninspectable.append(f"{label}: read error: {exc}")
+        fmt = "unknown"
+    finally:
+        fh.close()
+    verdict = acc.verdict()
+    error: str | None = None
+    if verdict == "not_inspectable":
+        error = "; ".join(acc.uninspectable)
+    elif verdict == "malformed":
+        error = "; ".join(acc.malformed)
+    elif verdict == "unknown":
+        error = "; ".join(acc.unknown) or f"{label}: no model content recognised"
+    elif verdict == "malicious" and (acc.malformed or acc.uninspectable):
+        error = "; ".join(acc.malformed + acc.uninspectable)
+    return FileResult(label, fmt, verdict, tuple(acc.findings), error, tuple(acc.notes))
+
+
+def _polyglot_check(fh: IO[bytes], size: int, label: str, acc: _Acc, scan: _Scan) -> None:
+    """A file that is also a zip (central directory at its end) is scanned as a zip too.
+
+    torch.load and numpy pick zip by the first bytes, other tools by the end of the file;
+    a polyglot must be clean whichever way it is opened.
+    """
+    fh.seek(0)
+    try:
+        if not zipfile.is_zipfile(fh):
+            return
+    except OSError:
+        return
+    acc.notes.append(f"{label}: file also parses as a zip archive (polyglot); members scanned")
+    sub = _Acc(label)
+    _scan_zip(fh, size, label, sub, scan, 1)
+    acc.findings.extend(sub.findings)
+    acc.malformed.extend(sub.malformed)
+    acc.uninspectable.extend(sub.uninspectable)
+    acc.notes.extend(sub.notes)
+
+
+def scan_path(path: Path | str, *, allowlist: Allowlist | None = None) -> ScanReport:
+    """Scan a file, or every file under a directory (sorted, symlinks not followed into dirs).
+
+    Raises :class:`~chainproof.errors.NotFoundError` if ``path`` does not exist and
+    :class:`~chainproof.errors.BadInputError` for special files; content problems never raise,
+    they are verdicts.
+    """
+    al = allowlist if allowlist is not None else default_allowlist()
+    p = Path(path)
+    if not os.path.lexists(p):
+        raise NotFoundError(f"{p}: no such file or directory", hint="check the path to scan")
+    results: list[FileResult] = []
+    if p.is_dir():
+        for root, dirs, files in os.walk(p, followlinks=False):
+            dirs.sort()
+            for name in sorted(files):
+                fp = Path(root) / name
+                results.append(_scan_entry(fp, al, top=False))
+    else:
+        results.append(_scan_entry(p, al, top=True))
+    return ScanReport(tuple(results), allowlist_version=al.version)
+
+
+def _scan_entry(fp: Path, al: Allowlist, *, top: bool) -> FileResult:
+    try:
+        st = os.stat(fp)
+    except OSError as exc:
+        return FileResult(str(fp), "unknown", "not_inspectable", (),
+                          f"cannot stat (dangling symlink?): {exc.strerror}")
+    if not stat.S_ISREG(st.st_mode):
+        if top:
+            raise BadInputError(
+                f"{fp} is not a regular file", hint="scan regular files or directories only"
+            )
+        return FileResult(str(fp), "unknown", "not_inspectable", (),
+                          "not a regular file (device, FIFO or socket); not read")
+    return scan_file(fp, allowlist=al)
