@@ -50,9 +50,20 @@ def step(kind: str, inputs: Sequence[str] = (), *, namespace: str = "default",
                         parameters=parameters)
 
 
-def load(ref: str, *, connection: Any = None) -> Path:
-    """A local path holding exactly the bytes of ``ref``, verified against its digest."""
+def load(ref: str, *, connection: Any = None, allow_override: bool = False) -> Path:
+    """A verified local path to a model's bytes.
+
+    ``MODEL@ALIAS`` (e.g. ``fraud-review@production``): the bytes its promotion decision
+    approved, after re-verifying the decision, approvals, provenance chain, scan report and
+    digest (see :mod:`chainproof.serve.load`); each refusal is its own exception type.
+    ``NAME@VERSION``: that asset version's bytes, re-hashed against its digest.
+    """
     cp = connection or _connection()
+    _, at, tail = ref.rpartition("@")
+    if at and tail and not tail.isdigit():
+        from chainproof.serve import load_verified
+
+        return load_verified(cp, ref, allow_override=allow_override).path
     return Path(cp.materialize(cp.resolve(ref)))
 
 

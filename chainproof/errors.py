@@ -141,3 +141,22 @@ class ScanFindingError(VerificationError):
 
 class ValidationFailedError(VerificationError):
     """A dataset failed its schema, drift, or label checks."""
+
+
+# --- verified loading refusals (I5): each its own type, each actionable -------------------------
+
+
+class LoadRefusedError(VerificationError):
+    """A model was not handed out because a check on its promotion or bytes failed."""
+
+
+class UnapprovedModelError(LoadRefusedError):
+    """The alias was not moved by a valid, signed promotion decision."""
+
+
+class OverrideNotAllowedError(LoadRefusedError):
+    """The alias was moved by a break-glass override and the caller did not allow overrides."""
+
+
+class ScanRequiredError(LoadRefusedError):
+    """No passing scan report covers the model's bytes."""

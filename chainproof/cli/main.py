@@ -382,6 +382,31 @@ def digest(
 
 
 @app.command()
+def pull(
+    ref: Annotated[str, typer.Argument(help="MODEL@ALIAS, e.g. fraud-review@production")],
+    dest: Annotated[Path, typer.Argument(help="Where to put the verified bytes.")],
+    allow_override: Annotated[bool, typer.Option(help="Accept a break-glass promotion.")
+                              ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Fetch exactly the bytes a promotion approved, after re-verifying decision, approvals,
+    provenance, scan and digest (exit 1 with the reason if any check fails)."""
+    from chainproof.serve import load_verified
+
+    if dest.exists():
+        raise BadInputError(f"{dest} already exists", hint="pull into a new path")
+    with _open() as cp:
+        loaded = load_verified(cp, ref, allow_override=allow_override, dest=dest)
+    if json_out:
+        emit_json(loaded.to_dict())
+        return
+    for check in loaded.checks:
+        out.print(f"  [green]✓[/] {check}")
+    out.print(f"[green]pulled[/] {loaded.model}@{loaded.alias} = version {loaded.version} "
+              f"({loaded.digest}) to {loaded.path}")
+
+
+@app.command()
 def scan(
     target: Annotated[str, typer.Argument(help="A file or folder, or a model asset NAME@VERSION "
                                                "(then a signed scan report is recorded).")],

@@ -10,7 +10,7 @@ import pytest
 from chainproof.cli.main import main
 from chainproof.service import Chainproof
 
-from conftest import NS, Pipeline  # type: ignore[attr-defined]
+from pipeline_fixtures import NS, Pipeline
 
 MODEL = f"{NS}/fraud-review"
 EVIL = b"cos\nsystem\n(S'echo pwned'\ntR."  # GLOBAL os.system, REDUCE: never unpickled

@@ -20,7 +20,7 @@ from chainproof.errors import (
 from chainproof.ledger import audit
 from chainproof.service import Chainproof
 
-from conftest import NS, Pipeline, act_as  # type: ignore[attr-defined]
+from pipeline_fixtures import NS, Pipeline, act_as
 
 MODEL = f"{NS}/fraud-review"
 

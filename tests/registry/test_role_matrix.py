@@ -15,7 +15,7 @@ import chainproof
 from chainproof.errors import PermissionDeniedError
 from chainproof.service import Chainproof
 
-from conftest import act_as  # type: ignore[attr-defined]
+from pipeline_fixtures import act_as
 
 ACTIONS = ["read", "add-data", "add-code", "features", "train", "evaluate", "create-model",
            "register-version", "request", "approve", "execute", "move-alias", "grant-role"]

@@ -1,0 +1,218 @@
+"""Verified loading: the bytes a promotion approved, with every link re-checked, or a refusal.
+
+``load_verified("fraud-review@production")`` resolves the alias, then checks, failing closed:
+1. the alias was moved by a promotion decision whose DSSE signature verifies with the executing
+   identity's registered key, and which names this model, version, alias and digest;
+2. the approvals behind that decision still verify and count under the policy it recorded;
+3. a break-glass override is refused unless ``allow_override=True``;
+4. the model version's whole provenance chain verifies under the trust policy;
+5. a passing, signed scan report covers these bytes;
+6. the bytes fetched re-hash to the approved digest.
+Only then is a local path returned. A cached copy is re-verified cheaply (size, mtime and the
+digest recorded when it was last fully hashed); ``full_rehash=True`` forces a re-hash.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from sqlalchemy import select
+
+from chainproof.attest import (
+    CHAINPROOF_PROMOTION_DECISION_V1,
+    Envelope,
+    Statement,
+    Verifier,
+    load_public_key,
+    verify_envelope,
+)
+from chainproof.db.tables import AliasRow, DecisionRow, KeyRow, PromotionRequestRow
+from chainproof.digest import digest_path
+from chainproof.errors import (
+    ChainproofError,
+    DigestMismatchError,
+    InvalidReferenceError,
+    OverrideNotAllowedError,
+    ProvenanceError,
+    ScanRequiredError,
+    UnapprovedModelError,
+)
+from chainproof.registry import operations as registry
+
+if TYPE_CHECKING:
+    from chainproof.service import Chainproof
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A verified model: where its bytes are and what vouches for them."""
+
+    path: Path
+    model: str
+    alias: str
+    version: int
+    digest: str
+    asset: str
+    decision: str | None
+    override: bool
+    checks: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": str(self.path), "model": self.model, "alias": self.alias,
+                "version": self.version, "digest": self.digest, "asset": self.asset,
+                "decision": self.decision, "override": self.override,
+                "checks": list(self.checks)}
+
+
+def split_alias_ref(ref: str) -> tuple[str, str]:
+    model, at, alias = ref.rpartition("@")
+    if not at or not model or not alias or alias.isdigit():
+        raise InvalidReferenceError(f"{ref!r} is not MODEL@ALIAS",
+                                    hint="e.g. fraud-review@production")
+    return model, alias
+
+
+def load_verified(cp: Chainproof, ref: str, *, allow_override: bool = False,
+                  dest: Path | None = None, full_rehash: bool = False,
+                  require_scan: bool = True) -> LoadedModel:
+    model_name, alias = split_alias_ref(ref)
+    checks: list[str] = []
+    with cp.session() as session:
+        model, target = registry.resolve_alias(session, model_name, alias)
+        cp._read_check(model.namespace, f"load {ref}")
+        mv = registry._version(session, model, target.version)
+        asset_ref = registry.asset_ref_of(session, mv)
+        if mv.digest != target.digest:
+            raise UnapprovedModelError(
+                f"{ref} points at digest {target.digest}, but version {mv.version} is "
+                f"{mv.digest}", hint="run `chainproof audit verify`: the registry was edited")
+        if target.override:
+            if not allow_override:
+                raise OverrideNotAllowedError(
+                    f"{ref} was moved by a break-glass override (decision "
+                    f"{target.decision_id}), not by the promotion gate",
+                    hint="pass allow_override=True (CLI: --allow-override) to load it anyway, "
+                         "knowingly")
+            checks.append("break-glass override accepted by the caller")
+        _check_decision(session, target, model, mv.digest, alias, checks,
+                        allow_override=allow_override)
+        if not target.override:
+            _check_approvals(cp, session, target, model, checks)
+    try:
+        chain = cp.verify_chain(asset_ref)
+    except ProvenanceError:
+        raise
+    checks.append(f"provenance chain of {len(chain.links)} links verifies")
+    if require_scan:
+        _check_scan(cp, asset_ref, mv.digest)
+        checks.append("a passing signed scan report covers these bytes")
+    version = cp.resolve(asset_ref)
+    target_path = dest or cp.settings.cache_dir / version.hexdigest / version.name
+    path = _fetch_verified(cp, version, target_path, full_rehash=full_rehash)
+    checks.append("fetched bytes re-hash to the approved digest")
+    return LoadedModel(path=path, model=registry.model_label(model.namespace, model.name),
+                       alias=alias, version=mv.version, digest=mv.digest, asset=asset_ref,
+                       decision=target.decision_id, override=bool(target.override),
+                       checks=tuple(checks))
+
+
+def _check_decision(session: Any, target: AliasRow, model: Any, digest: str, alias: str,
+                    checks: list[str], *, allow_override: bool) -> None:
+    if target.decision_id is None:
+        raise UnapprovedModelError(
+            f"{model.name}@{alias} was not moved by a promotion decision",
+            hint="promote it through the gate: `chainproof promote MODEL@V --to ALIAS`")
+    row = session.get(DecisionRow, target.decision_id)
+    if row is None:
+        raise UnapprovedModelError(f"decision {target.decision_id} behind {model.name}@{alias} "
+                                   "does not exist", hint="run `chainproof audit verify`")
+    keys = session.execute(select(KeyRow).where(KeyRow.identity == row.created_by)).scalars()
+    trusted = {k.keyid: Verifier.from_public_key(load_public_key(k.public_pem.encode()))
+               for k in keys if k.revoked_at is None or k.revoked_at > row.created_at}
+    try:
+        payload = verify_envelope(Envelope.from_json(row.envelope), trusted, threshold=1)
+        statement = Statement.from_bytes(payload)
+    except ChainproofError as exc:
+        raise UnapprovedModelError(f"the promotion decision {row.id} does not verify: "
+                                   f"{exc.message}", hint="run `chainproof audit verify`") from None
+    p = statement.predicate
+    expected = (CHAINPROOF_PROMOTION_DECISION_V1, row.id, alias, target.version, digest)
+    actual = (statement.predicate_type, p.get("decision"), p.get("alias"), p.get("version"),
+              p.get("digest"))
+    if actual != expected:
+        raise UnapprovedModelError(
+            f"the signed decision {row.id} is for {p.get('model')}@{p.get('version')} -> "
+            f"{p.get('alias')} ({p.get('digest')}), not this alias and digest",
+            hint="run `chainproof audit verify`: the registry was edited")
+    if p.get("result") != "allowed" and not allow_override:
+        raise OverrideNotAllowedError(f"decision {row.id} is a {p.get('result')}, not an "
+                                      "approval by the gate")
+    checks.append(f"promotion decision {row.id} signed by {row.created_by} verifies")
+
+
+def _check_approvals(cp: Chainproof, session: Any, target: AliasRow, model: Any,
+                     checks: list[str]) -> None:
+    row = session.get(DecisionRow, target.decision_id)
+    request = session.get(PromotionRequestRow, row.request_id)
+    if request is None:
+        raise UnapprovedModelError(f"the request behind decision {row.id} is missing")
+    policy, _ = registry.current_policy(session)
+    gate = registry.evaluate_gate(cp, session, model, request.version, request.alias, request)
+    approvals = [o for o in gate.outcomes if o.rule == "approvals"]
+    if approvals and not approvals[0].passed:
+        raise UnapprovedModelError(f"the approvals behind {model.name}@{target.alias} no longer "
+                                   f"hold: {approvals[0].detail}",
+                                   hint="an approval was revoked, replayed or edited")
+    if approvals:
+        checks.append(f"approvals verify: {approvals[0].detail}")
+    del policy
+
+
+def _check_scan(cp: Chainproof, asset_ref: str, digest: str) -> None:
+    graph = cp.lineage(asset_ref, direction="downstream")
+    for version in graph.versions.values():
+        if version.kind.value != "report":
+            continue
+        try:
+            doc = orjson.loads(cp.store.read_bytes(version.digest))
+        except (ChainproofError, orjson.JSONDecodeError):
+            continue
+        if (isinstance(doc, dict) and doc.get("report_kind") == "scan" and doc.get("passed")
+                is True and any(s.get("digest") == digest for s in doc.get("subjects", []))):
+            return
+    raise ScanRequiredError(f"no passing scan report covers {asset_ref} ({digest[:23]}…)",
+                            hint=f"run `chainproof scan {asset_ref}` (as an evaluator)")
+
+
+def _fetch_verified(cp: Chainproof, version: Any, path: Path, *, full_rehash: bool) -> Path:
+    stamp = path.with_name(path.name + ".chainproof-verified")
+    if path.exists() and not full_rehash and stamp.exists():
+        try:
+            seen = json.loads(stamp.read_text())
+            stat = path.stat()
+            if (seen.get("digest") == version.digest and seen.get("size") == stat.st_size
+                    and seen.get("mtime_ns") == stat.st_mtime_ns and path.is_file()):
+                return path
+        except (OSError, ValueError):
+            pass
+    if path.exists():
+        computed = digest_path(path)
+        if computed.ref != version.digest:
+            raise DigestMismatchError(
+                f"the local copy {path} of {version.ref} does not match {version.digest}",
+                hint=f"delete {path}; it will be fetched and verified again")
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cp.materialize(version, path)
+    if path.is_file():
+        stat = path.stat()
+        tmp = stamp.with_name(stamp.name + ".tmp")
+        tmp.write_text(json.dumps({"digest": version.digest, "size": stat.st_size,
+                                   "mtime_ns": stat.st_mtime_ns}))
+        os.replace(tmp, stamp)
+    return path
