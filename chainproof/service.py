@@ -750,6 +750,18 @@ class Chainproof:
             raise NotFoundError(f"no step with id {step_id}")
         return steps[step_id]
 
+    def record_deployment(self, model: str, alias: str, version: int, digest: str,
+                          decision: str | None, where: str) -> None:
+        """Log that ``where`` now serves these bytes (a deployment record, I3/I5)."""
+        with self.transaction() as tx:
+            row = registry.find_model(tx.session, model)
+            self.require(tx.session, Permission.READ, row.namespace, f"serve {model}")
+            tx.log(Action.DEPLOYMENT, f"deployment:{row.namespace}/{row.name}@{alias}",
+                   digests={"model": digest},
+                   detail={"model": f"{row.namespace}/{row.name}", "alias": alias,
+                           "version": version, "digest": digest, "decision": decision,
+                           "where": where})
+
     # --- reports (evidence for the promotion gate) -----------------------------------------------
 
     def record_report(self, *, report_kind: str, subjects: Sequence[str], report: dict[str, Any],
@@ -771,6 +783,51 @@ class Chainproof:
                                       parameters={"passed": passed}, started_at=now(),
                                       namespace=ns)
         return result.outputs[0]
+
+    def validate(self, ref: str, *, reference: str | None = None, schema: str | None = None,
+                 label_column: str | None = None, key_columns: Sequence[str] = (),
+                 record: bool = True) -> tuple[Any, AssetVersion | None, str | None]:
+        """Validate a dataset version (schema, drift, labels) against a reference version.
+
+        The reference defaults to the dataset's previous version. Its profile is computed once
+        per digest and cached. With ``record`` the report becomes a signed ``validation``
+        report asset in the dataset's lineage (promotion evidence). Returns (report, report
+        asset, reference ref)."""
+        from chainproof.validate import Profile, profile_reference, validate_dataset
+
+        current = self.resolve(ref)
+        if reference is None and current.version > 1:
+            reference = f"{current.namespace}/{current.name}@{current.version - 1}"
+        ref_profile = None
+        reference_version = None
+        if reference is not None:
+            reference_version = self.resolve(reference)
+            cache = self.settings.cache_dir / "profiles" / (
+                f"{reference_version.hexdigest}-{label_column or ''}.profile")
+            if cache.exists():
+                ref_profile = Profile.from_bytes(cache.read_bytes())
+            else:
+                ref_profile = profile_reference(self.materialize(reference_version),
+                                                label_column=label_column)
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                tmp = cache.with_suffix(".tmp")
+                tmp.write_bytes(ref_profile.to_bytes())
+                os.replace(tmp, cache)
+        schema_arg: Any = None
+        if schema is not None:
+            schema_arg = (Path(schema) if Path(schema).exists()
+                          else self.materialize(self.resolve(schema)))
+        report = validate_dataset(self.materialize(current), reference=ref_profile,
+                                  schema=schema_arg, label_column=label_column,
+                                  key_columns=tuple(key_columns))
+        recorded = None
+        if record:
+            subjects = [current.ref] + ([reference_version.ref] if reference_version else [])
+            recorded = self.record_report(report_kind="validation", subjects=subjects,
+                                          report=report.to_dict(), passed=report.passed,
+                                          name=f"{current.name}-validation",
+                                          namespace=current.namespace)
+        return report, recorded, reference_version.ref if reference_version else None
 
     # --- identities, keys, trust ---------------------------------------------------------------
 

@@ -382,6 +382,47 @@ def digest(
 
 
 @app.command()
+def validate(
+    ref: Annotated[str, typer.Argument(help="DATASET@VERSION to check.")],
+    reference: Annotated[str | None, typer.Option(help="Reference DATASET@VERSION (default: "
+                                                       "the previous version).")] = None,
+    schema: Annotated[str | None, typer.Option(help="Schema YAML: a file or a schema asset.")
+                      ] = None,
+    label: Annotated[str | None, typer.Option(help="Label column (label shift and label-flip "
+                                                   "suspicion).")] = None,
+    key: Annotated[list[str] | None, typer.Option(help="Key column(s) that must be unique.")
+                   ] = None,
+    html: Annotated[Path | None, typer.Option(help="Write a self-contained HTML report.")
+                    ] = None,
+    no_record: Annotated[bool, typer.Option("--no-record", help="Do not store the report.")
+                         ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Validate a dataset version: schema contract, drift against a reference, label shift and
+    poisoning suspicion. Records a signed report (promotion evidence); exit 1 on failure."""
+    with _open() as cp:
+        report, recorded, used = cp.validate(ref, reference=reference, schema=schema,
+                                             label_column=label, key_columns=key or [],
+                                             record=not no_record)
+    if html is not None:
+        html.write_text(report.to_html(), encoding="utf-8")
+    if json_out:
+        emit_json({**report.to_dict(), "reference": used,
+                   "recorded_as": recorded.ref if recorded else None})
+    else:
+        status = "[green]passed[/]" if report.passed else "[red]FAILED[/]"
+        out.print(f"validation of {ref} against {used or 'no reference'}: {status}")
+        for problem in report.problems:
+            out.print(f"  - {problem}", highlight=False)
+        if recorded is not None:
+            out.print(f"recorded signed validation report {recorded.ref}")
+        if html is not None:
+            out.print(f"HTML report: {html}")
+    if not report.passed:
+        raise typer.Exit(1)
+
+
+@app.command()
 def pull(
     ref: Annotated[str, typer.Argument(help="MODEL@ALIAS, e.g. fraud-review@production")],
     dest: Annotated[Path, typer.Argument(help="Where to put the verified bytes.")],
@@ -404,6 +445,29 @@ def pull(
         out.print(f"  [green]✓[/] {check}")
     out.print(f"[green]pulled[/] {loaded.model}@{loaded.alias} = version {loaded.version} "
               f"({loaded.digest}) to {loaded.path}")
+
+
+@app.command()
+def serve(
+    refs: Annotated[list[str], typer.Argument(help="MODEL@ALIAS to serve (one or more).")],
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    poll: Annotated[float, typer.Option(help="Seconds between alias checks.")] = 5.0,
+    allow_override: Annotated[bool, typer.Option(help="Serve break-glass promotions too.")
+                              ] = False,
+) -> None:
+    """Run the reference prediction service: /predict/{model} and /status, serving only
+    verified models and swapping atomically when an alias moves and the new model verifies."""
+    import uvicorn
+
+    from chainproof.serve.app import create_app
+    from chainproof.service import Chainproof
+    from chainproof.workspace import load_settings
+
+    settings = load_settings()
+    app_ = create_app(lambda: Chainproof.open(settings), refs, poll_seconds=poll,
+                      allow_override=allow_override)
+    uvicorn.run(app_, host=host, port=port, log_level="info")
 
 
 @app.command()

@@ -416,11 +416,14 @@ def _evidence(cp: Chainproof, session: Session, upstream_refs: Iterable[str],
         row, _ = cp._find(session, parse_ref(ref))
         ids.append(row.id)
     produced = session.execute(text(
-        "SELECT DISTINCT av.id, a.kind, av.digest, av.size, av.created_at, si.version_id "
-        "FROM step_inputs si JOIN asset_versions av ON av.producer_step = si.step_id "
+        # step_outputs, not producer edges: a report or metrics file byte-identical to an
+        # earlier one is the same version, but still evidence about this step's inputs.
+        "SELECT DISTINCT av.id, a.kind, av.digest, av.size, s.ended_at, si.version_id "
+        "FROM step_inputs si JOIN step_outputs so ON so.step_id = si.step_id "
+        "JOIN asset_versions av ON av.id = so.version_id "
         "JOIN assets a ON a.id = av.asset_id JOIN steps s ON s.id = si.step_id "
         "WHERE s.status = 'succeeded' AND si.version_id IN (" + ",".join(map(str, ids)) + ")"
-        " AND a.kind IN ('report', 'metrics') ORDER BY av.created_at")).all() if ids else []
+        " AND a.kind IN ('report', 'metrics') ORDER BY s.ended_at")).all() if ids else []
     model_id = cp._find(session, parse_ref(model_ref))[0].id
     evidence: dict[str, bool] = {}
     metrics: dict[str, float] = {}
