@@ -120,7 +120,7 @@ class DigestMismatchError(VerificationError):
 
 
 class SignatureError(VerificationError):
-    """A signature is missing, malformed, made by an untrusted or revoked key, or does not verify."""
+    """A signature is missing or malformed, by an untrusted or revoked key, or does not verify."""
 
 
 class LedgerIntegrityError(VerificationError):

@@ -12,6 +12,7 @@ the exception propagates.
 
 from __future__ import annotations
 
+import contextlib
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
@@ -56,19 +57,17 @@ class StepRecorder:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> bool:
+                 tb: TracebackType | None) -> None:
         refs = [v.ref for v in self._inputs]
         if exc is not None:
             message = "".join(traceback.format_exception_only(exc)).strip()
-            try:
+            # The failure is recorded; the body's own exception is the one to show.
+            with contextlib.suppress(BadInputError):
                 self._cp.record_step(kind=self.kind, inputs=refs, outputs=[],
                                      command=self.command, parameters=self.parameters,
                                      started_at=self._started, error=message,
                                      namespace=self.namespace)
-            except BadInputError:
-                pass  # the failure is recorded; the body's own exception is the one to show
-            return False
+            return
         self.result = self._cp.record_step(kind=self.kind, inputs=refs, outputs=self._outputs,
                                            command=self.command, parameters=self.parameters,
                                            started_at=self._started, namespace=self.namespace)
-        return False

@@ -770,7 +770,7 @@ class Chainproof:
         that consumed them, so it sits in their lineage and can serve as promotion evidence."""
         check_name(report_kind, what="report kind")
         ns = namespace or (parse_ref(subjects[0]).namespace if subjects else DEFAULT_NAMESPACE)
-        document = {"report_kind": report_kind, "passed": passed,
+        document: dict[str, Any] = {"report_kind": report_kind, "passed": passed,
                     "subjects": [{"ref": r, "digest": self.resolve(r, namespace=ns).digest}
                                  for r in subjects],
                     "report": report}

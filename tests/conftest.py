@@ -8,6 +8,7 @@ worker, truncated between tests.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import uuid
@@ -36,7 +37,7 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CHAINPROOF_IDENTITY", "tester")
 
 
-# --- S3 over HTTP ------------------------------------------------------------------------------------
+# --- S3 over HTTP ---------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="session")
@@ -61,14 +62,12 @@ def s3_env(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
     bucket = "chainproof-test"
     client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1",
                           aws_access_key_id="testing", aws_secret_access_key="testing")
-    try:
+    with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
         client.create_bucket(Bucket=bucket)
-    except client.exceptions.BucketAlreadyOwnedByYou:
-        pass
     return f"s3://{bucket}/run-{uuid.uuid4().hex[:12]}"
 
 
-# --- PostgreSQL ---------------------------------------------------------------------------------------
+# --- PostgreSQL -----------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="session")
@@ -81,7 +80,7 @@ def pg_database() -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
             conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # noqa: BLE001 - turn any connection failure into one clear message
+    except Exception as exc:
         pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} is not usable ({exc}); `make test` starts it",
                     pytrace=False)
     url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
@@ -110,7 +109,7 @@ def truncate_all(url: str) -> None:
     engine.dispose()
 
 
-# --- a ready workspace on each backend -----------------------------------------------------------------
+# --- a ready workspace on each backend ------------------------------------------------------------
 
 
 @dataclass

@@ -22,7 +22,6 @@ from chainproof.errors import LedgerIntegrityError
 from chainproof.ledger import merkle
 from chainproof.records.log import LogEntry
 
-
 NODE_INDEX_BITS = 40
 
 

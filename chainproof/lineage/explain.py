@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from chainproof.errors import ChainproofError
 from chainproof.lineage.graph import LineageGraph
-from chainproof.records.assets import AssetKind, AssetVersion
+from chainproof.records.assets import SOURCE_KINDS, AssetKind, AssetVersion
 
 if TYPE_CHECKING:
     from chainproof.service import Chainproof
@@ -57,10 +57,9 @@ def explain(cp: Chainproof, ref: str, *, verify: bool = True) -> dict[str, Any]:
     steps = [_step_summary(s) for s in sorted(up.steps.values(), key=lambda s: s.started_at)]
     metrics, reports = _evidence(cp, down, up, item)
     incomplete = [v.ref for v in up.versions.values()
-                  if v.producer_step is None and v.kind not in
-                  (AssetKind.DATASET, AssetKind.LABELS, AssetKind.CODE, AssetKind.NOTEBOOK,
-                   AssetKind.ENVIRONMENT, AssetKind.SCHEMA) and v.ref != up.root]
-    answer = {
+                  if v.producer_step is None and v.kind not in SOURCE_KINDS
+                  and v.ref != up.root]
+    answer: dict[str, Any] = {
         "subject": item(target),
         "data": data,
         "code": code,
@@ -91,7 +90,8 @@ def _step_summary(step: Any) -> dict[str, Any]:
 
 def _evidence(cp: Chainproof, down: LineageGraph, up: LineageGraph,
               item: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    metrics, reports = [], []
+    metrics: list[dict[str, Any]] = []
+    reports: list[dict[str, Any]] = []
     seen = set()
     for graph in (down, up):
         for v in graph.versions.values():

@@ -68,7 +68,8 @@ def parse_ref(text: str, *, namespace: str | None = None, allow_alias: bool = Fa
     alias (only where ``allow_alias``).
     """
     if not isinstance(text, str) or not text.strip():
-        raise InvalidReferenceError("empty reference", hint="write NAME@VERSION, e.g. fraud-labels@2")
+        raise InvalidReferenceError("empty reference",
+                                    hint="write NAME@VERSION, e.g. fraud-labels@2")
     body, at, tail = text.partition("@")
     if "@" in tail:
         raise InvalidReferenceError(f"reference {text!r} has more than one '@'")

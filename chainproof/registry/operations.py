@@ -83,7 +83,7 @@ def model_label(namespace: str, name: str) -> str:
     return name if namespace == DEFAULT_NAMESPACE else f"{namespace}/{name}"
 
 
-# --- models and versions ---------------------------------------------------------------------------
+# --- models and versions --------------------------------------------------------------------------
 
 
 def find_model(session: Session, model: str) -> ModelRow:
@@ -155,7 +155,7 @@ def asset_ref_of(session: Session, mv: ModelVersionRow) -> str:
     return f"{a.namespace}/{a.name}@{v.version}"
 
 
-# --- policy ------------------------------------------------------------------------------------------
+# --- policy ---------------------------------------------------------------------------------------
 
 
 def current_policy(session: Session) -> tuple[PromotionPolicy, str | None]:
@@ -181,7 +181,7 @@ def set_policy(cp: Chainproof, tx: Transaction, document: str) -> int:
     return latest + 1
 
 
-# --- aliases -----------------------------------------------------------------------------------------
+# --- aliases --------------------------------------------------------------------------------------
 
 
 def _move(tx: Transaction, model: ModelRow, alias: str, mv: ModelVersionRow, *,
@@ -230,7 +230,7 @@ def resolve_alias(session: Session, model: str, alias: str) -> tuple[ModelRow, A
     return row, target
 
 
-# --- promotion ----------------------------------------------------------------------------------------
+# --- promotion ------------------------------------------------------------------------------------
 
 
 def request_promotion(cp: Chainproof, tx: Transaction, model: str, version: int,

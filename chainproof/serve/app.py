@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -137,12 +137,12 @@ def create_app(connect: Callable[[], Chainproof], refs: list[str], *,
         while not stop.wait(poll_seconds):
             try:
                 server.check_once()
-            except Exception as exc:  # noqa: BLE001 - the watcher must outlive any one failure
+            except Exception as exc:
                 for served in server.models.values():
                     served.last_error = f"watcher: {exc}"
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> Iterator[None]:  # type: ignore[misc]
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         server.check_once()
         thread = threading.Thread(target=watch, name="chainproof-watcher", daemon=True)
         if poll_seconds > 0:

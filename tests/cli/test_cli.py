@@ -12,8 +12,6 @@ import pytest
 from chainproof.cli.main import main
 
 
-
-
 @pytest.fixture()
 def ws(backend: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     project = tmp_path / "proj"
@@ -153,9 +151,8 @@ def test_unreachable_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 def test_database_at_newer_migration(ws: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from sqlalchemy import text
 
-    from chainproof.service import Chainproof
-
     from chainproof.db import head_revision
+    from chainproof.service import Chainproof
 
     with Chainproof.open() as cp:
         engine = cp.engine

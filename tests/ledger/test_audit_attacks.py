@@ -59,7 +59,8 @@ def test_untouched_log_verifies(cp: Chainproof, tmp_path: Path) -> None:
     witness = [latest_note(cp)]
     history(cp, tmp_path / "more", 0)
     report = verify(cp, witness)
-    assert report.size == b + 6 and report.checkpoint_size == b + 6 and report.witnesses_checked == 1
+    assert report.size == b + 6 and report.checkpoint_size == b + 6
+    assert report.witnesses_checked == 1
     assert report.rows_checked["asset_versions"] == 6
 
 
@@ -117,7 +118,8 @@ def test_truncation_with_tree_fixup_caught_by_witness(cp: Chainproof, tmp_path: 
     _rebuild_nodes(cp)
     verify(cp)  # without a witness, a clean truncation is self-consistent...
     found = problems(cp, [witness])  # ...but the witness remembers
-    assert f"witnessed checkpoint #1 is at size {b + 6} but the log has only {b + 4} entries" in found
+    assert (f"witnessed checkpoint #1 is at size {b + 6} but the log has only {b + 4} entries"
+            in found)
 
 
 def test_truncation_without_fixup(cp: Chainproof, tmp_path: Path) -> None:
@@ -156,7 +158,8 @@ def test_forged_entry_appended(cp: Chainproof, tmp_path: Path) -> None:
     sql(cp, "UPDATE log_head SET size = :s", s=b + 7)
     _rebuild_nodes(cp)
     found = problems(cp)
-    assert f"1 entries after the newest checkpoint (size {b + 6}) are covered by no signature" in found
+    assert (f"1 entries after the newest checkpoint (size {b + 6}) are covered by no "
+            "signature") in found
 
 
 def test_checkpoint_root_changed(cp: Chainproof, tmp_path: Path) -> None:
@@ -190,7 +193,7 @@ def test_split_view(cp: Chainproof, tmp_path: Path) -> None:
 
 
 def test_row_written_without_log_entry(cp: Chainproof, tmp_path: Path) -> None:
-    b = history(cp, tmp_path)
+    history(cp, tmp_path)
     asset_id = sql(cp, "SELECT id FROM assets WHERE name = 'data0'")[0][0]
     sql(cp, "INSERT INTO asset_versions (asset_id, version, digest, size, media_type, "
             "is_directory, created_at, created_by, producer_step, log_seq) VALUES "
@@ -200,7 +203,7 @@ def test_row_written_without_log_entry(cp: Chainproof, tmp_path: Path) -> None:
 
 
 def test_deleted_row_is_detected(cp: Chainproof, tmp_path: Path) -> None:
-    b = history(cp, tmp_path)
+    history(cp, tmp_path)
     sql(cp, "DELETE FROM asset_versions WHERE version = 2 AND asset_id = "
             "(SELECT id FROM assets WHERE name = 'data0')")
     assert "adds default/data0@2, which is missing from the database" in problems(cp)

@@ -6,11 +6,10 @@ import pickle
 from pathlib import Path
 
 import pytest
+from pipeline_fixtures import NS, Pipeline
 
 from chainproof.cli.main import main
 from chainproof.service import Chainproof
-
-from pipeline_fixtures import NS, Pipeline
 
 MODEL = f"{NS}/fraud-review"
 EVIL = b"cos\nsystem\n(S'echo pwned'\ntR."  # GLOBAL os.system, REDUCE: never unpickled

@@ -7,6 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from pipeline_fixtures import NS, Pipeline, act_as
 from sqlalchemy import text
 
 from chainproof.access import grants
@@ -19,8 +20,6 @@ from chainproof.errors import (
 )
 from chainproof.ledger import audit
 from chainproof.service import Chainproof
-
-from pipeline_fixtures import NS, Pipeline, act_as
 
 MODEL = f"{NS}/fraud-review"
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import joblib
 import numpy as np
 from fastapi.testclient import TestClient
+from pipeline_fixtures import NS, Pipeline, act_as
 from sklearn.linear_model import LogisticRegression
 from sqlalchemy import text
 
@@ -15,8 +16,6 @@ import chainproof
 from chainproof.scan import scan_path
 from chainproof.serve.app import create_app
 from chainproof.service import Chainproof
-
-from pipeline_fixtures import NS, Pipeline, act_as
 
 MODEL = f"{NS}/fraud-review"
 REF = f"{MODEL}@production"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pipeline_fixtures import NS, Pipeline, model_bytes
 from sqlalchemy import text
 
 import chainproof
@@ -17,8 +18,6 @@ from chainproof.errors import (
 )
 from chainproof.scan import scan_path
 from chainproof.serve import load_verified
-
-from pipeline_fixtures import NS, Pipeline, model_bytes
 
 MODEL = f"{NS}/fraud-review"
 REF = f"{MODEL}@production"
