@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -25,7 +25,16 @@ from sqlalchemy.orm import Session
 
 from chainproof import capture, identities
 from chainproof.access import WRITE_PERMISSION, Permission, Role, grants
-from chainproof.attest import IN_TOTO_PAYLOAD_TYPE, Signer, build_provenance, sign_envelope
+from chainproof.attest import (
+    IN_TOTO_PAYLOAD_TYPE,
+    Envelope,
+    Signer,
+    Verifier,
+    build_provenance,
+    load_public_key,
+    sign_envelope,
+    verify_envelope,
+)
 from chainproof.db import engine as db_engine
 from chainproof.db.tables import (
     AssetRow,
@@ -43,6 +52,7 @@ from chainproof.db.tables import (
 from chainproof.digest import Manifest, digest_path, hash_bytes
 from chainproof.errors import (
     BadInputError,
+    ChainproofError,
     ConflictError,
     DatabaseError,
     DigestMismatchError,
@@ -137,6 +147,74 @@ class _StagedOutput:
     size: int
     is_directory: bool
     media_type: str
+
+
+@dataclass(frozen=True)
+class StoredOutput:
+    """A step output whose bytes are already in the object store under ``digest``."""
+
+    kind: AssetKind
+    name: str
+    namespace: str | None
+    digest: str
+    size: int
+    is_directory: bool
+    media_type: str
+
+
+@dataclass(frozen=True)
+class StepSubmission:
+    """Everything a step record holds; built from local paths, or sent by a remote client."""
+
+    id: str
+    kind: str
+    namespace: str
+    inputs: tuple[str, ...]
+    outputs: tuple[StoredOutput, ...]
+    command: tuple[str, ...]
+    parameters: dict[str, Any]
+    started_at: str
+    ended_at: str
+    environment: dict[str, Any]
+    code_revision: dict[str, Any]
+    error: str | None = None
+
+
+#: Turns a statement's payload into a DSSE envelope (JSON).
+SignFn = Callable[[bytes], str]
+
+
+class _Prepared(Exception):
+    """Carries the payload a client must sign out of a transaction that is then rolled back."""
+
+    def __init__(self, payload: bytes) -> None:
+        super().__init__("prepared")
+        self.payload = payload
+
+
+def _prepare_only(payload: bytes) -> str:
+    raise _Prepared(payload)
+
+
+class RemoteSignature:
+    """A ``sign`` for a statement a client signed with its own key (private keys never reach
+    the server): accepted only if its payload is byte-identical to the statement the server
+    rebuilds inside the transaction."""
+
+    def __init__(self, envelope: str) -> None:
+        self.envelope = envelope
+
+    def __call__(self, payload: bytes) -> str:
+        try:
+            signed = Envelope.from_json(self.envelope)
+        except ChainproofError as exc:
+            raise SignatureError(f"the signed envelope is malformed: {exc.message}") from None
+        if signed.payload != payload:
+            raise SignatureError(
+                "the signed statement differs from the one this change would record",
+                hint="prepare again and sign the returned statement unchanged (the state may "
+                     "have changed in between)")
+        return self.envelope
 
 
 @dataclass
@@ -411,9 +489,9 @@ class Chainproof:
         its outputs are registered."""
         check_name(kind, what="step kind")
         check_name(namespace, what="namespace")
-        signer = self.signer if outputs and error is None else None  # fail before any work
-        del signer
-        staged: list[_StagedOutput] = []
+        if outputs and error is None:
+            self.signer  # noqa: B018 - fail before any work if this identity cannot sign
+        stored: list[StoredOutput] = []
         if error is None:
             for spec in outputs:
                 if not spec.path.exists():
@@ -422,28 +500,48 @@ class Chainproof:
             if error is None:
                 for spec in outputs:
                     digest, size, is_dir = self._stage(spec.path)
-                    staged.append(_StagedOutput(spec, digest, size, is_dir,
-                                                media_type_for(spec.path, is_dir)))
-        step_id = uuid.uuid4().hex
-        environment = self._environment()
-        revision = capture.code_revision(cwd).to_dict()
+                    stored.append(StoredOutput(spec.kind, spec.name, spec.namespace, digest, size,
+                                               is_dir, media_type_for(spec.path, is_dir)))
+        submission = StepSubmission(
+            id=uuid.uuid4().hex, kind=kind, namespace=namespace,
+            inputs=tuple(str(r) for r in inputs), outputs=tuple(stored),
+            command=tuple(command), parameters=dict(parameters or {}), started_at=started_at,
+            ended_at=ended_at or now(), environment=self._environment(),
+            code_revision=capture.code_revision(cwd).to_dict(), error=error)
+        return self.submit_step(submission, sign=self._local_signature)
+
+    def submit_step(self, sub: StepSubmission, *, sign: SignFn,
+                    verify_stored: bool = False) -> StepResult:
+        """Record a step whose outputs are already in the object store. ``sign`` turns the
+        provenance statement into a DSSE envelope: this identity's key locally, or a client's
+        pre-signed envelope (see :meth:`remote_signature`)."""
+        check_name(sub.kind, what="step kind")
+        check_name(sub.namespace, what="namespace")
+        if verify_stored:
+            for out in sub.outputs:
+                self._verify_stored_output(out)
+        error = sub.error
         status = StepStatus.FAILED if error else StepStatus.SUCCEEDED
         with self.transaction() as tx:
             input_rows: list[tuple[AssetVersionRow, AssetRow]] = []
-            for ref in inputs:
-                parsed = parse_ref(ref, namespace=namespace) if isinstance(ref, str) else ref
+            for ref in sub.inputs:
+                parsed = parse_ref(ref, namespace=sub.namespace)
                 self.require(tx.session, Permission.READ, parsed.namespace, f"read {parsed}")
                 input_rows.append(self._find(tx.session, parsed))
-            for item in staged:
-                self.require(tx.session, WRITE_PERMISSION[item.spec.kind],
-                             item.spec.namespace or namespace,
-                             f"write {item.spec.kind.value} outputs")
-            step_row = StepRow(id=step_id, namespace=namespace, kind=kind, identity=tx.actor,
-                               status=status.value, command=canonical_json(list(command)),
-                               parameters=canonical_json(parameters or {}),
-                               started_at=started_at, ended_at=ended_at or tx.time,
-                               environment=canonical_json(environment),
-                               code_revision=canonical_json(revision), error=error,
+            outputs = sub.outputs if error is None else ()
+            for out in outputs:
+                self.require(tx.session, WRITE_PERMISSION[out.kind],
+                             out.namespace or sub.namespace, f"write {out.kind.value} outputs")
+            if tx.session.get(StepRow, sub.id) is not None:
+                raise ConflictError(f"step {sub.id} was already recorded",
+                                    hint="each step submission needs a fresh id")
+            step_row = StepRow(id=sub.id, namespace=sub.namespace, kind=sub.kind,
+                               identity=tx.actor, status=status.value,
+                               command=canonical_json(list(sub.command)),
+                               parameters=canonical_json(sub.parameters),
+                               started_at=sub.started_at, ended_at=sub.ended_at,
+                               environment=canonical_json(sub.environment),
+                               code_revision=canonical_json(sub.code_revision), error=error,
                                log_seq=tx.appender.size)
             tx.session.add(step_row)
             tx.session.flush()
@@ -453,92 +551,142 @@ class Chainproof:
                 if row.id in seen:
                     continue
                 seen.add(row.id)
-                tx.session.add(StepInputRow(step_id=step_id, version_id=row.id))
+                tx.session.add(StepInputRow(step_id=sub.id, version_id=row.id))
                 input_refs.append({"ref": queries.version_from_row(row, asset).ref,
                                    "digest": row.digest})
             produced: list[AssetVersion] = []
             output_refs: list[dict[str, Any]] = []
-            for item in staged:
+            for out in outputs:
+                staged = _StagedOutput(OutputSpec(Path(out.name), out.kind, out.name,
+                                                  out.namespace), out.digest, out.size,
+                                       out.is_directory, out.media_type)
                 version, created, version_id = self._register(
-                    tx, item, item.spec.namespace or namespace, producer=step_id)
+                    tx, staged, out.namespace or sub.namespace, producer=sub.id)
                 produced.append(version)
                 output_refs.append({"ref": version.ref, "digest": version.digest,
                                     "reused": not created})
-                tx.session.add(StepOutputRow(step_id=step_id, version_id=version_id,
+                tx.session.add(StepOutputRow(step_id=sub.id, version_id=version_id,
                                              reused=not created))
             if produced:
-                self._attest_step(tx, step_id=step_id, kind=kind, command=command,
-                                  parameters=parameters or {}, started_at=started_at,
-                                  ended_at=step_row.ended_at, inputs=input_refs,
-                                  outputs=produced, environment=environment,
-                                  revision=revision)
+                self._attest_step(tx, sub, inputs=input_refs, outputs=produced, sign=sign)
             # The outputs' entries come first, then the step's, which names them all.
             entry = tx.log(
-                Action.STEP_RECORD, f"step:{step_id}",
+                Action.STEP_RECORD, f"step:{sub.id}",
                 digests={o["ref"]: o["digest"] for o in output_refs},
-                detail={"id": step_id, "namespace": namespace, "kind": kind,
+                detail={"id": sub.id, "namespace": sub.namespace, "kind": sub.kind,
                         "identity": tx.actor, "status": status.value,
-                        "command": list(command), "parameters": parameters or {},
-                        "started_at": started_at, "ended_at": step_row.ended_at,
-                        "environment": environment, "code_revision": revision,
+                        "command": list(sub.command), "parameters": sub.parameters,
+                        "started_at": sub.started_at, "ended_at": sub.ended_at,
+                        "environment": sub.environment, "code_revision": sub.code_revision,
                         "error": error, "inputs": input_refs, "outputs": output_refs})
             step_row.log_seq = entry.seq
-        step = Step(id=step_id, namespace=namespace, kind=kind, identity=self.identity,
-                    status=status, command=tuple(command), started_at=started_at,
-                    ended_at=step_row.ended_at, parameters=parameters or {},
-                    environment=environment, code_revision=revision, error=error,
+        step = Step(id=sub.id, namespace=sub.namespace, kind=sub.kind, identity=self.identity,
+                    status=status, command=tuple(sub.command), started_at=sub.started_at,
+                    ended_at=sub.ended_at, parameters=sub.parameters,
+                    environment=sub.environment, code_revision=sub.code_revision, error=error,
                     inputs=tuple(i["ref"] for i in input_refs),
                     outputs=tuple(v.ref for v in produced))
         if error:
-            raise StepFailedError(f"step {kind} ({step_id[:12]}) failed: {error}",
+            raise StepFailedError(f"step {sub.kind} ({sub.id[:12]}) failed: {error}",
                                   hint="the failure is recorded; no outputs were registered")
         return StepResult(step, produced)
 
-    def _attest_step(self, tx: Transaction, *, step_id: str, kind: str, command: Sequence[str],
-                     parameters: dict[str, Any], started_at: str, ended_at: str,
+    def prepare_step(self, sub: StepSubmission) -> bytes | None:
+        """The exact provenance statement :meth:`submit_step` would ask the client to sign
+        (nothing is written). None when the step has nothing to attest."""
+        return self._prepared(lambda: self.submit_step(sub, sign=_prepare_only,
+                                                       verify_stored=True))
+
+    def _prepared(self, action: Callable[[], Any]) -> bytes | None:
+        try:
+            action()
+        except _Prepared as prepared:
+            return prepared.payload
+        return None
+
+    def _local_signature(self, payload: bytes) -> str:
+        return sign_envelope(payload, IN_TOTO_PAYLOAD_TYPE, [self.signer]).to_json()
+
+    @staticmethod
+    def remote_signature(envelope: str) -> RemoteSignature:
+        return RemoteSignature(envelope)
+
+    def _verify_stored_output(self, out: StoredOutput) -> None:
+        version = AssetVersion(namespace=out.namespace or DEFAULT_NAMESPACE, name=out.name,
+                               kind=out.kind, version=0, digest=out.digest, size=out.size,
+                               media_type=out.media_type, is_directory=out.is_directory,
+                               created_at="", created_by="")
+        try:
+            self.verify_blob(version)
+        except NotFoundError:
+            raise BadInputError(f"output {out.name}: no blob {out.digest} in the store",
+                                hint="upload the bytes first") from None
+
+    def _attest_step(self, tx: Transaction, sub: StepSubmission, *,
                      inputs: list[dict[str, Any]], outputs: list[AssetVersion],
-                     environment: dict[str, Any], revision: dict[str, Any]) -> None:
+                     sign: SignFn) -> None:
         """Sign an in-toto/SLSA provenance statement for the step, in its own transaction."""
-        signer = self.signer
-        self._check_signing_key(tx, signer)
+        revision = sub.code_revision
         code = None
         if revision.get("commit"):
             code = {"commit": revision["commit"], "uri": revision.get("repository"),
                     "dirty": revision.get("dirty"), "diff_digest": revision.get("diff_digest")}
         statement = build_provenance(
-            step_kind=kind, builder_id=identities.builder_id(tx.actor), invocation_id=step_id,
-            started_at=datetime.fromisoformat(started_at),
-            finished_at=datetime.fromisoformat(ended_at), command=list(command),
-            parameters=parameters,
+            step_kind=sub.kind, builder_id=identities.builder_id(tx.actor),
+            invocation_id=sub.id, started_at=datetime.fromisoformat(sub.started_at),
+            finished_at=datetime.fromisoformat(sub.ended_at), command=list(sub.command),
+            parameters=sub.parameters,
             inputs=[(_full_ref(i["ref"]), i["digest"].split(":", 1)[1], None) for i in inputs],
-            code_revision=code, environment=environment,
+            code_revision=code, environment=sub.environment,
             outputs=sorted({(_full_ref(v.ref), v.hexdigest) for v in outputs}))
         payload = statement.to_json_bytes()
-        envelope = sign_envelope(payload, IN_TOTO_PAYLOAD_TYPE, [signer]).to_json()
+        envelope = sign(payload)
+        keyid = self._accept_signature(tx, envelope, payload)
         payload_digest = "sha256:" + hash_bytes(payload)
-        tx.session.add(AttestationRow(step_id=step_id, predicate_type=statement.predicate_type,
+        tx.session.add(AttestationRow(step_id=sub.id, predicate_type=statement.predicate_type,
                                       envelope=envelope, payload_digest=payload_digest,
-                                      keyid=signer.keyid, created_at=tx.time,
+                                      keyid=keyid, created_at=tx.time,
                                       created_by=tx.actor, log_seq=tx.appender.size))
-        tx.log(Action.ATTESTATION_ADD, f"attestation:step:{step_id}",
+        tx.log(Action.ATTESTATION_ADD, f"attestation:step:{sub.id}",
                digests={"payload": payload_digest},
-               detail={"step_id": step_id, "predicate_type": statement.predicate_type,
-                       "payload_digest": payload_digest, "keyid": signer.keyid,
+               detail={"step_id": sub.id, "predicate_type": statement.predicate_type,
+                       "payload_digest": payload_digest, "keyid": keyid,
                        "envelope_digest": "sha256:" + hash_bytes(envelope.encode()),
                        "created_at": tx.time, "created_by": tx.actor})
 
-    def _check_signing_key(self, tx: Transaction, signer: Signer) -> None:
-        """Refuse to sign with a key that is unregistered, someone else's, or revoked (the
-        verifier refuses such signatures too; this only fails early)."""
-        key = tx.session.get(KeyRow, signer.keyid)
-        if key is None or key.identity != tx.actor:
+    def _accept_signature(self, tx: Transaction, envelope: str, payload: bytes) -> str:
+        """The keyid that signed ``payload`` in ``envelope``; it must be registered to the
+        acting identity and not revoked (the verifier refuses anything else too; this fails
+        early, inside the transaction, so nothing is written)."""
+        signed = Envelope.from_json(envelope)
+        if signed.payload != payload:
+            raise SignatureError("the envelope does not carry the statement being recorded")
+        keys = tx.session.execute(select(KeyRow).where(KeyRow.identity == tx.actor)).scalars()
+        trusted = {}
+        revoked = {}
+        for key in keys:
+            if key.revoked_at is None:
+                trusted[key.keyid] = Verifier.from_public_key(
+                    load_public_key(key.public_pem.encode()))
+            else:
+                revoked[key.keyid] = key
+        for sig in signed.signatures:
+            if sig.keyid in revoked:
+                key = revoked[sig.keyid]
+                raise SignatureError(f"the signing key {sig.keyid[:16]}… was revoked at "
+                                     f"{key.revoked_at} ({key.revoked_reason})",
+                                     hint="rotate to a new key: `chainproof key rotate`")
+        try:
+            verify_envelope(signed, trusted, threshold=1)
+        except SignatureError:
             raise SignatureError(
-                f"the signing key {signer.keyid[:16]}… is not registered to {tx.actor}",
-                hint="register it: `chainproof key register IDENTITY PUBLIC.pem`")
-        if key.revoked_at is not None:
-            raise SignatureError(f"the signing key {signer.keyid[:16]}… was revoked at "
-                                 f"{key.revoked_at} ({key.revoked_reason})",
-                                 hint="rotate to a new key: `chainproof key rotate`")
+                f"the statement is not signed by a registered key of {tx.actor}",
+                hint="register the key: `chainproof key register IDENTITY PUBLIC.pem`"
+            ) from None
+        for sig in signed.signatures:
+            if sig.keyid in trusted:
+                return sig.keyid
+        return next(iter(trusted))
 
     def _environment(self) -> dict[str, Any]:
         env = capture.environment()
@@ -931,32 +1079,52 @@ class Chainproof:
 
     def approve(self, request_id: str, reason: str | None = None) -> str | None:
         """Sign an approval; returns the decision id if the policy auto-executed the move."""
-        with self.transaction() as tx:
-            registry.review(self, tx, request_id, "approve", reason, self.signer)
-            req = registry._request(tx.session, request_id)
-            model = tx.session.get(ModelRow, req.model_id)
-            assert model is not None
-            policy, _ = registry.current_policy(tx.session)
-            if policy.rule_for(model.namespace, model.name, req.alias).auto_execute:
-                gate = registry.evaluate_gate(self, tx.session, model, req.version, req.alias,
-                                              req)
-                if gate.passed:
-                    decision = registry._decide(self, tx, req, model, gate, "allowed",
-                                                self.signer, None)
-                    req.status = "executed"
-                    registry._move(tx, model, req.alias,
-                                   registry._version(tx.session, model, req.version),
-                                   decision_id=decision, override=False, reason=None)
-                    return decision
-            return None
+        self.review(request_id, "approve", reason)
+        if self.auto_executable(request_id):
+            return self.execute_promotion(request_id, auto=True)[1]
+        return None
 
     def reject(self, request_id: str, reason: str) -> None:
-        with self.transaction() as tx:
-            registry.review(self, tx, request_id, "reject", reason, self.signer)
+        self.review(request_id, "reject", reason)
 
-    def execute_promotion(self, request_id: str) -> tuple[registry.GateResult, str]:
+    def review(self, request_id: str, decision: str, reason: str | None,
+               sign: SignFn | None = None) -> None:
         with self.transaction() as tx:
-            return registry.execute(self, tx, request_id, self.signer)
+            registry.review(self, tx, request_id, decision, reason,
+                            sign or self._local_signature)
+
+    def prepare_review(self, request_id: str, decision: str, reason: str | None) -> bytes | None:
+        return self._prepared(lambda: self.review(request_id, decision, reason, _prepare_only))
+
+    def auto_executable(self, request_id: str) -> bool:
+        """Whether the policy lets this request execute itself now (auto_execute and passing)."""
+        with self.session() as session:
+            req = registry._request(session, request_id)
+            model = session.get(ModelRow, req.model_id)
+            assert model is not None
+            policy, _ = registry.current_policy(session)
+            if req.status != "pending" or not policy.rule_for(
+                    model.namespace, model.name, req.alias).auto_execute:
+                return False
+            return registry.evaluate_gate(self, session, model, req.version, req.alias,
+                                          req).passed
+
+    def execute_promotion(self, request_id: str, *, sign: SignFn | None = None,
+                          auto: bool = False) -> tuple[registry.GateResult, str]:
+        decision_id = time = None
+        if isinstance(sign, RemoteSignature):
+            decision_id, time = registry.decision_fields(sign.envelope)
+            age = abs(datetime.now(UTC) - datetime.fromisoformat(time))
+            if age > timedelta(minutes=10):
+                raise BadInputError("the signed decision was prepared more than 10 minutes ago",
+                                    hint="prepare again and sign the new statement")
+        with self.transaction() as tx:
+            return registry.execute(self, tx, request_id, sign or self._local_signature,
+                                    decision_id=decision_id, time=time, auto=auto)
+
+    def prepare_execute(self, request_id: str, *, auto: bool = False) -> bytes | None:
+        return self._prepared(lambda: self.execute_promotion(request_id, sign=_prepare_only,
+                                                             auto=auto))
 
     def force_promotion(self, model: str, version: int, alias: str,
                         reason: str) -> tuple[registry.GateResult, str]:
@@ -968,7 +1136,8 @@ class Chainproof:
                 if grants.allowed(tx.session, self.identity, Permission.REQUEST_PROMOTION,
                                   row.namespace) else self._forced_request(tx, model, version,
                                                                           alias)
-            return registry.execute(self, tx, request_id, self.signer, override_reason=reason)
+            return registry.execute(self, tx, request_id, self._local_signature,
+                                    override_reason=reason)
 
     def _forced_request(self, tx: Transaction, model: str, version: int, alias: str) -> str:
         # An admin without the requester role still opens the request the override executes.

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -25,14 +25,11 @@ from chainproof.access import grants as access
 from chainproof.attest import (
     CHAINPROOF_APPROVAL_V1,
     CHAINPROOF_PROMOTION_DECISION_V1,
-    IN_TOTO_PAYLOAD_TYPE,
     Envelope,
-    Signer,
     Statement,
     Subject,
     Verifier,
     load_public_key,
-    sign_envelope,
     verify_envelope,
 )
 from chainproof.db.tables import (
@@ -264,7 +261,7 @@ def _request(session: Session, request_id: str) -> PromotionRequestRow:
 
 
 def _approval_statement(req: PromotionRequestRow, model: ModelRow, decision: str,
-                        reason: str | None, approver: str, time: str) -> Statement:
+                        reason: str | None, approver: str) -> Statement:
     return Statement(
         subjects=(Subject(f"{model.namespace}/{model.name}@{req.version}",
                           {"sha256": req.digest.split(":", 1)[1]}),),
@@ -272,11 +269,11 @@ def _approval_statement(req: PromotionRequestRow, model: ModelRow, decision: str
         predicate={"request": req.id, "model": f"{model.namespace}/{model.name}",
                    "version": req.version, "alias": req.alias, "digest": req.digest,
                    "policy_version": req.policy_version, "decision": decision,
-                   "reason": reason, "approver": approver, "time": time})
+                   "reason": reason, "approver": approver})
 
 
 def review(cp: Chainproof, tx: Transaction, request_id: str, decision: str,
-           reason: str | None, signer: Signer) -> None:
+           reason: str | None, sign: Callable[[bytes], str]) -> None:
     """Record one approver's signed approval or rejection of a request."""
     req = _request(tx.session, request_id)
     model = tx.session.get(ModelRow, req.model_id)
@@ -292,18 +289,20 @@ def review(cp: Chainproof, tx: Transaction, request_id: str, decision: str,
     if already is not None:
         raise ConflictError(f"{tx.actor} already reviewed request {request_id}",
                             hint="each approver counts once; ask another approver")
-    cp._check_signing_key(tx, signer)
-    statement = _approval_statement(req, model, decision, reason, tx.actor, tx.time)
-    envelope = sign_envelope(statement.to_json_bytes(), IN_TOTO_PAYLOAD_TYPE, [signer]).to_json()
+    if decision not in ("approve", "reject"):
+        raise BadInputError(f"unknown review decision {decision!r}", hint="approve or reject")
+    payload = _approval_statement(req, model, decision, reason, tx.actor).to_json_bytes()
+    envelope = sign(payload)
+    keyid = cp._accept_signature(tx, envelope, payload)
     tx.session.add(ApprovalRow(request_id=request_id, approver=tx.actor, decision=decision,
-                               reason=reason, envelope=envelope, keyid=signer.keyid,
+                               reason=reason, envelope=envelope, keyid=keyid,
                                created_at=tx.time, log_seq=tx.appender.size))
     if decision == "reject":
         req.status = "rejected"
     tx.log(Action.PROMOTION_APPROVE if decision == "approve" else Action.PROMOTION_REJECT,
            f"promotion:{request_id}", digests={"approval": _sha(envelope.encode())},
            detail={"request_id": request_id, "approver": tx.actor, "decision": decision,
-                   "reason": reason, "keyid": signer.keyid,
+                   "reason": reason, "keyid": keyid,
                    "envelope_digest": _sha(envelope.encode()), "created_at": tx.time})
     tx.session.flush()
 
@@ -447,8 +446,8 @@ def _evidence(cp: Chainproof, session: Session, upstream_refs: Iterable[str],
 
 
 def _decide(cp: Chainproof, tx: Transaction, req: PromotionRequestRow, model: ModelRow,
-            gate: GateResult, result: str, signer: Signer, reason: str | None) -> str:
-    decision_id = uuid.uuid4().hex[:16]
+            gate: GateResult, result: str, sign: Callable[[bytes], str], reason: str | None,
+            decision_id: str, time: str) -> str:
     approvals = [{"approver": a.approver, "decision": a.decision, "keyid": a.keyid,
                   "envelope_digest": _sha(a.envelope.encode())}
                  for a in tx.session.execute(select(ApprovalRow).where(
@@ -459,8 +458,12 @@ def _decide(cp: Chainproof, tx: Transaction, req: PromotionRequestRow, model: Mo
         predicate_type=CHAINPROOF_PROMOTION_DECISION_V1,
         predicate={"decision": decision_id, "request": req.id, "result": result,
                    "reason": reason, **gate.to_dict(), "approvals": approvals,
-                   "executor": tx.actor, "time": tx.time})
-    envelope = sign_envelope(statement.to_json_bytes(), IN_TOTO_PAYLOAD_TYPE, [signer]).to_json()
+                   "executor": tx.actor, "time": time})
+    payload = statement.to_json_bytes()
+    envelope = sign(payload)
+    cp._accept_signature(tx, envelope, payload)
+    if tx.session.get(DecisionRow, decision_id) is not None:
+        raise ConflictError(f"decision {decision_id} already exists")
     tx.session.add(DecisionRow(id=decision_id, request_id=req.id, result=result,
                                envelope=envelope, created_at=tx.time, created_by=tx.actor,
                                log_seq=tx.appender.size))
@@ -474,8 +477,19 @@ def _decide(cp: Chainproof, tx: Transaction, req: PromotionRequestRow, model: Mo
     return decision_id
 
 
-def execute(cp: Chainproof, tx: Transaction, request_id: str, signer: Signer, *,
-            override_reason: str | None = None) -> tuple[GateResult, str]:
+def decision_fields(envelope: str) -> tuple[str, str]:
+    """(decision id, time) of a client-signed decision statement, so the server can rebuild it."""
+    try:
+        predicate = Statement.from_bytes(Envelope.from_json(envelope).payload).predicate
+        return str(predicate["decision"]), str(predicate["time"])
+    except (ChainproofError, KeyError, TypeError):
+        raise BadInputError("the envelope does not hold a promotion decision statement",
+                            hint="sign the statement returned by the prepare call") from None
+
+
+def execute(cp: Chainproof, tx: Transaction, request_id: str, sign: Callable[[bytes], str], *,
+            override_reason: str | None = None, decision_id: str | None = None,
+            time: str | None = None, auto: bool = False) -> tuple[GateResult, str]:
     """Evaluate the gate for a pending request and, if it passes, move the alias under a signed
     decision. With ``override_reason`` (admins only) the alias moves even if rules fail, and
     the decision is marked as a break-glass override."""
@@ -487,6 +501,20 @@ def execute(cp: Chainproof, tx: Transaction, request_id: str, signer: Signer, *,
             raise BadInputError("a break-glass override needs a reason",
                                 hint='--reason "incident 4711: roll back now"')
         cp.require(tx.session, Permission.ADMIN, model.namespace, "force a promotion")
+    elif auto:
+        # "The request itself" executes when the policy allows it: only an approver who has
+        # approved this request may trigger that, and only if the rule says auto_execute.
+        policy, _ = current_policy(tx.session)
+        approved = tx.session.execute(select(ApprovalRow).where(
+            ApprovalRow.request_id == request_id, ApprovalRow.approver == tx.actor,
+            ApprovalRow.decision == "approve")).scalar_one_or_none()
+        if not policy.rule_for(model.namespace, model.name, req.alias).auto_execute or \
+                approved is None:
+            raise access.denied(tx.actor, Permission.EXECUTE_PROMOTION, model.namespace,
+                                "auto-execute a promotion",
+                                "auto-execution needs a policy with auto_execute: true and "
+                                "an approval of this request by the caller",
+                                "ask a deployer to run `chainproof execute`")
     else:
         cp.require(tx.session, Permission.EXECUTE_PROMOTION, model.namespace,
                    "execute promotions")
@@ -496,7 +524,6 @@ def execute(cp: Chainproof, tx: Transaction, request_id: str, signer: Signer, *,
     if mv.digest != req.digest:
         raise PolicyViolationError(f"request {request_id} was for digest {req.digest}, but the "
                                    f"registered version now says {mv.digest}")
-    cp._check_signing_key(tx, signer)
     gate = evaluate_gate(cp, tx.session, model, req.version, req.alias, req)
     if not gate.passed and override_reason is None:
         failed = [f"{o.rule}: {o.detail}" for o in gate.outcomes if not o.passed]
@@ -507,7 +534,8 @@ def execute(cp: Chainproof, tx: Transaction, request_id: str, signer: Signer, *,
         error.gate = gate  # type: ignore[attr-defined]
         raise error
     result = "allowed" if gate.passed else "override"
-    decision_id = _decide(cp, tx, req, model, gate, result, signer, override_reason)
+    decision_id = _decide(cp, tx, req, model, gate, result, sign, override_reason,
+                          decision_id or uuid.uuid4().hex[:16], time or tx.time)
     req.status = "executed"
     _move(tx, model, req.alias, mv, decision_id=decision_id,
           override=result == "override", reason=override_reason)

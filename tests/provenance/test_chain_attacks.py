@@ -82,7 +82,7 @@ def test_intact_chain_verifies(cp: Chainproof, tmp_path: Path) -> None:
 def test_unregistered_key_refused(cp: Chainproof, tmp_path: Path) -> None:
     rogue = act_as(cp, "svc-rogue", tmp_path, register=False)
     cp.add(write(tmp_path / "raw.csv", "a\n"), kind="dataset", name="raw")
-    with pytest.raises(SignatureError, match="not registered to svc-rogue"), \
+    with pytest.raises(SignatureError, match="not signed by a registered key of svc-rogue"), \
             chainproof.step("train", inputs=["raw@1"], connection=rogue) as s:
         s.output(write(tmp_path / "m.bin", "M"), kind="model", name="model")
     assert [v.name for v in cp.all_versions()] == ["raw"]  # nothing half-written
@@ -135,7 +135,8 @@ def test_revoked_key_signatures_after_revocation_refused(cp: Chainproof, tmp_pat
             chainproof.step("train", inputs=["feats@1"], connection=trainer) as s:
         s.output(write(tmp_path / "m2.bin", "M2"), kind="model", name="model")
     # ...and a client that skips it (a stolen key used against the API) still fails verify.
-    monkeypatch.setattr(Chainproof, "_check_signing_key", lambda *a: None)
+    monkeypatch.setattr(Chainproof, "_accept_signature",
+                        lambda self, tx, envelope, payload: trainer.signer.keyid)
     with chainproof.step("train", inputs=["feats@1"], connection=trainer) as s:
         s.output(write(tmp_path / "m3.bin", "M3"), kind="model", name="model")
     found = problems(cp, "model@2")
