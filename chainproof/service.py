@@ -5,6 +5,7 @@ their digest, so a crash leaves at worst an unreferenced blob and never a record
 
 from __future__ import annotations
 
+import json
 import mimetypes
 import os
 import shutil
@@ -24,7 +25,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from chainproof import capture, identities
-from chainproof.access import WRITE_PERMISSION, Permission, Role, grants
+from chainproof.access import WRITE_PERMISSION, NamespaceMode, Permission, Role, grants
 from chainproof.attest import (
     IN_TOTO_PAYLOAD_TYPE,
     Envelope,
@@ -43,6 +44,7 @@ from chainproof.db.tables import (
     CheckpointRow,
     IdentityRow,
     KeyRow,
+    LogEntryRow,
     ModelRow,
     PromotionRequestRow,
     StepInputRow,
@@ -194,6 +196,18 @@ class _Prepared(Exception):
 
 def _prepare_only(payload: bytes) -> str:
     raise _Prepared(payload)
+
+
+def _signed_decision(sign: RemoteSignature) -> tuple[str, str, str]:
+    decision_id, time, request_id = registry.decision_fields(sign.envelope)
+    try:
+        age = abs(datetime.now(UTC) - datetime.fromisoformat(time))
+    except ValueError:
+        raise BadInputError(f"the signed decision's time {time!r} is not a timestamp") from None
+    if age > timedelta(minutes=10):
+        raise BadInputError("the signed decision was prepared more than 10 minutes ago",
+                            hint="prepare again and sign the new statement")
+    return decision_id, time, request_id
 
 
 class RemoteSignature:
@@ -431,6 +445,41 @@ class Chainproof:
                          f"add {asset_kind.value} assets")
             version, created, _ = self._register(tx, staged, namespace, producer=None)
         return AddResult(version, created)
+
+    def add_stored(self, *, digest: str, kind: str | AssetKind, name: str, namespace: str,
+                   media_type: str, is_directory: bool) -> AddResult:
+        """Register bytes a client already uploaded (the team server's ``add``): they are
+        re-hashed in the store first; a directory's manifest and every file must be there."""
+        asset_kind = AssetKind.parse(kind) if isinstance(kind, str) else kind
+        check_name(name)
+        check_name(namespace, what="namespace")
+        if is_directory:
+            manifest = Manifest.from_bytes(self.store.read_bytes(digest))
+            size = sum(e.size for e in manifest.entries)
+        else:
+            size = self.store.size(digest)
+        probe = AssetVersion(namespace=namespace, name=name, kind=asset_kind, version=0,
+                             digest=digest, size=size, media_type=media_type,
+                             is_directory=is_directory, created_at="", created_by="")
+        try:
+            self.verify_blob(probe)
+        except NotFoundError:
+            raise BadInputError(f"no blob {digest} in the store",
+                                hint="upload the bytes first (PUT /v1/blobs/DIGEST)") from None
+        staged = _StagedOutput(OutputSpec(Path(name), asset_kind, name, namespace), digest, size,
+                               is_directory, media_type)
+        with self.transaction() as tx:
+            self.require(tx.session, WRITE_PERMISSION[asset_kind], namespace,
+                         f"add {asset_kind.value} assets")
+            version, created, _ = self._register(tx, staged, namespace, producer=None)
+        return AddResult(version, created)
+
+    def readable_anywhere(self) -> bool:
+        """Whether the identity may read at least one namespace (the gate for raw blobs)."""
+        with self.session() as session:
+            return any(Permission.READ in grants.permissions([g], g[1], grants.namespace_mode(
+                session, g[1]) if g[1] != grants.GLOBAL else NamespaceMode.GOVERNED)
+                for g in grants.grants_of(session, self.identity))
 
     def _register(self, tx: Transaction, staged: _StagedOutput, namespace: str,
                   producer: str | None) -> tuple[AssetVersion, bool, int]:
@@ -1113,11 +1162,7 @@ class Chainproof:
                           auto: bool = False) -> tuple[registry.GateResult, str]:
         decision_id = time = None
         if isinstance(sign, RemoteSignature):
-            decision_id, time = registry.decision_fields(sign.envelope)
-            age = abs(datetime.now(UTC) - datetime.fromisoformat(time))
-            if age > timedelta(minutes=10):
-                raise BadInputError("the signed decision was prepared more than 10 minutes ago",
-                                    hint="prepare again and sign the new statement")
+            decision_id, time, _ = _signed_decision(sign)
         with self.transaction() as tx:
             return registry.execute(self, tx, request_id, sign or self._local_signature,
                                     decision_id=decision_id, time=time, auto=auto)
@@ -1126,25 +1171,35 @@ class Chainproof:
         return self._prepared(lambda: self.execute_promotion(request_id, sign=_prepare_only,
                                                              auto=auto))
 
-    def force_promotion(self, model: str, version: int, alias: str,
-                        reason: str) -> tuple[registry.GateResult, str]:
+    def force_promotion(self, model: str, version: int, alias: str, reason: str,
+                        sign: SignFn | None = None) -> tuple[registry.GateResult, str]:
         """Break-glass: an admin moves the alias whatever the rules say; loudly recorded."""
+        request_id = decision_id = time = None
+        if isinstance(sign, RemoteSignature):
+            decision_id, time, request_id = _signed_decision(sign)
         with self.transaction() as tx:
             row = registry.find_model(tx.session, model)
             self.require(tx.session, Permission.ADMIN, row.namespace, "force a promotion")
-            request_id = registry.request_promotion(self, tx, model, version, alias) \
-                if grants.allowed(tx.session, self.identity, Permission.REQUEST_PROMOTION,
-                                  row.namespace) else self._forced_request(tx, model, version,
-                                                                          alias)
-            return registry.execute(self, tx, request_id, self._local_signature,
-                                    override_reason=reason)
+            if grants.allowed(tx.session, self.identity, Permission.REQUEST_PROMOTION,
+                              row.namespace):
+                request_id = registry.request_promotion(self, tx, model, version, alias,
+                                                        request_id)
+            else:
+                request_id = self._forced_request(tx, model, version, alias, request_id)
+            return registry.execute(self, tx, request_id, sign or self._local_signature,
+                                    override_reason=reason, decision_id=decision_id, time=time)
 
-    def _forced_request(self, tx: Transaction, model: str, version: int, alias: str) -> str:
+    def prepare_force(self, model: str, version: int, alias: str, reason: str) -> bytes | None:
+        return self._prepared(lambda: self.force_promotion(model, version, alias, reason,
+                                                           sign=_prepare_only))
+
+    def _forced_request(self, tx: Transaction, model: str, version: int, alias: str,
+                        request_id: str | None) -> str:
         # An admin without the requester role still opens the request the override executes.
         row = registry.find_model(tx.session, model)
         mv = registry._version(tx.session, row, version)
         policy, _ = registry.current_policy(tx.session)
-        request_id = uuid.uuid4().hex[:16]
+        request_id = request_id or uuid.uuid4().hex[:16]
         tx.session.add(PromotionRequestRow(id=request_id, model_id=row.id, version=version,
                                            alias=alias, digest=mv.digest,
                                            policy_version=policy.version,
@@ -1167,6 +1222,85 @@ class Chainproof:
                     "asset": registry.asset_ref_of(session, mv), "override": target.override,
                     "decision": target.decision_id, "moved_at": target.moved_at,
                     "moved_by": target.moved_by}
+
+    def load_model(self, ref: str, *, allow_override: bool = False, dest: Path | None = None,
+                   full_rehash: bool = False) -> Any:
+        """``MODEL@ALIAS`` verified for serving; see :mod:`chainproof.serve.load`."""
+        from chainproof.serve.load import load_verified
+
+        return load_verified(self, ref, allow_override=allow_override, dest=dest,
+                             full_rehash=full_rehash)
+
+    # --- reads the CLI and the server share ------------------------------------------------------
+
+    def audit_verify(self, witness_notes: Sequence[str] = ()) -> audit.AuditReport:
+        self.check(Permission.AUDIT, grants.GLOBAL, "verify the audit log")
+        verifier = audit.load_log_verifier(self.settings.log_public_path, self.settings.origin)
+        with self.session() as session:
+            return audit.verify_log(session, verifier, witness_notes)
+
+    def audit_log(self, *, action: str | None = None, actor: str | None = None,
+                  obj: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        self.check(Permission.AUDIT, grants.GLOBAL, "read the audit log")
+        query = select(LogEntryRow.body).order_by(LogEntryRow.seq.desc()).limit(
+            max(1, min(limit, 10_000)))
+        if action:
+            query = query.where(LogEntryRow.action == action)
+        if actor:
+            query = query.where(LogEntryRow.actor == actor)
+        if obj:
+            query = query.where(LogEntryRow.object.startswith(obj, autoescape=True))
+        with self.session() as session:
+            return [json.loads(bytes(b)) for b in session.execute(query).scalars()]
+
+    def latest_checkpoint(self) -> dict[str, Any]:
+        """The newest signed checkpoint, verified with the log's public key."""
+        from chainproof.ledger import checkpoint
+
+        self.check(Permission.AUDIT, grants.GLOBAL, "read checkpoints")
+        with self.session() as session:
+            row = session.execute(select(CheckpointRow).order_by(CheckpointRow.size.desc())
+                                  .limit(1)).scalar_one_or_none()
+        if row is None:
+            raise NotFoundError("the log has no checkpoint yet", hint="run `chainproof init`")
+        verifier = audit.load_log_verifier(self.settings.log_public_path, self.settings.origin)
+        checkpoint.verify_checkpoint(row.note, verifier)
+        return {"size": row.size, "root_hash": bytes(row.root_hash).hex(), "note": row.note}
+
+    def prove(self, seq: int, size: int | None = None) -> dict[str, Any]:
+        from chainproof.ledger.log import prove_inclusion
+
+        self.check(Permission.AUDIT, grants.GLOBAL, "read inclusion proofs")
+        with self.session() as session:
+            return prove_inclusion(session, seq, size)
+
+    def role_list(self) -> list[dict[str, Any]]:
+        with self.session() as session:
+            return grants.describe(session)
+
+    def key_list(self, identity: str | None = None) -> list[dict[str, Any]]:
+        return identities.keys(self, identity)
+
+    def trust_document(self) -> tuple[int, str | None]:
+        policy, document = identities.trust_policy(self)
+        return policy.version, document
+
+    def promotion_policy(self) -> tuple[int, str]:
+        with self.session() as session:
+            policy, document = registry.current_policy(session)
+        return policy.version, registry.policy_text(policy, document)
+
+    def model_versions(self, model: str) -> dict[str, Any]:
+        with self.session() as session:
+            row = registry.find_model(session, model)
+            self._read_check(row.namespace, f"read {model}")
+            info = registry.versions(session, model)
+            info["history"] = registry.history(session, model)
+            return info
+
+    def promotion_requests(self, status: str | None = None) -> list[dict[str, Any]]:
+        with self.session() as session:
+            return registry.requests(session, status)
 
     def verify_chain(self, ref: str) -> Any:
         from chainproof.provenance import verify_chain

@@ -57,7 +57,31 @@ def emit_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2, sort_keys=True, default=str) + "\n")
 
 
+@app.callback()
+def _global(
+    server: Annotated[str | None, typer.Option(help="Team server URL (or CHAINPROOF_SERVER).")
+                      ] = None,
+    token: Annotated[str | None, typer.Option(help="API token (or CHAINPROOF_TOKEN).")] = None,
+) -> None:
+    """Signed, tamper-evident provenance for the whole ML pipeline."""
+    import os
+
+    if server:
+        os.environ["CHAINPROOF_SERVER"] = server
+    if token:
+        os.environ["CHAINPROOF_TOKEN"] = token
+
+
 def _open() -> Any:
+    """The embedded workspace, or the team server when CHAINPROOF_SERVER is set: the same
+    operations either way."""
+    import os
+
+    server = os.environ.get("CHAINPROOF_SERVER")
+    if server:
+        from chainproof.client import RemoteChainproof
+
+        return RemoteChainproof(server, os.environ.get("CHAINPROOF_TOKEN", ""))
     from chainproof.service import Chainproof
 
     return Chainproof.open()
@@ -432,12 +456,10 @@ def pull(
 ) -> None:
     """Fetch exactly the bytes a promotion approved, after re-verifying decision, approvals,
     provenance, scan and digest (exit 1 with the reason if any check fails)."""
-    from chainproof.serve import load_verified
-
     if dest.exists():
         raise BadInputError(f"{dest} already exists", hint="pull into a new path")
     with _open() as cp:
-        loaded = load_verified(cp, ref, allow_override=allow_override, dest=dest)
+        loaded = cp.load_model(ref, allow_override=allow_override, dest=dest)
     if json_out:
         emit_json(loaded.to_dict())
         return
@@ -445,6 +467,23 @@ def pull(
         out.print(f"  [green]✓[/] {check}")
     out.print(f"[green]pulled[/] {loaded.model}@{loaded.alias} = version {loaded.version} "
               f"({loaded.digest}) to {loaded.path}")
+
+
+@app.command()
+def server(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8700,
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+) -> None:
+    """Run the team server over this workspace's (or CHAINPROOF_DB / CHAINPROOF_STORE's)
+    database and store. Stateless: run as many as you like on one database."""
+    import os
+
+    import uvicorn
+
+    os.environ.pop("CHAINPROOF_SERVER", None)
+    uvicorn.run("chainproof.api.factory:app", host=host, port=port, workers=workers,
+                factory=True, log_level="info")
 
 
 @app.command()
@@ -533,10 +572,7 @@ def audit_verify(
     for path in since or []:
         notes.extend(audit.parse_witness_file(path))
     with _open() as cp:
-        _audit_allowed(cp, "verify the audit log")
-        verifier = audit.load_log_verifier(cp.settings.log_public_path, cp.settings.origin)
-        with cp.session() as session:
-            report = audit.verify_log(session, verifier, notes)
+        report = cp.audit_verify(notes)
     if json_out:
         emit_json(report.to_dict())
         return
@@ -557,21 +593,8 @@ def audit_log(
     json_out: JsonOpt = False,
 ) -> None:
     """List log entries, newest first."""
-    from sqlalchemy import select
-
-    from chainproof.db.tables import LogEntryRow
-
-    with _open() as cp, cp.session() as session:
-        _audit_allowed(cp, "read the audit log")
-        query = select(LogEntryRow).order_by(LogEntryRow.seq.desc()).limit(limit)
-        if action:
-            query = query.where(LogEntryRow.action == action)
-        if actor:
-            query = query.where(LogEntryRow.actor == actor)
-        if obj:
-            query = query.where(LogEntryRow.object.startswith(obj))
-        rows = session.execute(query).scalars().all()
-        entries = [json.loads(bytes(r.body)) for r in rows]
+    with _open() as cp:
+        entries = cp.audit_log(action=action, actor=actor, obj=obj, limit=limit)
     if json_out:
         emit_json(entries)
         return
@@ -588,29 +611,19 @@ def audit_checkpoint(
     json_out: JsonOpt = False,
 ) -> None:
     """Print the newest signed checkpoint, or append it to a witness file."""
-    from sqlalchemy import select
+    from chainproof.ledger import checkpoint
 
-    from chainproof.db.tables import CheckpointRow
-    from chainproof.ledger import audit, checkpoint
-
-    with _open() as cp, cp.session() as session:
-        _audit_allowed(cp, "read checkpoints")
-        row = session.execute(select(CheckpointRow).order_by(CheckpointRow.size.desc()).limit(1)
-                              ).scalar_one_or_none()
-        if row is None:
-            raise BadInputError("the log has no checkpoint yet", hint="run `chainproof init`")
-        verifier = audit.load_log_verifier(cp.settings.log_public_path, cp.settings.origin)
-        checkpoint.verify_checkpoint(row.note, verifier)
-        note = row.note
+    with _open() as cp:
+        latest = cp.latest_checkpoint()
     if out_file is not None:
         with out_file.open("a", encoding="utf-8") as fh:
-            fh.write(checkpoint.format_checkpoint_file([note]))
-        out.print(f"appended checkpoint at size {row.size} to {out_file}")
+            fh.write(checkpoint.format_checkpoint_file([latest["note"]]))
+        out.print(f"appended checkpoint at size {latest['size']} to {out_file}")
         return
     if json_out:
-        emit_json({"size": row.size, "root_hash": bytes(row.root_hash).hex(), "note": note})
+        emit_json(latest)
         return
-    sys.stdout.write(note)
+    sys.stdout.write(latest["note"])
 
 
 @audit_app.command("prove")
@@ -619,17 +632,8 @@ def audit_prove(
     size: Annotated[int | None, typer.Option(help="Tree size (default: now).")] = None,
 ) -> None:
     """Print an RFC 6962 inclusion proof for one entry (JSON)."""
-    from chainproof.ledger.log import prove_inclusion
-
-    with _open() as cp, cp.session() as session:
-        _audit_allowed(cp, "read inclusion proofs")
-        emit_json(prove_inclusion(session, seq, size))
-
-
-def _audit_allowed(cp: Any, what: str) -> None:
-    from chainproof.access import Permission
-
-    cp.check(Permission.AUDIT, "*", what)
+    with _open() as cp:
+        emit_json(cp.prove(seq, size))
 
 
 @db_app.command("upgrade")
@@ -717,10 +721,8 @@ def key_revoke(
 def key_list(identity: Annotated[str | None, typer.Option()] = None,
              json_out: JsonOpt = False) -> None:
     """List registered keys."""
-    from chainproof import identities
-
     with _open() as cp:
-        rows = identities.keys(cp, identity)
+        rows = cp.key_list(identity)
     if json_out:
         emit_json(rows)
         return
@@ -734,12 +736,10 @@ def key_list(identity: Annotated[str | None, typer.Option()] = None,
 @trust_app.command("show")
 def trust_show(json_out: JsonOpt = False) -> None:
     """Print the trust policy in force."""
-    from chainproof import identities
-
     with _open() as cp:
-        policy, document = identities.trust_policy(cp)
+        version, document = cp.trust_document()
     if json_out:
-        emit_json({"version": policy.version, "document": document})
+        emit_json({"version": version, "document": document})
         return
     if document is None:
         out.print("# built-in default: any registered identity may attest any step; every "
@@ -832,10 +832,8 @@ def role_revoke(identity: Annotated[str, typer.Argument()],
 @role_app.command("list")
 def role_list(json_out: JsonOpt = False) -> None:
     """List every grant."""
-    from chainproof.access import grants
-
-    with _open() as cp, cp.session() as session:
-        rows = grants.describe(session)
+    with _open() as cp:
+        rows = cp.role_list()
     if json_out:
         emit_json(rows)
         return
@@ -912,11 +910,8 @@ def registry_register(model: Annotated[str, typer.Argument(help="[NAMESPACE/]MOD
 def registry_versions(model: Annotated[str, typer.Argument()], json_out: JsonOpt = False
                       ) -> None:
     """Versions, aliases and the alias history of a model (overrides marked)."""
-    from chainproof.registry import operations as registry
-
-    with _open() as cp, cp.session() as session:
-        info = registry.versions(session, model)
-        info["history"] = registry.history(session, model)
+    with _open() as cp:
+        info = cp.model_versions(model)
     if json_out:
         emit_json(info)
         return
@@ -949,10 +944,8 @@ def registry_requests(status: Annotated[str | None, typer.Option(help="pending, 
                                                                      "executed")] = None,
                       json_out: JsonOpt = False) -> None:
     """Promotion requests and their reviews."""
-    from chainproof.registry import operations as registry
-
-    with _open() as cp, cp.session() as session:
-        rows = registry.requests(session, status)
+    with _open() as cp:
+        rows = cp.promotion_requests(status)
     if json_out:
         emit_json(rows)
         return
@@ -1058,14 +1051,12 @@ def execute_cmd(request_id: Annotated[str, typer.Argument()], json_out: JsonOpt 
 @policy_app.command("show")
 def policy_show(json_out: JsonOpt = False) -> None:
     """Print the promotion policy in force."""
-    from chainproof.registry import operations as registry
-
-    with _open() as cp, cp.session() as session:
-        policy, document = registry.current_policy(session)
+    with _open() as cp:
+        version, document = cp.promotion_policy()
     if json_out:
-        emit_json({"version": policy.version, "document": document})
+        emit_json({"version": version, "document": document})
         return
-    sys.stdout.write(registry.policy_text(policy, document))
+    sys.stdout.write(document)
 
 
 @policy_app.command("set")

@@ -231,14 +231,16 @@ def resolve_alias(session: Session, model: str, alias: str) -> tuple[ModelRow, A
 
 
 def request_promotion(cp: Chainproof, tx: Transaction, model: str, version: int,
-                      alias: str) -> str:
+                      alias: str, request_id: str | None = None) -> str:
     check_name(alias, what="alias")
     row = find_model(tx.session, model)
     cp.require(tx.session, Permission.REQUEST_PROMOTION, row.namespace,
                "request promotions")
     mv = _version(tx.session, row, version)
     policy, _ = current_policy(tx.session)
-    request_id = uuid.uuid4().hex[:16]
+    request_id = request_id or uuid.uuid4().hex[:16]
+    if tx.session.get(PromotionRequestRow, request_id) is not None:
+        raise ConflictError(f"promotion request {request_id} already exists")
     tx.session.add(PromotionRequestRow(id=request_id, model_id=row.id, version=version,
                                        alias=alias, digest=mv.digest,
                                        policy_version=policy.version, requested_at=tx.time,
@@ -477,11 +479,12 @@ def _decide(cp: Chainproof, tx: Transaction, req: PromotionRequestRow, model: Mo
     return decision_id
 
 
-def decision_fields(envelope: str) -> tuple[str, str]:
-    """(decision id, time) of a client-signed decision statement, so the server can rebuild it."""
+def decision_fields(envelope: str) -> tuple[str, str, str]:
+    """(decision id, time, request id) of a client-signed decision statement, so the server can
+    rebuild it."""
     try:
         predicate = Statement.from_bytes(Envelope.from_json(envelope).payload).predicate
-        return str(predicate["decision"]), str(predicate["time"])
+        return str(predicate["decision"]), str(predicate["time"]), str(predicate["request"])
     except (ChainproofError, KeyError, TypeError):
         raise BadInputError("the envelope does not hold a promotion decision statement",
                             hint="sign the statement returned by the prepare call") from None

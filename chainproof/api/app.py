@@ -1,0 +1,539 @@
+"""The team server: every operation over HTTP, one identity per token, no private keys.
+
+Stateless: any number of processes on one PostgreSQL and one object store behave as one (the
+database serialises writes through the log head). Each request authenticates its bearer token,
+acts as that token's identity with that identity's roles, and runs one service operation — one
+transaction. Statements that need a signature (step provenance, approvals, decisions) use a
+prepare/commit pair: ``.../prepare`` returns the exact statement bytes; the client signs them with
+its own key and sends the envelope back; the server rebuilds the statement inside the commit's
+transaction and accepts the envelope only if the payload is byte-identical and signed by a
+registered, unrevoked key of the caller.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import os
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, Field
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+
+from chainproof.access import grants
+from chainproof.digest import parse_digest
+from chainproof.errors import BadInputError, ChainproofError, NotFoundError
+from chainproof.lineage.graph import step_dict, version_dict
+from chainproof.records.assets import AssetKind
+from chainproof.service import Chainproof, RemoteSignature, StepSubmission, StoredOutput
+from chainproof.workspace import Settings
+
+MAX_JSON_BODY = 2 * 1024 * 1024
+MAX_BLOB = int(os.environ.get("CHAINPROOF_MAX_BLOB_BYTES", str(50 * 1024**3)))
+_CHUNK = 1024 * 1024
+
+
+# --- request bodies (pydantic: every field typed and bounded) -------------------------------------
+
+Name = Annotated[str, Field(min_length=1, max_length=300)]
+Text = Annotated[str, Field(max_length=10_000)]
+
+
+class OutputBody(BaseModel):
+    kind: AssetKind
+    name: Name
+    namespace: Name | None = None
+    digest: Name
+    size: int = Field(ge=0)
+    is_directory: bool = False
+    media_type: Name = "application/octet-stream"
+
+
+class StepBody(BaseModel):
+    id: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+    kind: Name
+    namespace: Name = "default"
+    inputs: list[Name] = Field(default_factory=list, max_length=10_000)
+    outputs: list[OutputBody] = Field(default_factory=list, max_length=10_000)
+    command: list[Text] = Field(default_factory=list, max_length=1_000)
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    started_at: Name
+    ended_at: Name
+    environment: dict[str, Any] = Field(default_factory=dict)
+    code_revision: dict[str, Any] = Field(default_factory=dict)
+    error: Text | None = None
+
+    def submission(self) -> StepSubmission:
+        return StepSubmission(
+            id=self.id, kind=self.kind, namespace=self.namespace, inputs=tuple(self.inputs),
+            outputs=tuple(StoredOutput(o.kind, o.name, o.namespace, o.digest, o.size,
+                                       o.is_directory, o.media_type) for o in self.outputs),
+            command=tuple(self.command), parameters=self.parameters,
+            started_at=self.started_at, ended_at=self.ended_at, environment=self.environment,
+            code_revision=self.code_revision, error=self.error)
+
+
+class SignedStepBody(BaseModel):
+    step: StepBody
+    envelope: Text | None = None
+
+
+class AssetBody(BaseModel):
+    namespace: Name = "default"
+    name: Name
+    kind: AssetKind
+    digest: Name
+    is_directory: bool = False
+    media_type: Name = "application/octet-stream"
+
+
+class IdentityBody(BaseModel):
+    name: Name
+    kind: Name = "person"
+
+
+class KeyBody(BaseModel):
+    identity: Name
+    public_pem: Annotated[str, Field(max_length=20_000)]
+    reason: Text = "rotated"
+
+
+class RevokeBody(BaseModel):
+    reason: Text
+
+
+class RoleBody(BaseModel):
+    identity: Name
+    role: Name
+    namespace: Name
+
+
+class TokenBody(BaseModel):
+    identity: Name
+    expires_hours: int = Field(default=24 * 30, ge=1, le=24 * 366)
+
+
+class ModeBody(BaseModel):
+    mode: Name
+
+
+class DocumentBody(BaseModel):
+    document: Annotated[str, Field(max_length=1_000_000)]
+
+
+class ModelBody(BaseModel):
+    model: Name
+
+
+class ModelVersionBody(BaseModel):
+    model: Name
+    asset: Name
+
+
+class AliasBody(BaseModel):
+    model: Name
+    version: int = Field(ge=1)
+    alias: Name
+
+
+class ForceBody(AliasBody):
+    reason: Text
+    envelope: Text | None = None
+
+
+class ReviewBody(BaseModel):
+    decision: Annotated[str, Field(pattern="^(approve|reject)$")]
+    reason: Text | None = None
+    envelope: Text | None = None
+
+
+class ExecuteBody(BaseModel):
+    auto: bool = False
+    envelope: Text | None = None
+
+
+class WitnessBody(BaseModel):
+    witness_notes: list[Annotated[str, Field(max_length=100_000)]] = Field(
+        default_factory=list, max_length=10_000)
+
+
+# --- the app --------------------------------------------------------------------------------------
+
+
+class _BodyLimit(BaseHTTPMiddleware):
+    """Refuse oversized JSON bodies before they are read (blobs stream with their own limit)."""
+
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        length = request.headers.get("content-length")
+        limit = MAX_BLOB if request.url.path.startswith("/v1/blobs/") else MAX_JSON_BODY
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            return JSONResponse({"error": "BadInputError",
+                                 "message": f"request body larger than {limit} bytes",
+                                 "hint": "split the request", "problems": []}, status_code=413)
+        return await call_next(request)
+
+
+def _error(exc: ChainproofError) -> JSONResponse:
+    return JSONResponse({"error": type(exc).__name__, "message": exc.message, "hint": exc.hint,
+                         "problems": getattr(exc, "problems", [])},
+                        status_code=exc.http_status)
+
+
+def _caller(request: Request, authorization: Annotated[str | None, Header()] = None
+            ) -> Chainproof:
+    """The request's identity, from its bearer token; the service acts as that identity."""
+    base: Chainproof = request.app.state.base
+    token = (authorization or "").removeprefix("Bearer ").strip()
+    with base.session() as session:
+        identity = grants.authenticate(session, token)
+    acting = dataclasses.replace(base.settings, identity=identity, signing_key_path=None)
+    return Chainproof(acting, base.engine, base.store)
+
+
+# Module level, so that FastAPI can resolve the (string) annotation.
+Caller = Annotated[Chainproof, Depends(_caller)]
+
+
+def _payload(data: bytes | None) -> dict[str, Any]:
+    return {"payload": base64.b64encode(data).decode() if data is not None else None}
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The server for one database and one object store (``settings``)."""
+    base = Chainproof.open(settings)
+
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        base.close()
+
+    app = FastAPI(title="chainproof", version="1",
+                  description="Signed, tamper-evident provenance for the ML pipeline.",
+                  lifespan=lifespan)  # type: ignore[arg-type]
+    app.add_middleware(_BodyLimit)
+    app.exception_handler(ChainproofError)(lambda _r, exc: _error(exc))
+
+    app.state.base = base
+
+    @app.get("/v1/health")
+    def health() -> dict[str, Any]:
+        """Liveness; no authentication."""
+        return {"ok": True}
+
+    @app.get("/v1/log-key")
+    def log_key() -> dict[str, Any]:
+        """The log's origin and public checkpoint key, to verify checkpoints independently."""
+        return {"origin": base.settings.origin,
+                "public_pem": base.settings.log_public_path.read_text()}
+
+    # --- blobs ------------------------------------------------------------------------------------
+
+    @app.put("/v1/blobs/{digest}", status_code=201)
+    async def put_blob(digest: str, request: Request, cp: Caller) -> dict[str, Any]:
+        """Upload bytes; stored only if they hash to ``digest`` (streamed, size-limited)."""
+        _, expected = parse_digest(digest)
+        hasher = hashlib.sha256()
+        size = 0
+        with tempfile.NamedTemporaryFile(prefix="chainproof-upload-", delete=False) as tmp:
+            try:
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > MAX_BLOB:
+                        raise BadInputError(f"blob larger than {MAX_BLOB} bytes")
+                    hasher.update(chunk)
+                    tmp.write(chunk)
+                tmp.close()
+                if hasher.hexdigest() != expected:
+                    raise BadInputError(f"uploaded bytes hash to sha256:{hasher.hexdigest()}, "
+                                        f"not {digest}", hint="upload the right bytes")
+                cp.store.put_file_expecting(Path(tmp.name), digest)
+            finally:
+                Path(tmp.name).unlink(missing_ok=True)
+        return {"digest": digest, "size": size}
+
+    @app.get("/v1/blobs/{digest}")
+    def get_blob(digest: str, cp: Caller) -> StreamingResponse:
+        """Download bytes, verified against ``digest`` before the first byte is sent."""
+        parse_digest(digest)
+        if not cp.readable_anywhere():
+            raise NotFoundError(f"no blob {digest}")
+        scratch = tempfile.mkdtemp(prefix="chainproof-download-")
+        path = Path(scratch) / "blob"
+        cp.store.fetch(digest, path)
+
+        def stream() -> Iterator[bytes]:
+            try:
+                with path.open("rb") as fh:
+                    while chunk := fh.read(_CHUNK):
+                        yield chunk
+            finally:
+                path.unlink(missing_ok=True)
+                os.rmdir(scratch)
+
+        return StreamingResponse(stream(), media_type="application/octet-stream")
+
+    # --- assets, lineage, verification ------------------------------------------------------------
+
+    @app.post("/v1/assets", status_code=201)
+    def add_asset(body: AssetBody, cp: Caller) -> dict[str, Any]:
+        result = cp.add_stored(digest=body.digest, kind=body.kind, name=body.name,
+                               namespace=body.namespace, media_type=body.media_type,
+                               is_directory=body.is_directory)
+        return {"created": result.created, **version_dict(result.version)}
+
+    @app.get("/v1/assets")
+    def list_assets(cp: Caller, namespace: str | None = None,
+                    kind: str | None = None) -> list[dict[str, Any]]:
+        return [version_dict(v) for v in cp.all_versions(namespace=namespace, kind=kind)]
+
+    @app.get("/v1/assets/{ref:path}")
+    def show_asset(ref: str, cp: Caller) -> dict[str, Any]:
+        return cp.show(ref)
+
+    @app.get("/v1/resolve/{ref:path}")
+    def resolve(ref: str, cp: Caller) -> dict[str, Any]:
+        version = cp.resolve(ref)
+        cp._read_check(version.namespace, f"read {ref}")
+        return version_dict(version)
+
+    @app.get("/v1/lineage/{ref:path}")
+    def lineage(ref: str, cp: Caller,
+                direction: Annotated[str, Query(pattern="^(upstream|downstream)$")] = "upstream"
+                ) -> dict[str, Any]:
+        return cp.lineage(ref, direction=direction).to_dict()
+
+    @app.get("/v1/explain/{ref:path}")
+    def explain(ref: str, cp: Caller, verify: bool = True) -> dict[str, Any]:
+        return cp.explain(ref, verify=verify)
+
+    @app.get("/v1/verify/{ref:path}")
+    def verify_chain(ref: str, cp: Caller) -> dict[str, Any]:
+        """The whole provenance chain under the trust policy; 422 listing every failed link."""
+        return dict(cp.verify_chain(ref).to_dict())
+
+    @app.get("/v1/verify-bytes")
+    def verify_all_bytes(cp: Caller) -> dict[str, Any]:
+        """Re-hash every stored version (422 listing each mismatch)."""
+        return {"ok": True, "verified": [v.ref for v in cp.verify(None)]}
+
+    @app.get("/v1/verify-bytes/{ref:path}")
+    def verify_bytes(ref: str, cp: Caller) -> dict[str, Any]:
+        return {"ok": True, "verified": [v.ref for v in cp.verify(ref)]}
+
+    @app.get("/v1/attestations/{ref:path}")
+    def attestations(ref: str, cp: Caller) -> list[str]:
+        return cp.export_attestations(ref)
+
+    @app.get("/v1/load/{ref:path}")
+    def load(ref: str, cp: Caller, allow_override: bool = False) -> dict[str, Any]:
+        """Verify a MODEL@ALIAS for loading (decision, approvals, chain, scan); the client then
+        downloads the blob and re-hashes it."""
+        with tempfile.TemporaryDirectory(prefix="chainproof-load-") as scratch:
+            loaded = cp.load_model(ref, allow_override=allow_override,
+                                   dest=Path(scratch) / "model")
+        return {**loaded.to_dict(), "path": None}
+
+    # --- steps ------------------------------------------------------------------------------------
+
+    @app.post("/v1/steps/prepare")
+    def prepare_step(body: StepBody, cp: Caller) -> dict[str, Any]:
+        """The provenance statement to sign for this step (nothing is written)."""
+        return _payload(cp.prepare_step(body.submission()))
+
+    @app.post("/v1/steps", status_code=201)
+    def submit_step(body: SignedStepBody, cp: Caller) -> dict[str, Any]:
+        sub = body.step.submission()
+        if sub.outputs and sub.error is None and body.envelope is None:
+            raise BadInputError("a step with outputs needs its signed provenance envelope",
+                                hint="POST /v1/steps/prepare, sign the payload, send it here")
+        sign = RemoteSignature(body.envelope or "")
+        try:
+            result = cp.submit_step(sub, sign=sign, verify_stored=True)
+        except ChainproofError as exc:
+            if sub.error is not None and type(exc).__name__ == "StepFailedError":
+                return {"step": {"id": sub.id, "status": "failed"}, "outputs": []}
+            raise
+        return {"step": step_dict(result.step),
+                "outputs": [version_dict(v) for v in result.outputs]}
+
+    # --- identities, keys, roles, tokens, namespaces, trust ---------------------------------------
+
+    @app.post("/v1/identities", status_code=201)
+    def create_identity(body: IdentityBody, cp: Caller) -> dict[str, Any]:
+        cp.create_identity(body.name, body.kind)
+        return {"name": body.name, "kind": body.kind}
+
+    @app.post("/v1/keys", status_code=201)
+    def register_key(body: KeyBody, cp: Caller) -> dict[str, Any]:
+        return {"keyid": cp.register_key(body.identity, body.public_pem.encode())}
+
+    @app.post("/v1/keys/rotate", status_code=201)
+    def rotate_key(body: KeyBody, cp: Caller) -> dict[str, Any]:
+        return {"keyid": cp.rotate_key(body.identity, body.public_pem.encode(), body.reason)}
+
+    @app.post("/v1/keys/{keyid}/revoke")
+    def revoke_key(keyid: str, body: RevokeBody, cp: Caller) -> dict[str, Any]:
+        cp.revoke_key(keyid, body.reason)
+        return {"keyid": keyid, "revoked": True}
+
+    @app.get("/v1/keys")
+    def list_keys(cp: Caller, identity: str | None = None) -> list[dict[str, Any]]:
+        return cp.key_list(identity)
+
+    @app.post("/v1/roles", status_code=201)
+    def grant_role(body: RoleBody, cp: Caller) -> dict[str, Any]:
+        cp.grant_role(body.identity, body.role, body.namespace)
+        return body.model_dump()
+
+    @app.post("/v1/roles/revoke")
+    def revoke_role(body: RoleBody, cp: Caller) -> dict[str, Any]:
+        cp.revoke_role(body.identity, body.role, body.namespace)
+        return body.model_dump()
+
+    @app.get("/v1/roles")
+    def list_roles(cp: Caller) -> list[dict[str, Any]]:
+        return cp.role_list()
+
+    @app.post("/v1/tokens", status_code=201)
+    def create_token(body: TokenBody, cp: Caller) -> dict[str, Any]:
+        from datetime import timedelta
+
+        token_id, token = cp.create_token(body.identity, timedelta(hours=body.expires_hours))
+        return {"id": token_id, "identity": body.identity, "token": token}
+
+    @app.post("/v1/tokens/{token_id}/revoke")
+    def revoke_token(token_id: str, cp: Caller) -> dict[str, Any]:
+        cp.revoke_token(token_id)
+        return {"id": token_id, "revoked": True}
+
+    @app.put("/v1/namespaces/{name}")
+    def set_namespace(name: str, body: ModeBody, cp: Caller) -> dict[str, Any]:
+        cp.set_namespace_mode(name, body.mode)
+        return {"name": name, "mode": body.mode}
+
+    @app.get("/v1/trust")
+    def trust(cp: Caller) -> dict[str, Any]:
+        version, document = cp.trust_document()
+        return {"version": version, "document": document}
+
+    @app.put("/v1/trust")
+    def set_trust(body: DocumentBody, cp: Caller) -> dict[str, Any]:
+        return {"version": cp.set_trust_policy(body.document)}
+
+    # --- registry and promotion -------------------------------------------------------------------
+
+    @app.post("/v1/models", status_code=201)
+    def create_model(body: ModelBody, cp: Caller) -> dict[str, Any]:
+        cp.create_model(body.model)
+        return {"model": body.model}
+
+    @app.post("/v1/model-versions", status_code=201)
+    def register_version(body: ModelVersionBody, cp: Caller) -> dict[str, Any]:
+        return {"model": body.model, "version": cp.register_model_version(body.model,
+                                                                          body.asset)}
+
+    @app.get("/v1/models/{model:path}")
+    def model_versions(model: str, cp: Caller) -> dict[str, Any]:
+        return cp.model_versions(model)
+
+    @app.put("/v1/aliases")
+    def set_alias(body: AliasBody, cp: Caller) -> dict[str, Any]:
+        cp.set_alias(body.model, body.version, body.alias)
+        return body.model_dump()
+
+    @app.get("/v1/aliases/{model:path}")
+    def resolve_alias(model: str, alias: str, cp: Caller) -> dict[str, Any]:
+        return cp.resolve_alias(model, alias)
+
+    @app.get("/v1/policy")
+    def policy(cp: Caller) -> dict[str, Any]:
+        version, document = cp.promotion_policy()
+        return {"version": version, "document": document}
+
+    @app.put("/v1/policy")
+    def set_policy(body: DocumentBody, cp: Caller) -> dict[str, Any]:
+        return {"version": cp.set_promotion_policy(body.document)}
+
+    @app.get("/v1/policy/check")
+    def policy_check(model: str, version: Annotated[int, Query(ge=1)], alias: str,
+                     cp: Caller) -> dict[str, Any]:
+        return cp.check_promotion(model, version, alias).to_dict()
+
+    @app.post("/v1/promotions", status_code=201)
+    def request_promotion(body: AliasBody, cp: Caller) -> dict[str, Any]:
+        request_id = cp.request_promotion(body.model, body.version, body.alias)
+        return {"id": request_id, **cp.check_request(request_id).to_dict()}
+
+    @app.get("/v1/promotions")
+    def list_promotions(cp: Caller, status: str | None = None) -> list[dict[str, Any]]:
+        return cp.promotion_requests(status)
+
+    @app.get("/v1/promotions/{request_id}/gate")
+    def gate(request_id: str, cp: Caller) -> dict[str, Any]:
+        return cp.check_request(request_id).to_dict()
+
+    @app.post("/v1/promotions/{request_id}/reviews/prepare")
+    def prepare_review(request_id: str, body: ReviewBody, cp: Caller) -> dict[str, Any]:
+        return _payload(cp.prepare_review(request_id, body.decision, body.reason))
+
+    @app.post("/v1/promotions/{request_id}/reviews", status_code=201)
+    def review(request_id: str, body: ReviewBody, cp: Caller) -> dict[str, Any]:
+        if body.envelope is None:
+            raise BadInputError("a review needs its signed envelope",
+                                hint="POST .../reviews/prepare, sign the payload, send it here")
+        cp.review(request_id, body.decision, body.reason, RemoteSignature(body.envelope))
+        return {"id": request_id, "decision": body.decision,
+                "auto_executable": cp.auto_executable(request_id)}
+
+    @app.post("/v1/promotions/{request_id}/execute/prepare")
+    def prepare_execute(request_id: str, body: ExecuteBody, cp: Caller) -> dict[str, Any]:
+        return _payload(cp.prepare_execute(request_id, auto=body.auto))
+
+    @app.post("/v1/promotions/{request_id}/execute")
+    def execute(request_id: str, body: ExecuteBody, cp: Caller) -> dict[str, Any]:
+        if body.envelope is None:
+            raise BadInputError("executing a promotion needs the signed decision",
+                                hint="POST .../execute/prepare, sign the payload, send it here")
+        gate_, decision = cp.execute_promotion(request_id, sign=RemoteSignature(body.envelope),
+                                               auto=body.auto)
+        return {"decision": decision, **gate_.to_dict()}
+
+    @app.post("/v1/promotions/force/prepare")
+    def prepare_force(body: ForceBody, cp: Caller) -> dict[str, Any]:
+        return _payload(cp.prepare_force(body.model, body.version, body.alias, body.reason))
+
+    @app.post("/v1/promotions/force")
+    def force(body: ForceBody, cp: Caller) -> dict[str, Any]:
+        if body.envelope is None:
+            raise BadInputError("a forced promotion needs the signed decision")
+        gate_, decision = cp.force_promotion(body.model, body.version, body.alias, body.reason,
+                                             sign=RemoteSignature(body.envelope))
+        return {"decision": decision, "override": True, **gate_.to_dict()}
+
+    # --- audit ------------------------------------------------------------------------------------
+
+    @app.post("/v1/audit/verify")
+    def audit_verify(body: WitnessBody, cp: Caller) -> dict[str, Any]:
+        return cp.audit_verify(body.witness_notes).to_dict()
+
+    @app.get("/v1/audit/log")
+    def audit_log(cp: Caller, action: str | None = None, actor: str | None = None,
+                  object: str | None = None,
+                  limit: Annotated[int, Query(ge=1, le=10_000)] = 50) -> list[dict[str, Any]]:
+        return cp.audit_log(action=action, actor=actor, obj=object, limit=limit)
+
+    @app.get("/v1/audit/checkpoint")
+    def audit_checkpoint(cp: Caller) -> dict[str, Any]:
+        return cp.latest_checkpoint()
+
+    @app.get("/v1/audit/proof/{seq}")
+    def audit_proof(seq: Annotated[int, Field(ge=0)], cp: Caller,
+                    size: Annotated[int | None, Query(ge=1)] = None) -> dict[str, Any]:
+        return cp.prove(seq, size)
+
+    return app
