@@ -470,6 +470,26 @@ def pull(
 
 
 @app.command()
+def demo(
+    scenario: Annotated[str | None, typer.Option(help="Run one attack scenario: poisoning, "
+                                                      "feature-tampering, substitution, "
+                                                      "unauthorized-promotion, "
+                                                      "over-broad-runner.")] = None,
+    db: Annotated[str | None, typer.Option(help="Database URL (default: SQLite in a temp "
+                                                "workspace).")] = None,
+    store: Annotated[str | None, typer.Option(help="Object store (default: local).")] = None,
+    rows: Annotated[int, typer.Option(help="Orders to generate.")] = 30_000,
+) -> None:
+    """The warehouse pipeline end to end, then the seed's attacks, each caught by a control
+    with the log entry or report as evidence (exit 1 if any attack is missed)."""
+    from chainproof.demo import run_demo
+
+    result = run_demo(scenario=scenario, db=db, store=store, console=out, rows=rows)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
 def server(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8700,

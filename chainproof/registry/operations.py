@@ -426,6 +426,7 @@ def _evidence(cp: Chainproof, session: Session, upstream_refs: Iterable[str],
         "WHERE s.status = 'succeeded' AND si.version_id IN (" + ",".join(map(str, ids)) + ")"
         " AND a.kind IN ('report', 'metrics') ORDER BY s.ended_at")).all() if ids else []
     model_id = cp._find(session, parse_ref(model_ref))[0].id
+    chain = {_full_ref(r) for r in (*upstream_refs, model_ref)}
     evidence: dict[str, bool] = {}
     metrics: dict[str, float] = {}
     for _vid, kind, digest, size, _created, about in produced:
@@ -438,6 +439,13 @@ def _evidence(cp: Chainproof, session: Session, upstream_refs: Iterable[str],
         if not isinstance(doc, dict):
             continue
         if kind == "report" and isinstance(doc.get("report_kind"), str):
+            # A report is evidence about this model only if everything it judged is in the
+            # model's chain: a failed check of a *later* data version says nothing about it.
+            subjects = doc.get("subjects")
+            if not isinstance(subjects, list) or not subjects or not all(
+                    isinstance(s, dict) and _full_ref(str(s.get("ref"))) in chain
+                    for s in subjects):
+                continue
             passed = doc.get("passed") is True
             evidence[doc["report_kind"]] = evidence.get(doc["report_kind"], True) and passed
         elif kind == "metrics" and about == model_id:
@@ -445,6 +453,10 @@ def _evidence(cp: Chainproof, session: Session, upstream_refs: Iterable[str],
             metrics = {k: float(v) for k, v in values.items()
                        if isinstance(v, int | float) and not isinstance(v, bool)}
     return evidence, metrics
+
+
+def _full_ref(ref: str) -> str:
+    return ref if "/" in ref.split("@", 1)[0] else f"{DEFAULT_NAMESPACE}/{ref}"
 
 
 def _decide(cp: Chainproof, tx: Transaction, req: PromotionRequestRow, model: ModelRow,
