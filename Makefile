@@ -3,7 +3,7 @@ PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= -n 2
 
 .PHONY: demo test install lint typecheck postgres bench clean
 
@@ -33,7 +33,7 @@ lint: install
 	$(BIN)/mypy
 
 bench: install
-	@echo "see benchmarks/README.md: each benchmark is one command"
+	@echo "each benchmark is one command; see benchmarks/README.md"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

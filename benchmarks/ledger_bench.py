@@ -20,11 +20,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from chainproof.ledger import audit  # noqa: E402
-from chainproof.ledger.log import prove_inclusion  # noqa: E402
-from chainproof.records.log import LogEntry  # noqa: E402
-from chainproof.service import Chainproof  # noqa: E402
-from chainproof.workspace import load_settings  # noqa: E402
+from chainproof.ledger import audit
+from chainproof.ledger.log import prove_inclusion
+from chainproof.records.log import LogEntry
+from chainproof.service import Chainproof
+from chainproof.workspace import load_settings
 
 WORK = Path(__file__).resolve().parent / "_work"
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"

@@ -24,9 +24,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from chainproof.records.assets import AssetKind  # noqa: E402
-from chainproof.service import Chainproof, OutputSpec, now  # noqa: E402
-from chainproof.workspace import load_settings  # noqa: E402
+from chainproof.records.assets import AssetKind
+from chainproof.service import Chainproof, OutputSpec, now
+from chainproof.workspace import load_settings
 
 WORK = Path(__file__).resolve().parent / "_work"
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
