@@ -9,10 +9,8 @@ here, and sent back; the server accepts them only if they are byte-identical to 
 from __future__ import annotations
 
 import base64
-import json
 import os
 import shutil
-import subprocess
 import tempfile
 import uuid
 from collections.abc import Sequence
@@ -26,12 +24,13 @@ import httpx
 from chainproof import capture, errors, identities
 from chainproof.attest import IN_TOTO_PAYLOAD_TYPE, Signer, Statement, sign_envelope
 from chainproof.digest import Manifest, digest_path
-from chainproof.errors import BadInputError, ChainproofError, StepFailedError
+from chainproof.errors import ChainproofError, StepFailedError
 from chainproof.lineage.graph import LineageGraph
 from chainproof.records.assets import AssetKind, AssetVersion
 from chainproof.records.names import DEFAULT_NAMESPACE
-from chainproof.records.steps import Step, StepStatus
-from chainproof.service import OutputSpec, media_type_for, now
+from chainproof.records.steps import OutputSpec, Step, StepStatus, now
+from chainproof.service import media_type_for
+from chainproof.workflows import Workflows
 
 
 @dataclass(frozen=True)
@@ -169,7 +168,7 @@ def _step(d: dict[str, Any]) -> Step:
                 inputs=tuple(d.get("inputs", ())), outputs=tuple(d.get("outputs", ())))
 
 
-class RemoteChainproof:
+class RemoteChainproof(Workflows):
     """A client of ``chainproof server``; see the module docstring."""
 
     def __init__(self, server: str, token: str, *, signing_key_path: Path | None = None,
@@ -396,80 +395,6 @@ class RemoteChainproof:
             raise StepFailedError(f"step {kind} failed: {error}",
                                   hint="the failure is recorded; no outputs were registered")
         return StepResult(_step(answer["step"]), [_version(v) for v in answer["outputs"]])
-
-    def run(self, *, kind: str, command: Sequence[str], inputs: Sequence[str] = (),
-            outputs: Sequence[OutputSpec] = (), code: Sequence[Path] = (),
-            namespace: str = DEFAULT_NAMESPACE, parameters: dict[str, Any] | None = None,
-            cwd: Path | None = None, env: dict[str, str] | None = None) -> StepResult:
-        from chainproof.service import _code_name, _substitute
-
-        if not command:
-            raise BadInputError("no command to run", hint="put the command after `--`")
-        code_refs = [self.add(p, kind=AssetKind.CODE, name=_code_name(p),
-                              namespace=namespace).version.ref for p in code]
-        all_inputs = [*inputs, *code_refs]
-        run_env = dict(os.environ if env is None else env)
-        table: dict[str, str] = {}
-        for ref in all_inputs:
-            version = self.resolve(ref, namespace=namespace)
-            local = self.materialize(version)
-            run_env["CHAINPROOF_INPUT_" + "".join(c if c.isalnum() else "_"
-                                                  for c in version.name.upper())] = str(local)
-            table[f"{{input:{version.name}}}"] = str(local)
-        argv = [_substitute(a, table) for a in command]
-        started = now()
-        error = None
-        try:
-            done = subprocess.run(argv, cwd=cwd, env=run_env, check=False)
-            if done.returncode != 0:
-                error = f"command exited with status {done.returncode}: {' '.join(argv)}"
-        except OSError as exc:
-            error = f"command could not start: {exc}"
-        return self.record_step(kind=kind, inputs=all_inputs, outputs=outputs, command=argv,
-                                parameters=parameters, started_at=started, error=error,
-                                namespace=namespace, cwd=cwd)
-
-    def record_report(self, *, report_kind: str, subjects: Sequence[str], report: dict[str, Any],
-                      passed: bool, name: str, namespace: str | None = None) -> AssetVersion:
-        versions = [self.resolve(r) for r in subjects]
-        ns = namespace or (versions[0].namespace if versions else DEFAULT_NAMESPACE)
-        document = {"report_kind": report_kind, "passed": passed,
-                    "subjects": [{"ref": v.ref, "digest": v.digest} for v in versions],
-                    "report": report}
-        with tempfile.TemporaryDirectory(prefix="chainproof-report-") as scratch:
-            path = Path(scratch) / f"{name}.json"
-            path.write_text(json.dumps(document, sort_keys=True, separators=(",", ":")))
-            result = self.record_step(kind=report_kind, inputs=[v.ref for v in versions],
-                                      outputs=[OutputSpec(path, AssetKind.REPORT, name, ns)],
-                                      command=["chainproof", report_kind, *subjects],
-                                      parameters={"passed": passed}, started_at=now(),
-                                      namespace=ns)
-        return result.outputs[0]
-
-    def validate(self, ref: str, *, reference: str | None = None, schema: str | None = None,
-                 label_column: str | None = None, key_columns: Sequence[str] = (),
-                 record: bool = True) -> tuple[Any, AssetVersion | None, str | None]:
-        from chainproof.validate import validate_dataset
-
-        current = self.resolve(ref)
-        if reference is None and current.version > 1:
-            reference = f"{current.namespace}/{current.name}@{current.version - 1}"
-        ref_version = self.resolve(reference) if reference else None
-        schema_arg: Any = None
-        if schema is not None:
-            schema_arg = Path(schema) if Path(schema).exists() else self.materialize(schema)
-        report = validate_dataset(self.materialize(current),
-                                  reference=self.materialize(ref_version) if ref_version
-                                  else None, schema=schema_arg, label_column=label_column,
-                                  key_columns=tuple(key_columns))
-        recorded = None
-        if record:
-            subjects = [current.ref] + ([ref_version.ref] if ref_version else [])
-            recorded = self.record_report(report_kind="validation", subjects=subjects,
-                                          report=report.to_dict(), passed=report.passed,
-                                          name=f"{current.name}-validation",
-                                          namespace=current.namespace)
-        return report, recorded, ref_version.ref if ref_version else None
 
     def load_model(self, ref: str, *, allow_override: bool = False,
                    dest: Path | None = None) -> RemoteLoaded:

@@ -9,7 +9,6 @@ import json
 import mimetypes
 import os
 import shutil
-import subprocess
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -72,9 +71,10 @@ from chainproof.lineage.graph import LineageGraph, step_dict, version_dict
 from chainproof.records.assets import AssetKind, AssetVersion
 from chainproof.records.log import Action, LogEntry
 from chainproof.records.names import DEFAULT_NAMESPACE, Ref, check_name, parse_ref
-from chainproof.records.steps import Step, StepStatus
+from chainproof.records.steps import OutputSpec, Step, StepStatus, now
 from chainproof.registry import operations as registry
 from chainproof.store import ObjectStore, open_store
+from chainproof.workflows import Workflows
 from chainproof.workspace import Settings, create_workspace, load_settings
 
 DIRECTORY_MEDIA_TYPE = "application/vnd.chainproof.directory+json"
@@ -94,10 +94,6 @@ _MEDIA_TYPES = {
     ".py": "text/x-python",
     ".ipynb": "application/x-ipynb+json",
 }
-
-
-def now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def canonical_json(value: Any) -> str:
@@ -130,16 +126,6 @@ class Transaction:
                          detail=detail or {})
         self.appender.append(entry)
         return entry
-
-
-@dataclass(frozen=True)
-class OutputSpec:
-    """A path a step produced, and what to register it as."""
-
-    path: Path
-    kind: AssetKind
-    name: str
-    namespace: str | None = None
 
 
 @dataclass(frozen=True)
@@ -243,7 +229,7 @@ class StepResult:
     outputs: list[AssetVersion] = field(default_factory=list)
 
 
-class Chainproof:
+class Chainproof(Workflows):
     """An open chainproof: database, object store, checkpoint key and acting identity."""
 
     def __init__(self, settings: Settings, engine: Engine, store: ObjectStore) -> None:
@@ -744,45 +730,6 @@ class Chainproof:
             self._stored_environment = env.distributions_digest
         return env.summary()
 
-    def run(self, *, kind: str, command: Sequence[str], inputs: Sequence[str] = (),
-            outputs: Sequence[OutputSpec] = (), code: Sequence[Path] = (),
-            namespace: str = DEFAULT_NAMESPACE, parameters: dict[str, Any] | None = None,
-            cwd: Path | None = None, env: dict[str, str] | None = None) -> StepResult:
-        """Run ``command``, record it as a step with its inputs, and store its outputs.
-
-        Inputs are materialised (verified) first; the command sees each input's local path in
-        ``CHAINPROOF_INPUT_<NAME>`` and ``{input:NAME}`` placeholders in its arguments.
-        """
-        if not command:
-            raise BadInputError("no command to run", hint="put the command after `--`")
-        code_refs = []
-        for path in code:
-            added = self.add(path, kind=AssetKind.CODE, name=_code_name(path),
-                             namespace=namespace)
-            code_refs.append(added.version.ref)
-        all_inputs = [*inputs, *code_refs]
-        run_env = dict(os.environ if env is None else env)
-        substitutions: dict[str, str] = {}
-        for ref in all_inputs:
-            version = self.resolve(ref, namespace=namespace)
-            local = self.materialize(version)
-            key = "CHAINPROOF_INPUT_" + "".join(c if c.isalnum() else "_"
-                                                for c in version.name.upper())
-            run_env[key] = str(local)
-            substitutions[f"{{input:{version.name}}}"] = str(local)
-        argv = [_substitute(arg, substitutions) for arg in command]
-        started = now()
-        error = None
-        try:
-            done = subprocess.run(argv, cwd=cwd, env=run_env, check=False)
-            if done.returncode != 0:
-                error = f"command exited with status {done.returncode}: {' '.join(argv)}"
-        except OSError as exc:
-            error = f"command could not start: {exc}"
-        return self.record_step(kind=kind, inputs=all_inputs, outputs=outputs, command=argv,
-                                parameters=parameters, started_at=started, error=error,
-                                namespace=namespace, cwd=cwd)
-
     # --- reading ---------------------------------------------------------------------------------
 
     def materialize(self, version: AssetVersion | str, dest: Path | None = None) -> Path:
@@ -960,71 +907,6 @@ class Chainproof:
                            "where": where})
 
     # --- reports (evidence for the promotion gate) -----------------------------------------------
-
-    def record_report(self, *, report_kind: str, subjects: Sequence[str], report: dict[str, Any],
-                      passed: bool, name: str, namespace: str | None = None) -> AssetVersion:
-        """Store a report about ``subjects`` as a signed ``report`` asset produced by a step
-        that consumed them, so it sits in their lineage and can serve as promotion evidence."""
-        check_name(report_kind, what="report kind")
-        ns = namespace or (parse_ref(subjects[0]).namespace if subjects else DEFAULT_NAMESPACE)
-        document: dict[str, Any] = {"report_kind": report_kind, "passed": passed,
-                    "subjects": [{"ref": r, "digest": self.resolve(r, namespace=ns).digest}
-                                 for r in subjects],
-                    "report": report}
-        with tempfile.TemporaryDirectory(prefix="chainproof-report-") as scratch:
-            path = Path(scratch) / f"{name}.json"
-            path.write_bytes(rfc8785.dumps(document))
-            result = self.record_step(kind=report_kind, inputs=list(subjects),
-                                      outputs=[OutputSpec(path, AssetKind.REPORT, name, ns)],
-                                      command=["chainproof", report_kind, *subjects],
-                                      parameters={"passed": passed}, started_at=now(),
-                                      namespace=ns)
-        return result.outputs[0]
-
-    def validate(self, ref: str, *, reference: str | None = None, schema: str | None = None,
-                 label_column: str | None = None, key_columns: Sequence[str] = (),
-                 record: bool = True) -> tuple[Any, AssetVersion | None, str | None]:
-        """Validate a dataset version (schema, drift, labels) against a reference version.
-
-        The reference defaults to the dataset's previous version. Its profile is computed once
-        per digest and cached. With ``record`` the report becomes a signed ``validation``
-        report asset in the dataset's lineage (promotion evidence). Returns (report, report
-        asset, reference ref)."""
-        from chainproof.validate import Profile, profile_reference, validate_dataset
-
-        current = self.resolve(ref)
-        if reference is None and current.version > 1:
-            reference = f"{current.namespace}/{current.name}@{current.version - 1}"
-        ref_profile = None
-        reference_version = None
-        if reference is not None:
-            reference_version = self.resolve(reference)
-            cache = self.settings.cache_dir / "profiles" / (
-                f"{reference_version.hexdigest}-{label_column or ''}.profile")
-            if cache.exists():
-                ref_profile = Profile.from_bytes(cache.read_bytes())
-            else:
-                ref_profile = profile_reference(self.materialize(reference_version),
-                                                label_column=label_column)
-                cache.parent.mkdir(parents=True, exist_ok=True)
-                tmp = cache.with_suffix(".tmp")
-                tmp.write_bytes(ref_profile.to_bytes())
-                os.replace(tmp, cache)
-        schema_arg: Any = None
-        if schema is not None:
-            schema_arg = (Path(schema) if Path(schema).exists()
-                          else self.materialize(self.resolve(schema)))
-        report = validate_dataset(self.materialize(current), reference=ref_profile,
-                                  schema=schema_arg, label_column=label_column,
-                                  key_columns=tuple(key_columns))
-        recorded = None
-        if record:
-            subjects = [current.ref] + ([reference_version.ref] if reference_version else [])
-            recorded = self.record_report(report_kind="validation", subjects=subjects,
-                                          report=report.to_dict(), passed=report.passed,
-                                          name=f"{current.name}-validation",
-                                          namespace=current.namespace)
-        return report, recorded, reference_version.ref if reference_version else None
 
     # --- identities, keys, trust ---------------------------------------------------------------
 
@@ -1323,12 +1205,3 @@ def _full_ref(ref: str) -> str:
     return ref if "/" in ref.split("@", 1)[0] else f"{DEFAULT_NAMESPACE}/{ref}"
 
 
-def _code_name(path: Path) -> str:
-    name = path.resolve().name.replace(" ", "-") or "code"
-    return check_name(name if name[0].isalnum() else "code-" + name.lstrip("._-"))
-
-
-def _substitute(arg: str, table: dict[str, str]) -> str:
-    for key, value in table.items():
-        arg = arg.replace(key, value)
-    return arg

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
@@ -35,6 +36,9 @@ from chainproof.service import Chainproof, RemoteSignature, StepSubmission, Stor
 from chainproof.workspace import Settings
 
 MAX_JSON_BODY = 2 * 1024 * 1024
+# Every integer a caller sends is bounded, so none reaches the database driver out of range.
+MAX_VERSION = 2**31 - 1
+MAX_SEQ = 2**62
 MAX_BLOB = int(os.environ.get("CHAINPROOF_MAX_BLOB_BYTES", str(50 * 1024**3)))
 _CHUNK = 1024 * 1024
 
@@ -50,7 +54,7 @@ class OutputBody(BaseModel):
     name: Name
     namespace: Name | None = None
     digest: Name
-    size: int = Field(ge=0)
+    size: int = Field(ge=0, le=MAX_SEQ)
     is_directory: bool = False
     media_type: Name = "application/octet-stream"
 
@@ -138,7 +142,7 @@ class ModelVersionBody(BaseModel):
 
 class AliasBody(BaseModel):
     model: Name
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=MAX_VERSION)
     alias: Name
 
 
@@ -460,7 +464,7 @@ def create_app(settings: Settings) -> FastAPI:
         return {"version": cp.set_promotion_policy(body.document)}
 
     @app.get("/v1/policy/check")
-    def policy_check(model: str, version: Annotated[int, Query(ge=1)], alias: str,
+    def policy_check(model: str, version: Annotated[int, Query(ge=1, le=MAX_VERSION)], alias: str,
                      cp: Caller) -> dict[str, Any]:
         return cp.check_promotion(model, version, alias).to_dict()
 
@@ -532,8 +536,9 @@ def create_app(settings: Settings) -> FastAPI:
         return cp.latest_checkpoint()
 
     @app.get("/v1/audit/proof/{seq}")
-    def audit_proof(seq: Annotated[int, Field(ge=0)], cp: Caller,
-                    size: Annotated[int | None, Query(ge=1)] = None) -> dict[str, Any]:
+    def audit_proof(seq: Annotated[int, PathParam(ge=0, le=MAX_SEQ)], cp: Caller,
+                    size: Annotated[int | None, Query(ge=1, le=MAX_SEQ)] = None
+                    ) -> dict[str, Any]:
         return cp.prove(seq, size)
 
     return app

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from chainproof.errors import InvalidNameError, InvalidReferenceError
 
 DEFAULT_NAMESPACE = "default"
+MAX_VERSION = 2**31 - 1  # versions are 32-bit integers in every database
 
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
 
@@ -88,8 +89,9 @@ def parse_ref(text: str, *, namespace: str | None = None, allow_alias: bool = Fa
         return Ref(ns, name)
     if tail.isdigit():
         version = int(tail)
-        if version < 1:
-            raise InvalidReferenceError(f"reference {text!r}: versions start at 1")
+        if not 1 <= version <= MAX_VERSION:
+            raise InvalidReferenceError(f"reference {text!r}: versions run from 1 to "
+                                        f"{MAX_VERSION}")
         return Ref(ns, name, version=version)
     if not allow_alias:
         raise InvalidReferenceError(

@@ -3,8 +3,27 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
+
+from chainproof.records.assets import AssetKind
+
+
+def now() -> str:
+    """The current time as chainproof records it: RFC 3339, UTC, microseconds."""
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """A path a step produced, and what to register it as."""
+
+    path: Path
+    kind: AssetKind
+    name: str
+    namespace: str | None = None
 
 
 class StepStatus(StrEnum):

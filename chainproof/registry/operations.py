@@ -54,7 +54,7 @@ from chainproof.errors import (
 )
 from chainproof.records.assets import AssetKind
 from chainproof.records.log import Action
-from chainproof.records.names import DEFAULT_NAMESPACE, check_name, parse_ref
+from chainproof.records.names import DEFAULT_NAMESPACE, MAX_VERSION, check_name, parse_ref
 from chainproof.registry.policy import (
     DEFAULT_POLICY,
     ApprovalFact,
@@ -135,6 +135,9 @@ def register_version(cp: Chainproof, tx: Transaction, model: str, asset_ref: str
 
 
 def _version(session: Session, model: ModelRow, version: int) -> ModelVersionRow:
+    if not 1 <= version <= MAX_VERSION:
+        raise NotFoundError(f"{model_label(model.namespace, model.name)} has no version "
+                            f"{version}", hint="versions run from 1")
     row = session.execute(select(ModelVersionRow).where(
         ModelVersionRow.model_id == model.id, ModelVersionRow.version == version)
     ).scalar_one_or_none()
