@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from attacks import overwrite_blob
 
 from chainproof.cli.main import main
 
@@ -118,14 +119,7 @@ def test_corrupted_blob_exit_1(ws: Path, capsys: pytest.CaptureFixture[str]) -> 
 
     assert main(["add", "orders.csv", "--kind", "dataset", "--name", "orders"]) == 0
     with Chainproof.open() as cp:
-        version = cp.resolve("orders@1")
-        location = cp.store.location(version.digest)
-        if location.startswith("s3://"):
-            bucket, key = location.removeprefix("s3://").split("/", 1)
-            cp.store._client.put_object(Bucket=bucket, Key=key, Body=b"tampered")  # type: ignore[attr-defined]
-        else:
-            Path(location).chmod(0o644)
-            Path(location).write_bytes(b"tampered")
+        overwrite_blob(cp.store, cp.resolve("orders@1").digest, b"tampered")
     capsys.readouterr()
     assert main(["verify", "orders@1"]) == 1
     assert "verification failed" in capsys.readouterr().err

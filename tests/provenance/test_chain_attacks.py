@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
+from attacks import overwrite_blob
 from sqlalchemy import text
 
 import chainproof
@@ -179,14 +180,7 @@ def test_replayed_attestation_for_other_output(cp: Chainproof, tmp_path: Path) -
 
 def test_blob_swapped_after_attestation(cp: Chainproof, tmp_path: Path) -> None:
     pipeline(cp, tmp_path)
-    version = cp.resolve("model@1")
-    location = cp.store.location(version.digest)
-    if location.startswith("s3://"):
-        bucket, key = location.removeprefix("s3://").split("/", 1)
-        cp.store._client.put_object(Bucket=bucket, Key=key, Body=b"backdoored")  # type: ignore[attr-defined]
-    else:
-        Path(location).chmod(0o644)
-        Path(location).write_bytes(b"backdoored")
+    overwrite_blob(cp.store, cp.resolve("model@1").digest, b"backdoored")
     assert "model@1: stored bytes:" in problems(cp)
 
 

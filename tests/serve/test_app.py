@@ -7,6 +7,7 @@ from pathlib import Path
 
 import joblib
 import numpy as np
+from attacks import overwrite_blob
 from fastapi.testclient import TestClient
 from pipeline_fixtures import NS, Pipeline, act_as
 from sklearn.linear_model import LogisticRegression
@@ -65,14 +66,8 @@ def test_serves_verified_model_and_survives_a_bad_promotion(pipe: Pipeline,
         # version 2 is promoted properly, but its blob is swapped in the store afterwards
         v2 = train_sklearn(pipe, "b", flip=True)
         pipe.promote(v2)
-        asset = pipe.admin.resolve(f"{NS}/fraud-model@2")
-        location = pipe.admin.store.location(asset.digest)
-        if location.startswith("s3://"):
-            bucket, key = location.removeprefix("s3://").split("/", 1)
-            pipe.admin.store._client.put_object(Bucket=bucket, Key=key, Body=b"evil")  # type: ignore[attr-defined]
-        else:
-            Path(location).chmod(0o644)
-            Path(location).write_bytes(b"evil")
+        overwrite_blob(pipe.admin.store, pipe.admin.resolve(f"{NS}/fraud-model@2").digest,
+                       b"evil")
         server.check_once()
         status = client.get("/status").json()["models"][0]
         assert status["version"] == 1 and "ProvenanceError" in status["last_refusal"]

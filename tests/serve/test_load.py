@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from attacks import overwrite_blob
 from pipeline_fixtures import NS, Pipeline, model_bytes
 from sqlalchemy import text
 
@@ -80,14 +81,7 @@ def test_swapped_blob_refused(pipe: Pipeline) -> None:
     version = pipe.train("a", 0.9)
     scanned(pipe)
     pipe.promote(version)
-    asset = pipe.admin.resolve(f"{NS}/fraud-model@1")
-    location = pipe.admin.store.location(asset.digest)
-    if location.startswith("s3://"):
-        bucket, key = location.removeprefix("s3://").split("/", 1)
-        pipe.admin.store._client.put_object(Bucket=bucket, Key=key, Body=b"evil")  # type: ignore[attr-defined]
-    else:
-        Path(location).chmod(0o644)
-        Path(location).write_bytes(b"evil")
+    overwrite_blob(pipe.admin.store, pipe.admin.resolve(f"{NS}/fraud-model@1").digest, b"evil")
     with pytest.raises(ProvenanceError, match="stored bytes"):
         load_verified(pipe.admin, REF)
 

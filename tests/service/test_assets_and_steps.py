@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from attacks import overwrite_blob
 
 import chainproof
 from chainproof.errors import (
@@ -147,26 +148,10 @@ def test_reused_output_keeps_graph_acyclic(cp: Chainproof, tmp_path: Path) -> No
 
 def test_swapped_blob_is_refused_on_read(cp: Chainproof, tmp_path: Path) -> None:
     version = cp.add(write(tmp_path / "m.bin", "genuine"), kind="model", name="m").version
-    evil = cp.store.put_bytes(b"evil bytes")
-    _overwrite_blob(cp, version.digest, b"evil bytes", evil)
+    overwrite_blob(cp.store, version.digest, b"evil bytes")
     with pytest.raises(DigestMismatchError):
         cp.materialize(version, tmp_path / "out.bin")
     assert not (tmp_path / "out.bin").exists()
     with pytest.raises(DigestMismatchError, match="1 of 1"):
         cp.verify()
     assert cp.explain("m@1")["verified"] is False
-
-
-def _overwrite_blob(cp: Chainproof, digest: str, data: bytes, _evil: str) -> None:
-    """Replace the bytes stored under ``digest`` as an attacker with store access would."""
-    from chainproof.store import LocalStore, S3Store
-
-    store = cp.store
-    if isinstance(store, LocalStore):
-        path = Path(store.location(digest))
-        path.chmod(0o644)
-        path.write_bytes(data)
-    else:
-        assert isinstance(store, S3Store)
-        bucket, key = store.location(digest).removeprefix("s3://").split("/", 1)
-        store._client.put_object(Bucket=bucket, Key=key, Body=data)
