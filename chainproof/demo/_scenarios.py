@@ -12,7 +12,9 @@ from __future__ import annotations
 import os
 import re
 import stat
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import joblib
@@ -40,6 +42,7 @@ from chainproof.errors import (
 )
 from chainproof.ledger import audit
 from chainproof.records.assets import AssetKind
+from chainproof.records.steps import OutputSpec, now
 from chainproof.store import ObjectStore
 from chainproof.validate import compare_feature_definitions, validate_dataset
 
@@ -227,7 +230,77 @@ def substitution(demo: Demo) -> list[Attempt]:
                             "digest re-hash on read + provenance chain + verified load",
                             outcome, evidence, error))
     attempts.append(_stolen_trainer(demo))
+    attempts.append(_stolen_token(demo))
     return attempts
+
+
+@contextmanager
+def _team_server(demo: Demo) -> Iterator[str]:
+    """The team server over the demo's workspace, on a loopback port, for the duration."""
+    import socket
+    import threading
+
+    import uvicorn
+
+    from chainproof.api import create_app
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    server = uvicorn.Server(uvicorn.Config(create_app(demo.cp.settings), host="127.0.0.1",
+                                           port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="chainproof-demo-server", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if not server.started:
+        raise RuntimeError("the demo's team server did not start")
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def _stolen_token(demo: Demo) -> Attempt:
+    """A stolen API token is not a stolen identity: without the private key it cannot sign."""
+    from datetime import timedelta
+
+    from chainproof.attest import Signer, generate_private_key
+    from chainproof.client import RemoteChainproof
+
+    attack = ("stolen trainer API token: the attacker pushes a model through the team server, "
+              "signing with a key of their own")
+    control = "server accepts only statements signed by the identity's registered key"
+    token_id, token = demo.cp.create_token("svc-trainer", timedelta(hours=1))
+    evil = demo.workdir / "runs" / "stolen-token.joblib"
+    evil.parent.mkdir(parents=True, exist_ok=True)
+    evil.write_bytes(_evil_model(demo, variant=99))
+    with _team_server(demo) as url, RemoteChainproof(url, token) as attacker:
+        demo.say(f"  [red]attacker[/] with svc-trainer's token (not its key) talks to {url}")
+        attacker._signer = Signer.from_private_key(generate_private_key())  # their own key
+        refusal: str | None = None
+        try:
+            attacker.record_step(kind="train", namespace=NAMESPACE,
+                                 inputs=[demo.refs["order-features"], demo.refs["fraud-labels"]],
+                                 outputs=[OutputSpec(evil, AssetKind.MODEL, FRAUD.model)],
+                                 started_at=now())
+        except ChainproofError as exc:
+            refusal = f"{type(exc).__name__}: {exc.message}"
+        try:
+            attacker.set_alias(f"{NAMESPACE}/{FRAUD.model}", 1, "production")
+            moved = "the alias moved"
+        except ChainproofError as exc:
+            moved = f"{type(exc).__name__} (HTTP 403) moving production"
+    demo.cp.revoke_token(token_id)  # the incident response
+    if refusal is None:
+        return Attempt("substitution", attack, control, Outcome.MISSED,
+                       "the server recorded a step signed by the attacker's key")
+    evidence = f"{refusal}; {moved}; token {token_id} revoked afterwards"
+    demo.say(f"  [green]refused[/] by the server: {escape(_short(evidence, 200))}")
+    return Attempt("substitution", attack, control, Outcome.CAUGHT, _short(evidence, 240),
+                   refusal.split(":", 1)[0])
 
 
 def _substitution_checks(demo: Demo, version: Any) -> tuple[list[str], list[str], str,

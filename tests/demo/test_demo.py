@@ -41,7 +41,8 @@ def test_full_demo_catches_every_attack(backend: Any, tmp_path: Path,
     assert "amount_usd" in tampering.evidence and "scale" in tampering.evidence
     assert "(×100)" in tampering.evidence
 
-    swapped, stolen = result.by_scenario("substitution")
+    swapped, stolen, token = result.by_scenario("substitution")
+    assert token.error_type == "SignatureError" and "HTTP 403" in token.evidence
     assert swapped.error_type == "DigestMismatchError" and "NOT refused" not in swapped.evidence
     assert "refused by verify, verify_chain, a new replica's load" in swapped.evidence
     assert stolen.error_type == "PolicyViolationError"
@@ -65,7 +66,7 @@ def test_full_demo_catches_every_attack(backend: Any, tmp_path: Path,
     assert set(result.serving) == {"fraud-review", "delivery-delay", "ticket-priority"}
     text = printed(quiet_console)
     for heading in ("explain warehouse/fraud-review@production", "summary",
-                    "every link verified", "10 caught, 0 missed"):
+                    "every link verified", "11 caught, 0 missed"):
         assert heading in text
 
 

@@ -74,16 +74,27 @@ def test_substitution_is_missed_when_the_blob_is_not_touched(
         demo: Demo, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_scenarios, "overwrite_blob", lambda store, digest, data: None)
     monkeypatch.setattr(_scenarios, "_stolen_trainer", lambda d: None)
-    swapped, _ = _scenarios.substitution(demo)
+    monkeypatch.setattr(_scenarios, "_stolen_token", lambda d: None)
+    swapped, _, _ = _scenarios.substitution(demo)
     assert swapped.outcome is Outcome.MISSED
 
 
 def test_substitution_restores_the_blob_and_service_keeps_serving(demo: Demo) -> None:
     attempts = _scenarios.substitution(demo)
-    assert [a.outcome for a in attempts] == [Outcome.CAUGHT, Outcome.CAUGHT]
+    assert [a.outcome for a in attempts] == [Outcome.CAUGHT] * 3
+    assert attempts[2].error_type == "SignatureError"  # the stolen token could not sign
     demo.cp.verify(demo.refs[FRAUD.model])  # restored: verifies again
     assert demo.service is not None
     assert demo.service.status()[FRAUD.model].digest == demo.good[FRAUD.model]
+
+
+def test_stolen_token_is_missed_if_the_server_accepted_any_signature(
+        demo: Demo, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The control can fail: a server that skipped the signer check would record the step."""
+    from chainproof.service import Chainproof
+
+    monkeypatch.setattr(Chainproof, "_accept_signature", lambda self, tx, env, payload: "x")
+    assert _scenarios._stolen_token(demo).outcome is Outcome.MISSED
 
 
 def test_trust_policy_still_exposes_runner_labels_when_roles_are_too_broad(demo: Demo) -> None:
