@@ -1,10 +1,10 @@
 """The database-backed audit log: appends inside the caller's transaction, proofs, checkpoints.
 
-Storage layout: ``log_entries`` holds each entry's canonical bytes and leaf hash; ``log_nodes``
-holds the hash of every *perfect, aligned* subtree (level L, index i covers leaves
-[i·2^L, (i+1)·2^L)). Appending leaf n writes at most log2(n)+1 nodes; every root, inclusion and
-consistency proof is assembled from O(log n) stored nodes, so a proof at a million entries costs
-about twenty primary-key reads. ``log_head`` is one row that writers lock, so two writers can
+Storage layout: ``log_entries`` holds each entry's canonical bytes and leaf hash (the level-0
+nodes); ``log_nodes`` holds the hash of every larger *perfect, aligned* subtree (level L ≥ 1,
+index i covers leaves [i·2^L, (i+1)·2^L)). Appending leaf n writes at most log2(n) nodes; every
+root, inclusion and consistency proof is assembled from O(log n) stored nodes, so a proof at a
+million entries costs about twenty primary-key reads. ``log_head`` is one row that writers lock, so two writers can
 never both take sequence number n.
 """
 
@@ -62,18 +62,30 @@ class DatabaseNodes:
         wanted = [p for p in positions if p not in self._cache]
         if not wanted:
             return
-        keys = {node_key(lv, ix): (lv, ix) for lv, ix in wanted}
-        rows = self._session.execute(
-            select(LogNodeRow.id, LogNodeRow.hash).where(LogNodeRow.id.in_(list(keys))))
-        for key, digest in rows:
-            self._cache[keys[key]] = bytes(digest)
+        leaves = [ix for lv, ix in wanted if lv == 0]
+        keys = {node_key(lv, ix): (lv, ix) for lv, ix in wanted if lv > 0}
+        if leaves:
+            for seq, digest in self._session.execute(
+                    select(LogEntryRow.seq, LogEntryRow.leaf_hash)
+                    .where(LogEntryRow.seq.in_(leaves))):
+                self._cache[(0, seq)] = bytes(digest)
+        if keys:
+            rows = self._session.execute(
+                select(LogNodeRow.id, LogNodeRow.hash).where(LogNodeRow.id.in_(list(keys))))
+            for key, digest in rows:
+                self._cache[keys[key]] = bytes(digest)
 
     def node(self, level: int, index: int) -> bytes:
         key = (level, index)
         cached = self._cache.get(key)
         if cached is not None:
             return cached
-        row = self._session.get(LogNodeRow, node_key(level, index))
+        if level == 0:
+            leaf = self._session.execute(select(LogEntryRow.leaf_hash).where(
+                LogEntryRow.seq == index)).scalar_one_or_none()
+            row = None if leaf is None else LogNodeRow(id=0, hash=leaf)
+        else:
+            row = self._session.get(LogNodeRow, node_key(level, index))
         if row is None:
             raise LedgerIntegrityError(
                 f"the log's stored tree lacks node (level {level}, index {index})",
@@ -117,7 +129,8 @@ class LogAppender:
             new_nodes.append((level, index, digest))
         frontier.append(digest)
         for lvl, idx, h in new_nodes:
-            self._node_rows.append({"id": node_key(lvl, idx), "hash": h})
+            if lvl > 0:  # level 0 is the entry's own leaf_hash column
+                self._node_rows.append({"id": node_key(lvl, idx), "hash": h})
             self.nodes.remember(lvl, idx, h)
         self.size += 1
         self.appended += 1
@@ -130,7 +143,8 @@ class LogAppender:
         """Write the buffered entries and nodes (bulk inserts) and the new head size."""
         if self._entry_rows:
             self.session.execute(insert(LogEntryRow), self._entry_rows)
-            self.session.execute(insert(LogNodeRow), self._node_rows)
+            if self._node_rows:
+                self.session.execute(insert(LogNodeRow), self._node_rows)
             self._entry_rows, self._node_rows = [], []
         self.session.execute(update(LogHeadRow).where(LogHeadRow.id == 1).values(size=self.size))
 

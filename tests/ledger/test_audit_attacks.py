@@ -242,7 +242,8 @@ def _rebuild_nodes(cp: Chainproof) -> None:
     level, rows = leaves, []
     lv = 0
     while level:
-        rows.extend((lv, i, h) for i, h in enumerate(level))
+        if lv > 0:  # level 0 lives in log_entries.leaf_hash
+            rows.extend((lv, i, h) for i, h in enumerate(level))
         level = [merkle.node_hash(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
         lv += 1
     with cp.engine.begin() as conn:
