@@ -4,8 +4,8 @@ Storage layout: ``log_entries`` holds each entry's canonical bytes and leaf hash
 nodes); ``log_nodes`` holds the hash of every larger *perfect, aligned* subtree (level L ≥ 1,
 index i covers leaves [i·2^L, (i+1)·2^L)). Appending leaf n writes at most log2(n) nodes; every
 root, inclusion and consistency proof is assembled from O(log n) stored nodes, so a proof at a
-million entries costs about twenty primary-key reads. ``log_head`` is one row that writers lock, so two writers can
-never both take sequence number n.
+million entries costs about twenty primary-key reads. ``log_head`` is one row that writers lock,
+so two writers can never both take sequence number n.
 """
 
 from __future__ import annotations
