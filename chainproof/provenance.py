@@ -87,8 +87,6 @@ def check_chain(cp: Chainproof, ref: str, *, now: datetime | None = None,
     moment = now or datetime.now(UTC)
     with cp.session() as session:
         keys = {k.keyid: k for k in session.execute(select(KeyRow)).scalars()}
-        for k in keys.values():
-            session.expunge(k)
         attestations: dict[str, list[AttestationRow]] = {}
         if graph.steps:
             rows = session.execute(select(AttestationRow).where(

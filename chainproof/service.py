@@ -13,6 +13,7 @@ import tempfile
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,7 +21,8 @@ from typing import Any
 
 import rfc8785
 from sqlalchemy import Engine, func, select
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session
 
 from chainproof import capture, identities
@@ -168,6 +170,10 @@ class StepSubmission:
     error: str | None = None
 
 
+#: The write transaction in progress in this context, keyed by its connection pool.
+_ACTIVE: ContextVar[tuple[Any, Session] | None] = ContextVar("chainproof_transaction",
+                                                             default=None)
+
 #: Turns a statement's payload into a DSSE envelope (JSON).
 SignFn = Callable[[bytes], str]
 
@@ -182,6 +188,18 @@ class _Prepared(Exception):
 
 def _prepare_only(payload: bytes) -> str:
     raise _Prepared(payload)
+
+
+def _require_canonical(value: Any, what: str) -> None:
+    """Refuse values RFC 8785 cannot represent exactly (non-finite floats, integers beyond
+    ±2^53): they could not be signed or logged byte-for-byte."""
+    try:
+        rfc8785.dumps(list(value) if isinstance(value, tuple) else value)
+    except (rfc8785.CanonicalizationError, TypeError) as exc:
+        raise BadInputError(f"step {what} cannot be recorded as canonical JSON: {exc}",
+                            hint="use finite numbers, integers within ±2^53 (or strings for "
+                                 "larger ones such as 64-bit seeds), and JSON types only"
+                            ) from None
 
 
 def _signed_decision(sign: RemoteSignature) -> tuple[str, str, str]:
@@ -313,7 +331,11 @@ class Chainproof(Workflows):
                     session.begin():
                 appender = open_appender(session)
                 tx = Transaction(session, appender, actor or self.identity, now())
-                yield tx
+                token = _ACTIVE.set((self.engine.pool, session))
+                try:
+                    yield tx
+                finally:
+                    _ACTIVE.reset(token)
                 if appender.appended:
                     appender.flush_head()
                     note = signer.sign(appender.size, appender.root())
@@ -340,6 +362,14 @@ class Chainproof(Workflows):
             raise DatabaseError(f"database error: {exc.orig}",
                                 hint="check that the database is reachable; nothing was "
                                      "changed") from None
+        except DataError as exc:
+            raise BadInputError(f"the database refused a value: {exc.orig}",
+                                hint="remove NUL characters and out-of-range values; nothing "
+                                     "was changed") from None
+        except PoolTimeoutError:
+            raise DatabaseError("no database connection became free in time",
+                                hint="the server is overloaded; retry (nothing was changed)"
+                                ) from None
 
     @property
     def signer(self) -> Signer:
@@ -364,11 +394,24 @@ class Chainproof(Workflows):
         with self.session() as session:
             if grants.allowed(session, self.identity, permission, namespace):
                 return
+            if _ACTIVE.get() is not None:
+                # Inside a transaction: raise; the transaction logs the refusal as it ends.
+                grants.require(session, self.identity, permission, namespace, what)
         with self.transaction() as tx:
             grants.require(tx.session, self.identity, permission, namespace, what)
 
-    def session(self) -> Session:
-        return Session(self.engine, expire_on_commit=False)
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session for reads. Inside a write transaction on the same database it is that
+        transaction's own session: an operation never needs a second pooled connection while
+        it holds the log-head lock (which, under load, would deadlock the pool), and its reads
+        see its own writes."""
+        active = _ACTIVE.get()
+        if active is not None and active[0] is self.engine.pool:
+            yield active[1]
+            return
+        with Session(self.engine, expire_on_commit=False) as session:
+            yield session
 
     # --- resolving -------------------------------------------------------------------------------
 
@@ -552,6 +595,9 @@ class Chainproof(Workflows):
         pre-signed envelope (see :meth:`remote_signature`)."""
         check_name(sub.kind, what="step kind")
         check_name(sub.namespace, what="namespace")
+        for what, value in (("parameters", sub.parameters), ("environment", sub.environment),
+                            ("code_revision", sub.code_revision), ("command", sub.command)):
+            _require_canonical(value, what)
         if verify_stored:
             for out in sub.outputs:
                 self._verify_stored_output(out)

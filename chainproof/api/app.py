@@ -24,12 +24,14 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
+from sqlalchemy.exc import DataError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 
 from chainproof.access import grants
 from chainproof.digest import parse_digest
-from chainproof.errors import BadInputError, ChainproofError, NotFoundError
+from chainproof.errors import BadInputError, ChainproofError, DatabaseError, NotFoundError
 from chainproof.lineage.graph import step_dict, version_dict
 from chainproof.records.assets import AssetKind
 from chainproof.service import Chainproof, RemoteSignature, StepSubmission, StoredOutput
@@ -49,7 +51,32 @@ Name = Annotated[str, Field(min_length=1, max_length=300)]
 Text = Annotated[str, Field(max_length=10_000)]
 
 
-class OutputBody(BaseModel):
+def _refuse_lone_surrogates(value: Any, where: str = "body") -> None:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"{where}: text is not valid Unicode (a lone surrogate)") from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_lone_surrogates(key, where)
+            _refuse_lone_surrogates(item, f"{where}.{key}")
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _refuse_lone_surrogates(item, where)
+
+
+class _Body(BaseModel):
+    """Every request body: strings must be encodable (JSON allows lone surrogates; UTF-8,
+    the database and the log do not)."""
+
+    @model_validator(mode="after")
+    def _valid_text(self) -> _Body:
+        _refuse_lone_surrogates(self.model_dump(mode="python"))
+        return self
+
+
+class OutputBody(_Body):
     kind: AssetKind
     name: Name
     namespace: Name | None = None
@@ -59,7 +86,7 @@ class OutputBody(BaseModel):
     media_type: Name = "application/octet-stream"
 
 
-class StepBody(BaseModel):
+class StepBody(_Body):
     id: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
     kind: Name
     namespace: Name = "default"
@@ -83,12 +110,12 @@ class StepBody(BaseModel):
             code_revision=self.code_revision, error=self.error)
 
 
-class SignedStepBody(BaseModel):
+class SignedStepBody(_Body):
     step: StepBody
     envelope: Text | None = None
 
 
-class AssetBody(BaseModel):
+class AssetBody(_Body):
     namespace: Name = "default"
     name: Name
     kind: AssetKind
@@ -97,50 +124,50 @@ class AssetBody(BaseModel):
     media_type: Name = "application/octet-stream"
 
 
-class IdentityBody(BaseModel):
+class IdentityBody(_Body):
     name: Name
     kind: Name = "person"
 
 
-class KeyBody(BaseModel):
+class KeyBody(_Body):
     identity: Name
     public_pem: Annotated[str, Field(max_length=20_000)]
     reason: Text = "rotated"
 
 
-class RevokeBody(BaseModel):
+class RevokeBody(_Body):
     reason: Text
 
 
-class RoleBody(BaseModel):
+class RoleBody(_Body):
     identity: Name
     role: Name
     namespace: Name
 
 
-class TokenBody(BaseModel):
+class TokenBody(_Body):
     identity: Name
     expires_hours: int = Field(default=24 * 30, ge=1, le=24 * 366)
 
 
-class ModeBody(BaseModel):
+class ModeBody(_Body):
     mode: Name
 
 
-class DocumentBody(BaseModel):
+class DocumentBody(_Body):
     document: Annotated[str, Field(max_length=1_000_000)]
 
 
-class ModelBody(BaseModel):
+class ModelBody(_Body):
     model: Name
 
 
-class ModelVersionBody(BaseModel):
+class ModelVersionBody(_Body):
     model: Name
     asset: Name
 
 
-class AliasBody(BaseModel):
+class AliasBody(_Body):
     model: Name
     version: int = Field(ge=1, le=MAX_VERSION)
     alias: Name
@@ -151,18 +178,18 @@ class ForceBody(AliasBody):
     envelope: Text | None = None
 
 
-class ReviewBody(BaseModel):
+class ReviewBody(_Body):
     decision: Annotated[str, Field(pattern="^(approve|reject)$")]
     reason: Text | None = None
     envelope: Text | None = None
 
 
-class ExecuteBody(BaseModel):
+class ExecuteBody(_Body):
     auto: bool = False
     envelope: Text | None = None
 
 
-class WitnessBody(BaseModel):
+class WitnessBody(_Body):
     witness_notes: list[Annotated[str, Field(max_length=100_000)]] = Field(
         default_factory=list, max_length=10_000)
 
@@ -183,9 +210,15 @@ class _BodyLimit(BaseHTTPMiddleware):
         return await call_next(request)
 
 
+def _safe(text: str | None) -> str | None:
+    """Error texts may quote user input; make sure they can always be encoded."""
+    return None if text is None else text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _error(exc: ChainproofError) -> JSONResponse:
-    return JSONResponse({"error": type(exc).__name__, "message": exc.message, "hint": exc.hint,
-                         "problems": getattr(exc, "problems", [])},
+    return JSONResponse({"error": type(exc).__name__, "message": _safe(exc.message),
+                         "hint": _safe(exc.hint),
+                         "problems": [_safe(p) for p in getattr(exc, "problems", [])]},
                         status_code=exc.http_status)
 
 
@@ -202,6 +235,15 @@ def _caller(request: Request, authorization: Annotated[str | None, Header()] = N
 
 # Module level, so that FastAPI can resolve the (string) annotation.
 Caller = Annotated[Chainproof, Depends(_caller)]
+
+
+def _gate_after_commit(cp: Chainproof, request_id: str) -> dict[str, Any]:
+    """The gate for a request just committed. If evaluating it fails, the write still stands:
+    answer 201 with the reason instead of an error that would hide the committed request."""
+    try:
+        return dict(cp.check_request(request_id).to_dict())
+    except ChainproofError as exc:
+        return {"gate_error": exc.message}
 
 
 def _payload(data: bytes | None) -> dict[str, Any]:
@@ -221,6 +263,12 @@ def create_app(settings: Settings) -> FastAPI:
                   lifespan=lifespan)  # type: ignore[arg-type]
     app.add_middleware(_BodyLimit)
     app.exception_handler(ChainproofError)(lambda _r, exc: _error(exc))
+    # Reads outside a write transaction reach the driver directly: map its refusals too.
+    app.exception_handler(DataError)(lambda _r, exc: _error(BadInputError(
+        f"the database refused a value: {getattr(exc, 'orig', exc)}",
+        hint="remove NUL characters and out-of-range values")))
+    app.exception_handler(PoolTimeoutError)(lambda _r, exc: _error(DatabaseError(
+        "no database connection became free in time", hint="retry; the server is busy")))
 
     app.state.base = base
 
@@ -471,7 +519,7 @@ def create_app(settings: Settings) -> FastAPI:
     @app.post("/v1/promotions", status_code=201)
     def request_promotion(body: AliasBody, cp: Caller) -> dict[str, Any]:
         request_id = cp.request_promotion(body.model, body.version, body.alias)
-        return {"id": request_id, **cp.check_request(request_id).to_dict()}
+        return {"id": request_id, **_gate_after_commit(cp, request_id)}
 
     @app.get("/v1/promotions")
     def list_promotions(cp: Caller, status: str | None = None) -> list[dict[str, Any]]:
@@ -491,8 +539,11 @@ def create_app(settings: Settings) -> FastAPI:
             raise BadInputError("a review needs its signed envelope",
                                 hint="POST .../reviews/prepare, sign the payload, send it here")
         cp.review(request_id, body.decision, body.reason, RemoteSignature(body.envelope))
-        return {"id": request_id, "decision": body.decision,
-                "auto_executable": cp.auto_executable(request_id)}
+        try:
+            auto = cp.auto_executable(request_id)
+        except ChainproofError:
+            auto = False  # the review is committed; the caller can ask the gate again
+        return {"id": request_id, "decision": body.decision, "auto_executable": auto}
 
     @app.post("/v1/promotions/{request_id}/execute/prepare")
     def prepare_execute(request_id: str, body: ExecuteBody, cp: Caller) -> dict[str, Any]:

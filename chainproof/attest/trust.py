@@ -120,7 +120,11 @@ def _age(value: Any, where: str) -> timedelta | None:
     if not match:
         raise MalformedFileError(f"trust policy {where}.max_age {value!r} is not a duration",
                                  hint="use e.g. 90d, 12h, 30m")
-    return timedelta(**{_AGE_UNITS[match.group(2)]: int(match.group(1))})
+    try:
+        return timedelta(**{_AGE_UNITS[match.group(2)]: int(match.group(1))})
+    except OverflowError:
+        raise MalformedFileError(f"trust policy {where}.max_age {value!r} is too long",
+                                 hint="use at most a few years, e.g. 3650d") from None
 
 
 def parse_trust_policy(text: str, *, version: int = 0) -> TrustPolicy:
@@ -140,6 +144,10 @@ def parse_trust_policy(text: str, *, version: int = 0) -> TrustPolicy:
         if not isinstance(body, dict) or set(body) - {"steps", "sources"}:
             raise MalformedFileError(f"trust policy {where} may hold only 'steps' and 'sources'")
         steps: dict[str, StepRule] = {}
+        for part in ("steps", "sources"):
+            if not isinstance(body.get(part) or {}, dict):
+                raise MalformedFileError(f"trust policy {where}.{part} must be a mapping",
+                                         hint="see `chainproof trust show` for the format")
         for kind, rule in (body.get("steps") or {}).items():
             rwhere = f"{where}.steps.{kind}"
             if not isinstance(rule, dict) or set(rule) - {"signers", "inputs", "max_age"}:

@@ -207,14 +207,19 @@ def parse_policy(text: str, *, version: int = 0) -> PromotionPolicy:
     if not isinstance(protected, list) or not all(isinstance(p, str) and p for p in protected):
         raise _bad("protected_aliases", "must be a list of alias names")
     rules = []
-    for i, raw in enumerate(doc.get("rules") or []):
+    raw_rules = doc.get("rules") or []
+    if not isinstance(raw_rules, list):
+        raise _bad("rules", "must be a list of rules")
+    for i, raw in enumerate(raw_rules):
         where = f"rules[{i}]"
         allowed = {"match", "approvals", "provenance", "evidence", "metrics", "regression",
                    "inputs", "auto_execute"}
-        if not isinstance(raw, dict) or set(raw) - allowed:
-            raise _bad(where, "unknown keys " + str(sorted(set(raw or {}) - allowed)))
+        if not isinstance(raw, dict):
+            raise _bad(where, "must be a mapping")
+        if set(raw) - allowed:
+            raise _bad(where, "unknown keys " + str(sorted(map(str, set(raw) - allowed))))
         match = raw.get("match") or {}
-        if not isinstance(match, dict) or set(match) - {"namespace", "model", "alias"}:
+        if not isinstance(match, dict) or set(map(str, match)) - {"namespace", "model", "alias"}:
             raise _bad(f"{where}.match", "may hold namespace, model and alias")
         approvals = None
         if raw.get("approvals") is not None:
@@ -225,6 +230,8 @@ def parse_policy(text: str, *, version: int = 0) -> PromotionPolicy:
             approvals = ApprovalRule(min=a.get("min", 1), role=str(a.get("role", "approver")),
                                      independent=bool(a.get("independent", True)))
         metrics: dict[str, tuple[str, float]] = {}
+        if not isinstance(raw.get("metrics") or {}, dict):
+            raise _bad(f"{where}.metrics", "must map metric names to comparisons")
         for name, expr in (raw.get("metrics") or {}).items():
             m = _COMPARISON.match(str(expr))
             if not m:
@@ -235,12 +242,20 @@ def parse_policy(text: str, *, version: int = 0) -> PromotionPolicy:
             r = raw["regression"]
             if not isinstance(r, dict) or "metric" not in r:
                 raise _bad(f"{where}.regression", "needs metric and epsilon")
-            regression = (str(r["metric"]), float(r.get("epsilon", 0.0)))
+            try:
+                epsilon = float(r.get("epsilon", 0.0))
+            except (TypeError, ValueError):
+                raise _bad(f"{where}.regression.epsilon", "must be a number") from None
+            regression = (str(r["metric"]), epsilon)
         inputs = raw.get("inputs") or {}
         if not isinstance(inputs, dict) or set(inputs) - {"namespaces", "names"}:
             raise _bad(f"{where}.inputs", "may hold namespaces and names")
+        for key in ("namespaces", "names"):
+            listed = inputs.get(key) or []
+            if not isinstance(listed, list) or not all(isinstance(x, str) for x in listed):
+                raise _bad(f"{where}.inputs.{key}", "must be a list of names")
         evidence = raw.get("evidence") or []
-        if not isinstance(evidence, list):
+        if not isinstance(evidence, list) or not all(isinstance(e, str) for e in evidence):
             raise _bad(f"{where}.evidence", "must be a list of report kinds")
         rules.append(Rule(namespace=str(match.get("namespace", "*")),
                           model=str(match.get("model", "*")), alias=str(match.get("alias", "*")),
