@@ -29,7 +29,7 @@ from chainproof.lineage.graph import LineageGraph
 from chainproof.records.assets import AssetKind, AssetVersion
 from chainproof.records.names import DEFAULT_NAMESPACE
 from chainproof.records.steps import OutputSpec, Step, StepStatus, now
-from chainproof.service import media_type_for
+from chainproof.service import AddResult, StepResult, media_type_for
 from chainproof.workflows import Workflows
 
 
@@ -137,18 +137,6 @@ class RemoteLoaded:
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.data, "path": str(self.path), "checks": self.checks}
-
-
-@dataclass
-class AddResult:
-    version: AssetVersion
-    created: bool
-
-
-@dataclass
-class StepResult:
-    step: Step
-    outputs: list[AssetVersion]
 
 
 def _version(d: dict[str, Any]) -> AssetVersion:
