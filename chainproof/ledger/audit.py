@@ -349,33 +349,46 @@ class _Replay:
         self.problem = problem
         self.versions: dict[tuple[str, str, int], tuple[int, dict[str, Any]]] = {}
         self.steps: dict[str, tuple[int, dict[str, Any]]] = {}
-        # Simple one-row-per-entry tables: (action, key field) -> {key: (seq, detail)}.
-        self.rows: dict[str, dict[Any, tuple[int, dict[str, Any]]]] = {
-            Action.IDENTITY_CREATE: {}, Action.KEY_REGISTER: {}, Action.ATTESTATION_ADD: {},
-            Action.TRUST_POLICY_SET: {}}
-        self.revocations: dict[str, tuple[int, dict[str, Any]]] = {}
         self.handlers: dict[str, Callable[[LogEntry], None]] = {
             Action.ASSET_VERSION_ADD: self._version,
             Action.STEP_RECORD: self._step,
-            Action.IDENTITY_CREATE: lambda e: self._row(e, "name"),
-            Action.KEY_REGISTER: lambda e: self._row(e, "keyid"),
-            Action.ATTESTATION_ADD: lambda e: self._row(e, "step_id"),
-            Action.TRUST_POLICY_SET: lambda e: self._row(e, "version"),
-            Action.KEY_REVOKE: self._revoke,
         }
+        # Every other table: name -> {key: (seq of the entry that made the row, its state)}.
         self.state: dict[str, dict[Any, tuple[int, dict[str, Any]]]] = {
-            name: {} for name in ("models", "model_versions", "aliases", "alias_history",
-                                  "policies", "requests", "reviews", "decisions", "tokens",
-                                  "grants", "namespaces")}
+            name: {} for name in ("identities", "keys", "attestations", "trust", "models",
+                                  "model_versions", "aliases", "alias_history", "policies",
+                                  "requests", "reviews", "decisions", "tokens", "grants",
+                                  "namespaces")}
 
-        def put(table: str, key_of: Callable[[dict[str, Any]], Any]) -> Callable[[LogEntry],
-                                                                                  None]:
+        def put(table: str, key_of: Callable[[dict[str, Any]], Any],
+                defaults: dict[str, Any] | None = None) -> Callable[[LogEntry], None]:
             def handler(entry: LogEntry) -> None:
                 key = key_of(entry.detail)
                 if table not in ("aliases", "grants", "namespaces") and key in self.state[table]:
                     self.problem(f"log entry {entry.seq} ({entry.action}) repeats {key!r}")
-                self.state[table][key] = (entry.seq, dict(entry.detail))
+                self.state[table][key] = (entry.seq, {**(defaults or {}), **entry.detail})
             return handler
+
+        def on_key_revoke(entry: LogEntry) -> None:
+            keyid = entry.detail["keyid"]
+            if keyid not in self.state["keys"]:
+                self.problem(f"log entry {entry.seq} revokes key {keyid[:16]}…, never "
+                             "registered")
+                return
+            seq, d = self.state["keys"][keyid]
+            if d["revoked_at"] is not None:
+                self.problem(f"log entry {entry.seq} revokes key {keyid[:16]}… a second time")
+            self.state["keys"][keyid] = (seq, {**d, "revoked_at": entry.detail["revoked_at"],
+                                               "revoked_reason": entry.detail["reason"]})
+
+        self.handlers.update({
+            Action.IDENTITY_CREATE: put("identities", lambda d: d["name"]),
+            Action.KEY_REGISTER: put("keys", lambda d: d["keyid"],
+                                     {"revoked_at": None, "revoked_reason": None}),
+            Action.KEY_REVOKE: on_key_revoke,
+            Action.ATTESTATION_ADD: put("attestations", lambda d: d["step_id"]),
+            Action.TRUST_POLICY_SET: put("trust", lambda d: d["version"]),
+        })
 
         alias_state = put("aliases", lambda d: (d["model"], d["alias"]))
         alias_history = put("alias_history", lambda d: None)
@@ -438,7 +451,7 @@ class _Replay:
             Action.PROMOTION_APPROVE: review,
             Action.PROMOTION_REJECT: on_reject,
             Action.PROMOTION_DECISION: on_decision,
-            Action.TOKEN_CREATE: put("tokens", lambda d: d["id"]),
+            Action.TOKEN_CREATE: put("tokens", lambda d: d["id"], {"revoked_at": None}),
             Action.TOKEN_REVOKE: on_token_revoke,
             Action.ROLE_GRANT: grant,
             Action.ROLE_REVOKE: on_role_revoke,
@@ -456,21 +469,6 @@ class _Replay:
         if key in self.versions:
             self.problem(f"log entry {entry.seq} adds {key[0]}/{key[1]}@{key[2]} a second time")
         self.versions[key] = (entry.seq, d)
-
-    def _row(self, entry: LogEntry, key_field: str) -> None:
-        table = self.rows[entry.action]
-        key = entry.detail[key_field]
-        if key in table:
-            self.problem(f"log entry {entry.seq} ({entry.action}) repeats {key_field} {key!r}")
-        table[key] = (entry.seq, entry.detail)
-
-    def _revoke(self, entry: LogEntry) -> None:
-        keyid = entry.detail["keyid"]
-        if keyid not in self.rows[Action.KEY_REGISTER]:
-            self.problem(f"log entry {entry.seq} revokes key {keyid[:16]}…, never registered")
-        if keyid in self.revocations:
-            self.problem(f"log entry {entry.seq} revokes key {keyid[:16]}… a second time")
-        self.revocations[keyid] = (entry.seq, entry.detail)
 
     def _step(self, entry: LogEntry) -> None:
         d = entry.detail
@@ -550,12 +548,12 @@ class _Replay:
             if sid not in seen_steps:
                 problem(f"log entry {seq} records step {sid}, which is missing from the "
                         "database (deleted)")
-        self._compare_simple(session, problem, counts)
-        self._compare_registry(session, problem, counts)
+        self._compare_tables(session, problem, counts)
         return counts
 
-    def _compare_registry(self, session: Session, problem: Callable[[str], None],
-                          counts: dict[str, int]) -> None:
+    def _compare_tables(self, session: Session, problem: Callable[[str], None],
+                        counts: dict[str, int]) -> None:
+        """Every remaining table, row by row, against the state the log rebuilds."""
         def sha(text_: str) -> str:
             return "sha256:" + hashlib.sha256(text_.encode()).hexdigest()
 
@@ -563,6 +561,20 @@ class _Replay:
             select(ModelRow)).scalars()}
         requests = {r.id: r for r in session.execute(select(PromotionRequestRow)).scalars()}
         tables: list[tuple[str, str, Any, Callable[[Any], tuple[Any, int, dict[str, Any]]]]] = [
+            ("identities", "identity", IdentityRow, lambda r: (r.name, r.log_seq, {
+                "kind": r.kind, "created_at": r.created_at, "created_by": r.created_by})),
+            ("keys", "key", KeyRow, lambda r: (r.keyid, r.log_seq, {
+                "identity": r.identity, "public_pem": r.public_pem,
+                "registered_at": r.registered_at, "registered_by": r.registered_by,
+                "revoked_at": r.revoked_at, "revoked_reason": r.revoked_reason})),
+            ("attestations", "attestation of step", AttestationRow, lambda r: (
+                r.step_id, r.log_seq, {
+                    "predicate_type": r.predicate_type, "payload_digest": r.payload_digest,
+                    "keyid": r.keyid, "envelope_digest": sha(r.envelope),
+                    "created_at": r.created_at, "created_by": r.created_by})),
+            ("trust", "trust policy version", TrustPolicyRow, lambda r: (r.version, r.log_seq, {
+                "digest": r.digest, "document": r.document, "set_at": r.set_at,
+                "set_by": r.set_by})),
             ("models", "model", ModelRow, lambda r: ((r.namespace, r.name), r.log_seq, {
                 "namespace": r.namespace, "name": r.name, "created_at": r.created_at,
                 "created_by": r.created_by})),
@@ -623,7 +635,7 @@ class _Replay:
                     continue
                 seq, detail = found
                 for name, value in actual.items():
-                    want = detail.get(name, None if name == "revoked_at" else value)
+                    want = detail.get(name)
                     if want != value:
                         problem(f"{label} {key}: {name} is {value!r} in the database but "
                                 f"{want!r} in log entry {seq}")
@@ -634,62 +646,6 @@ class _Replay:
                 if key not in seen:
                     problem(f"log entry {seq}: {label} {key} is missing from the database "
                             "(deleted)")
-
-    def _compare_simple(self, session: Session, problem: Callable[[str], None],
-                        counts: dict[str, int]) -> None:
-        import hashlib
-
-        def envelope_digest(text: str) -> str:
-            return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
-
-        tables: list[tuple[str, Any, str, str, Callable[[Any], dict[str, Any]]]] = [
-            (Action.IDENTITY_CREATE, IdentityRow, "name", "identity",
-             lambda r: {"name": r.name, "kind": r.kind, "created_at": r.created_at,
-                        "created_by": r.created_by}),
-            (Action.KEY_REGISTER, KeyRow, "keyid", "key",
-             lambda r: {"keyid": r.keyid, "identity": r.identity, "public_pem": r.public_pem,
-                        "registered_at": r.registered_at, "registered_by": r.registered_by}),
-            (Action.ATTESTATION_ADD, AttestationRow, "step_id", "attestation of step",
-             lambda r: {"step_id": r.step_id, "predicate_type": r.predicate_type,
-                        "payload_digest": r.payload_digest, "keyid": r.keyid,
-                        "envelope_digest": envelope_digest(r.envelope),
-                        "created_at": r.created_at, "created_by": r.created_by}),
-            (Action.TRUST_POLICY_SET, TrustPolicyRow, "version", "trust policy version",
-             lambda r: {"version": r.version, "digest": r.digest, "document": r.document,
-                        "set_at": r.set_at, "set_by": r.set_by}),
-        ]
-        for action, model, key_field, label, extract in tables:
-            logged = self.rows[action]
-            seen = set()
-            for row in session.execute(select(model)).scalars():
-                counts[model.__tablename__] = counts.get(model.__tablename__, 0) + 1
-                actual = extract(row)
-                key = actual[key_field]
-                seen.add(key)
-                found = logged.get(key)
-                if found is None:
-                    problem(f"{label} {key} has no log entry: it was written to the database "
-                            "directly")
-                    continue
-                seq, detail = found
-                for name, value in actual.items():
-                    if detail.get(name) != value:
-                        problem(f"{label} {key}: {name} differs from log entry {seq}")
-                if row.log_seq != seq:
-                    problem(f"{label} {key}: points at log entry {row.log_seq}, but was "
-                            f"logged as {seq}")
-                if model is KeyRow:
-                    revoked = self.revocations.get(key)
-                    now_state = (row.revoked_at, row.revoked_reason)
-                    want = ((revoked[1]["revoked_at"], revoked[1]["reason"]) if revoked
-                            else (None, None))
-                    if now_state != want:
-                        problem(f"key {key}: its revocation state differs from the log "
-                                f"({'revoked' if revoked else 'never revoked'} there)")
-            for key, (seq, _) in logged.items():
-                if key not in seen:
-                    problem(f"log entry {seq} adds {label} {key}, which is missing from the "
-                            "database (deleted)")
 
 
 def _full(ref: str) -> str:

@@ -161,7 +161,6 @@ def _check_approvals(cp: Chainproof, session: Any, target: AliasRow, model: Any,
     request = session.get(PromotionRequestRow, row.request_id)
     if request is None:
         raise UnapprovedModelError(f"the request behind decision {row.id} is missing")
-    policy, _ = registry.current_policy(session)
     gate = registry.evaluate_gate(cp, session, model, request.version, request.alias, request)
     approvals = [o for o in gate.outcomes if o.rule == "approvals"]
     if approvals and not approvals[0].passed:
@@ -170,7 +169,6 @@ def _check_approvals(cp: Chainproof, session: Any, target: AliasRow, model: Any,
                                    hint="an approval was revoked, replayed or edited")
     if approvals:
         checks.append(f"approvals verify: {approvals[0].detail}")
-    del policy
 
 
 def _check_scan(cp: Chainproof, asset_ref: str, digest: str) -> None:

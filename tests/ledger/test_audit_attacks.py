@@ -251,3 +251,33 @@ def _rebuild_nodes(cp: Chainproof) -> None:
             conn.execute(text("INSERT INTO log_nodes (id, hash) VALUES (:k, :h)"),
                          {"k": node_key(lvl, idx), "h": h})
     assert frontier_positions(len(leaves)) is not None
+
+
+def test_unrevoked_key_is_detected(cp: Chainproof, tmp_path: Path) -> None:
+    """An attacker clears a key's revocation to make its later signatures look valid."""
+    from chainproof import identities
+
+    key = tmp_path / "k.pem"
+    identities.generate_key_file(key)
+    cp.create_identity("svc-x", "service")
+    keyid = cp.register_key("svc-x", identities.public_path(key).read_bytes())
+    cp.revoke_key(keyid, "laptop stolen")
+    verify(cp)
+    sql(cp, "UPDATE signing_keys SET revoked_at = NULL, revoked_reason = NULL WHERE keyid = :k",
+        k=keyid)
+    assert f"key {keyid}: revoked_at is None in the database but" in problems(cp)
+
+
+def test_swapped_attestation_envelope_is_detected(cp: Chainproof, tmp_path: Path) -> None:
+    import chainproof as cpkg
+
+    (tmp_path / "a.csv").write_text("a\n")
+    cp.add(tmp_path / "a.csv", kind="dataset", name="a")
+    for n in (1, 2):
+        (tmp_path / f"m{n}.bin").write_text(f"m{n}")
+        with cpkg.step("train", inputs=["a@1"], connection=cp) as s:
+            s.output(tmp_path / f"m{n}.bin", kind="model", name=f"m{n}")
+    first, second = (r[0] for r in sql(cp, "SELECT step_id FROM attestations ORDER BY log_seq"))
+    sql(cp, "UPDATE attestations SET envelope = (SELECT envelope FROM attestations WHERE "
+            "step_id = :a) WHERE step_id = :b", a=first, b=second)
+    assert f"attestation of step {second}: envelope_digest is" in problems(cp)
