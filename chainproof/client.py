@@ -343,10 +343,7 @@ class RemoteChainproof(Workflows):
                          created_by="") for r in refs]
 
     def verify_chain(self, ref: str) -> RemoteChainReport:
-        try:
-            return RemoteChainReport(self._call("GET", f"/v1/verify/{ref}"))
-        except errors.ProvenanceError:
-            raise
+        return RemoteChainReport(self._call("GET", f"/v1/verify/{ref}"))
 
     def export_attestations(self, ref: str) -> list[str]:
         return list(self._call("GET", f"/v1/attestations/{ref}"))

@@ -38,7 +38,6 @@ from chainproof.errors import (
     DigestMismatchError,
     InvalidReferenceError,
     OverrideNotAllowedError,
-    ProvenanceError,
     ScanRequiredError,
     UnapprovedModelError,
 )
@@ -103,10 +102,7 @@ def load_verified(cp: Chainproof, ref: str, *, allow_override: bool = False,
                         allow_override=allow_override)
         if not target.override:
             _check_approvals(cp, session, target, model, checks)
-    try:
-        chain = cp.verify_chain(asset_ref)
-    except ProvenanceError:
-        raise
+    chain = cp.verify_chain(asset_ref)
     checks.append(f"provenance chain of {len(chain.links)} links verifies")
     if require_scan:
         _check_scan(cp, asset_ref, mv.digest)
