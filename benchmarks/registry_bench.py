@@ -5,10 +5,12 @@
 One operation is the workload MLflow's REST API supports too, run by one sequential client on a
 keep-alive connection, both servers on SQLite on this machine in the same run:
 
-1. create a model version with its bytes: chainproof uploads the bytes (PUT /v1/blobs, re-hashed
-   by the server), registers them as an asset (POST /v1/assets, as a trainer of an EXPERIMENT
-   namespace) and as a model version (POST /v1/model-versions); MLflow uploads the same bytes as
-   a run artifact (mlflow-artifacts proxy) and creates a model version whose source is that run;
+1. create a model version with its bytes: chainproof uploads the bytes (PUT /v1/blobs, hashed
+   as they arrive) and registers them (POST /v1/model-versions with the digest, as a trainer of
+   an EXPERIMENT namespace): one transaction re-hashes the stored blob, adds the model asset
+   version and pins it as the model's next version, with two log entries and one checkpoint;
+   MLflow uploads the same bytes as a run artifact (mlflow-artifacts proxy) and creates a model
+   version whose source is that run. Two calls each;
 2. point the unprotected alias ``candidate`` at it (no approval in an experiment namespace);
 3. resolve the alias and check that it points at the new version.
 
@@ -123,11 +125,8 @@ def bench_chainproof(ops: int) -> float:
             digest = "sha256:" + hashlib.sha256(data).hexdigest()
             _ok(http.put(f"/v1/blobs/{digest}", content=data,
                          headers={"Content-Type": "application/octet-stream"}))
-            asset = _ok(http.post("/v1/assets", json={
-                "namespace": NAMESPACE, "name": "bench-weights", "kind": "model",
-                "digest": digest}))["ref"]
-            version = _ok(http.post("/v1/model-versions",
-                                    json={"model": model, "asset": asset}))["version"]
+            version = _ok(http.post("/v1/model-versions", json={
+                "model": model, "digest": digest, "asset_name": "bench-weights"}))["version"]
             _ok(http.put("/v1/aliases", json={"model": model, "version": version,
                                               "alias": ALIAS}))
             resolved = _ok(http.get(f"/v1/aliases/{model}", params={"alias": ALIAS}))

@@ -29,7 +29,7 @@ from chainproof.lineage.graph import LineageGraph
 from chainproof.records.assets import AssetKind, AssetVersion
 from chainproof.records.names import DEFAULT_NAMESPACE
 from chainproof.records.steps import OutputSpec, Step, StepStatus, now
-from chainproof.service import AddResult, StepResult, media_type_for
+from chainproof.service import AddResult, RegisteredVersion, StepResult, media_type_for
 from chainproof.workflows import Workflows
 
 
@@ -448,6 +448,23 @@ class RemoteChainproof(Workflows):
     def register_model_version(self, model: str, asset_ref: str) -> int:
         return int(self._call("POST", "/v1/model-versions",
                               json={"model": model, "asset": asset_ref})["version"])
+
+    def register_model_file(self, model: str, path: Path | str, *, asset_name: str | None = None,
+                            media_type: str | None = None) -> RegisteredVersion:
+        path = Path(path)
+        digest, _, is_dir = self._upload(path)
+        return self.register_model_stored(model, digest=digest, asset_name=asset_name,
+                                          media_type=media_type or media_type_for(path, is_dir),
+                                          is_directory=is_dir)
+
+    def register_model_stored(self, model: str, *, digest: str, asset_name: str | None = None,
+                              media_type: str = "application/octet-stream",
+                              is_directory: bool = False) -> RegisteredVersion:
+        answer = self._call("POST", "/v1/model-versions", json={
+            "model": model, "digest": digest, "asset_name": asset_name,
+            "media_type": media_type, "is_directory": is_directory})
+        return RegisteredVersion(answer["model"], int(answer["version"]),
+                                 _version(answer["asset"]), bool(answer["asset_created"]))
 
     def set_alias(self, model: str, version: int, alias: str) -> None:
         self._call("PUT", "/v1/aliases", json={"model": model, "version": version,

@@ -89,6 +89,12 @@ class AuthenticationError(BadInputError):
     http_status = 401
 
 
+class TooLargeError(BadInputError):
+    """A request body or upload is larger than the server accepts."""
+
+    http_status = 413
+
+
 class MalformedFileError(BadInputError):
     """A file (model, dataset, bundle, envelope) cannot be parsed."""
 

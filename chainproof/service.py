@@ -5,6 +5,8 @@ their digest, so a crash leaves at worst an unreferenced blob and never a record
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import mimetypes
 import os
@@ -20,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import rfc8785
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, Insert, bindparam, func, insert, select
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session
@@ -51,6 +53,7 @@ from chainproof.db.tables import (
     StepInputRow,
     StepOutputRow,
     StepRow,
+    table,
 )
 from chainproof.digest import Manifest, digest_path, hash_bytes
 from chainproof.errors import (
@@ -131,7 +134,7 @@ class Transaction:
 
 
 @dataclass(frozen=True)
-class _StagedOutput:
+class StagedOutput:
     spec: OutputSpec
     digest: str
     size: int
@@ -168,6 +171,26 @@ class StepSubmission:
     environment: dict[str, Any]
     code_revision: dict[str, Any]
     error: str | None = None
+
+
+# Registering a version runs these on every add, step output and model upload; built once with
+# bind parameters they skip SQLAlchemy's per-call statement construction, and the inserts skip
+# the ORM's unit of work (they need nothing from it).
+_ASSET_BY_NAME = select(AssetRow.id, AssetRow.kind).where(
+    AssetRow.namespace == bindparam("namespace"), AssetRow.name == bindparam("name"))
+_VERSION_BY_DIGEST = select(AssetVersionRow.id).where(
+    AssetVersionRow.asset_id == bindparam("asset_id"),
+    AssetVersionRow.digest == bindparam("digest"))
+_LATEST_ASSET_VERSION = select(func.max(AssetVersionRow.version)).where(
+    AssetVersionRow.asset_id == bindparam("asset_id"))
+_INSERT_ASSET = insert(table(AssetRow))
+_INSERT_ASSET_VERSION = insert(table(AssetVersionRow))
+
+def _insert(session: Session, statement: Insert, values: dict[str, Any]) -> int:
+    """Run a Core insert in the session's transaction; the new row's integer key."""
+    key = session.connection().execute(statement, values).inserted_primary_key
+    assert key is not None
+    return int(key[0])
 
 
 #: The write transaction in progress in this context, keyed by its connection pool.
@@ -241,6 +264,16 @@ class AddResult:
     created: bool
 
 
+@dataclass(frozen=True)
+class RegisteredVersion:
+    """A model version registered from bytes, and the model asset version that holds them."""
+
+    model: str
+    version: int
+    asset: AssetVersion
+    asset_created: bool
+
+
 @dataclass
 class StepResult:
     step: Step
@@ -303,6 +336,19 @@ class Chainproof(Workflows):
                     identities.register_key(cp, tx, cp.identity, pem)
         return cp
 
+    def acting_as(self, identity: str, *, signing_key_path: Path | None = None) -> Chainproof:
+        """The same database, store and checkpoint key, acting as ``identity`` (the team server
+        makes one per request). Shares the engine's pool and the loaded checkpoint key, so it
+        costs no I/O; ``close`` belongs to the original."""
+        acting = copy.copy(self)
+        acting.settings = dataclasses.replace(self.settings, identity=identity,
+                                              signing_key_path=signing_key_path)
+        acting.identity = check_name(identity, what="identity")
+        acting._checkpoint_signer = self.checkpoint_signer
+        acting._stored_environment = None
+        acting._signer = None
+        return acting
+
     def close(self) -> None:
         self.engine.dispose()
 
@@ -338,9 +384,8 @@ class Chainproof(Workflows):
                     _ACTIVE.reset(token)
                 if appender.appended:
                     appender.flush_head()
-                    note = signer.sign(appender.size, appender.root())
-                    session.add(CheckpointRow(size=appender.size, root_hash=appender.root(),
-                                              note=note, created_at=tx.time))
+                    appender.record_checkpoint(signer.sign(appender.size, appender.root()),
+                                               tx.time)
         except PermissionDeniedError as exc:
             # The refused change was rolled back; the refusal itself is evidence (I3, I6).
             detail = getattr(exc, "detail", None)
@@ -354,9 +399,7 @@ class Chainproof(Workflows):
                                              object=f"namespace:{detail['namespace']}",
                                              detail=detail))
                     appender.flush_head()
-                    session.add(CheckpointRow(size=appender.size, root_hash=appender.root(),
-                                              note=signer.sign(appender.size, appender.root()),
-                                              created_at=time))
+                    appender.record_checkpoint(signer.sign(appender.size, appender.root()), time)
             raise
         except OperationalError as exc:
             raise DatabaseError(f"database error: {exc.orig}",
@@ -467,7 +510,7 @@ class Chainproof(Workflows):
         check_name(name)
         check_name(namespace, what="namespace")
         digest, size, is_dir = self._stage(path)
-        staged = _StagedOutput(OutputSpec(path, asset_kind, name, namespace), digest, size, is_dir,
+        staged = StagedOutput(OutputSpec(path, asset_kind, name, namespace), digest, size, is_dir,
                                media_type or media_type_for(path, is_dir))
         with self.transaction() as tx:
             self.require(tx.session, WRITE_PERMISSION[asset_kind], namespace,
@@ -482,26 +525,27 @@ class Chainproof(Workflows):
         asset_kind = AssetKind.parse(kind) if isinstance(kind, str) else kind
         check_name(name)
         check_name(namespace, what="namespace")
-        if is_directory:
-            manifest = Manifest.from_bytes(self.store.read_bytes(digest))
-            size = sum(e.size for e in manifest.entries)
-        else:
-            size = self.store.size(digest)
-        probe = AssetVersion(namespace=namespace, name=name, kind=asset_kind, version=0,
-                             digest=digest, size=size, media_type=media_type,
-                             is_directory=is_directory, created_at="", created_by="")
-        try:
-            self.verify_blob(probe)
-        except NotFoundError:
-            raise BadInputError(f"no blob {digest} in the store",
-                                hint="upload the bytes first (PUT /v1/blobs/DIGEST)") from None
-        staged = _StagedOutput(OutputSpec(Path(name), asset_kind, name, namespace), digest, size,
-                               is_directory, media_type)
+        size = self._uploaded_size(digest, is_directory)
+        staged = StagedOutput(OutputSpec(Path(name), asset_kind, name, namespace), digest, size,
+                              is_directory, media_type)
         with self.transaction() as tx:
             self.require(tx.session, WRITE_PERMISSION[asset_kind], namespace,
                          f"add {asset_kind.value} assets")
             version, created, _ = self._register(tx, staged, namespace, producer=None)
         return AddResult(version, created)
+
+    def _uploaded_size(self, digest: str, is_directory: bool) -> int:
+        """Re-hash uploaded bytes in the store (a directory: its manifest and every file)."""
+        try:
+            if is_directory:
+                manifest = Manifest.from_bytes(self.store.read_bytes(digest))
+                for entry in manifest.entries:
+                    self._verify_stored(f"sha256:{entry.digest}")
+                return sum(e.size for e in manifest.entries)
+            return self.store.verify(digest)
+        except NotFoundError:
+            raise BadInputError(f"no blob {digest} in the store",
+                                hint="upload the bytes first (PUT /v1/blobs/DIGEST)") from None
 
     def readable_anywhere(self) -> bool:
         """Whether the identity may read at least one namespace (the gate for raw blobs)."""
@@ -510,39 +554,45 @@ class Chainproof(Workflows):
                 session, g[1]) if g[1] != grants.GLOBAL else NamespaceMode.GOVERNED)
                 for g in grants.grants_of(session, self.identity))
 
-    def _register(self, tx: Transaction, staged: _StagedOutput, namespace: str,
+    def _register(self, tx: Transaction, staged: StagedOutput, namespace: str,
                   producer: str | None) -> tuple[AssetVersion, bool, int]:
         session = tx.session
         spec = staged.spec
-        asset = session.execute(
-            select(AssetRow).where(AssetRow.namespace == namespace, AssetRow.name == spec.name)
-        ).scalar_one_or_none()
+        asset = session.execute(_ASSET_BY_NAME, {"namespace": namespace, "name": spec.name}
+                                ).one_or_none()
         if asset is None:
-            asset = AssetRow(namespace=namespace, name=spec.name, kind=spec.kind.value)
-            session.add(asset)
-            session.flush()
+            asset_id = _insert(session, _INSERT_ASSET, {"namespace": namespace,
+                                                        "name": spec.name,
+                                                        "kind": spec.kind.value})
         elif asset.kind != spec.kind.value:
             raise ConflictError(
                 f"asset {namespace}/{spec.name} is a {asset.kind}, not a {spec.kind.value}",
                 hint="use another name, or the asset's own kind",
             )
-        existing = session.execute(
-            select(AssetVersionRow).where(AssetVersionRow.asset_id == asset.id,
-                                          AssetVersionRow.digest == staged.digest)
-        ).scalar_one_or_none()
+        else:
+            asset_id = asset.id
+        existing = session.execute(_VERSION_BY_DIGEST, {"asset_id": asset_id,
+                                                        "digest": staged.digest}).scalar()
         if existing is not None:
-            return queries.version_from_row(existing, asset), False, existing.id
-        latest = session.execute(
-            select(func.max(AssetVersionRow.version)).where(AssetVersionRow.asset_id == asset.id)
-        ).scalar_one()
-        row = AssetVersionRow(asset_id=asset.id, version=(latest or 0) + 1, digest=staged.digest,
-                              size=staged.size, media_type=staged.media_type,
-                              is_directory=staged.is_directory, created_at=tx.time,
-                              created_by=tx.actor, producer_step=producer,
-                              log_seq=tx.appender.size)
-        session.add(row)
-        version = queries.version_from_row(row, asset)
-        tx.log(Action.ASSET_VERSION_ADD, f"asset:{version.namespace}/{version.name}@{row.version}",
+            row, asset_row = self._find_by_id(session, existing)
+            return queries.version_from_row(row, asset_row), False, existing
+        latest = session.execute(_LATEST_ASSET_VERSION, {"asset_id": asset_id}).scalar_one()
+        version = AssetVersion(namespace=namespace, name=spec.name, kind=spec.kind,
+                               version=(latest or 0) + 1, digest=staged.digest, size=staged.size,
+                               media_type=staged.media_type, is_directory=staged.is_directory,
+                               created_at=tx.time, created_by=tx.actor, producer_step=producer)
+        try:
+            row_id = _insert(session, _INSERT_ASSET_VERSION, {
+                "asset_id": asset_id, "version": version.version, "digest": version.digest,
+                "size": version.size, "media_type": version.media_type,
+                "is_directory": version.is_directory, "created_at": version.created_at,
+                "created_by": version.created_by, "producer_step": producer,
+                "log_seq": tx.appender.size})
+        except IntegrityError:
+            raise ConflictError(f"{version.ref} was written concurrently",
+                                hint="retry the operation") from None
+        tx.log(Action.ASSET_VERSION_ADD, f"asset:{version.namespace}/{version.name}@"
+               f"{version.version}",
                digests={"content": staged.digest},
                detail={"namespace": version.namespace, "name": version.name,
                        "kind": version.kind.value, "version": version.version,
@@ -550,12 +600,15 @@ class Chainproof(Workflows):
                        "media_type": version.media_type, "is_directory": version.is_directory,
                        "created_at": version.created_at, "created_by": version.created_by,
                        "producer_step": producer})
-        try:
-            session.flush()
-        except IntegrityError:
-            raise ConflictError(f"{version.ref} was written concurrently",
-                                hint="retry the operation") from None
-        return version, True, row.id
+        return version, True, row_id
+
+    @staticmethod
+    def _find_by_id(session: Session, version_id: int) -> tuple[AssetVersionRow, AssetRow]:
+        row = session.get(AssetVersionRow, version_id)
+        assert row is not None
+        asset = session.get(AssetRow, row.asset_id)
+        assert asset is not None
+        return row, asset
 
     # --- steps -----------------------------------------------------------------------------------
 
@@ -638,7 +691,7 @@ class Chainproof(Workflows):
             produced: list[AssetVersion] = []
             output_refs: list[dict[str, Any]] = []
             for out in outputs:
-                staged = _StagedOutput(OutputSpec(Path(out.name), out.kind, out.name,
+                staged = StagedOutput(OutputSpec(Path(out.name), out.kind, out.name,
                                                   out.namespace), out.digest, out.size,
                                        out.is_directory, out.media_type)
                 version, created, version_id = self._register(
@@ -823,9 +876,7 @@ class Chainproof(Workflows):
             self._verify_stored(version.digest)
 
     def _verify_stored(self, digest: str) -> None:
-        # Fetching re-hashes the bytes and refuses a mismatch (the store's own check, I1).
-        with tempfile.TemporaryDirectory(prefix="chainproof-verify-") as scratch:
-            self.store.fetch(digest, Path(scratch) / "blob")
+        self.store.verify(digest)  # re-hashes the bytes and refuses a mismatch (I1)
 
     def verify(self, ref: str | None = None) -> list[AssetVersion]:
         """Re-hash stored bytes of one version or of all; raise listing every mismatch."""
@@ -1026,6 +1077,35 @@ class Chainproof(Workflows):
         with self.transaction() as tx:
             return registry.register_version(self, tx, model, asset_ref)
 
+    def register_model_file(self, model: str, path: Path | str, *, asset_name: str | None = None,
+                            media_type: str | None = None) -> RegisteredVersion:
+        """Store a model file (or directory) and make it ``model``'s next version in one
+        transaction: the model asset version (named after the model unless ``asset_name``) and
+        the registry version are logged together or not at all."""
+        path = Path(path)
+        digest, size, is_dir = self._stage(path)
+        return self._register_model_bytes(model, digest, size, is_dir,
+                                          media_type or media_type_for(path, is_dir), asset_name)
+
+    def register_model_stored(self, model: str, *, digest: str, asset_name: str | None = None,
+                              media_type: str = "application/octet-stream",
+                              is_directory: bool = False) -> RegisteredVersion:
+        """``register_model_file`` for bytes a client already uploaded (re-hashed first)."""
+        size = self._uploaded_size(digest, is_directory)
+        return self._register_model_bytes(model, digest, size, is_directory, media_type,
+                                          asset_name)
+
+    def _register_model_bytes(self, model: str, digest: str, size: int, is_directory: bool,
+                              media_type: str, asset_name: str | None) -> RegisteredVersion:
+        ref = parse_ref(model)
+        name = check_name(asset_name or ref.name)
+        staged = StagedOutput(OutputSpec(Path(name), AssetKind.MODEL, name, ref.namespace),
+                              digest, size, is_directory, media_type)
+        with self.transaction() as tx:
+            version, asset, created = registry.register_stored_version(self, tx, model, staged)
+        return RegisteredVersion(registry.model_label(ref.namespace, ref.name), version, asset,
+                                 created)
+
     def set_alias(self, model: str, version: int, alias: str) -> None:
         with self.transaction() as tx:
             registry.set_alias(self, tx, model, version, alias)
@@ -1142,14 +1222,9 @@ class Chainproof(Workflows):
 
     def resolve_alias(self, model: str, alias: str) -> dict[str, Any]:
         """Which version and digest an alias points at, and under which decision."""
+        self._read_check(parse_ref(model).namespace, f"read {model}@{alias}")
         with self.session() as session:
-            row, target = registry.resolve_alias(session, model, alias)
-            mv = registry._version(session, row, target.version)
-            return {"model": registry.model_label(row.namespace, row.name), "alias": alias,
-                    "version": target.version, "digest": target.digest,
-                    "asset": registry.asset_ref_of(session, mv), "override": target.override,
-                    "decision": target.decision_id, "moved_at": target.moved_at,
-                    "moved_by": target.moved_by}
+            return registry.alias_target(session, model, alias)
 
     def load_model(self, ref: str, *, allow_override: bool = False, dest: Path | None = None,
                    full_rehash: bool = False) -> Any:

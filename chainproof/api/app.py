@@ -12,26 +12,38 @@ registered, unrevoked key of the caller.
 
 from __future__ import annotations
 
+import asyncio
 import base64
-import dataclasses
+import contextvars
+import functools
 import hashlib
+import inspect
 import os
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Annotated, Any
 
+import orjson
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi import Path as PathParam
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field, model_validator
 from sqlalchemy.exc import DataError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chainproof.access import grants
 from chainproof.digest import parse_digest
-from chainproof.errors import BadInputError, ChainproofError, DatabaseError, NotFoundError
+from chainproof.errors import (
+    BadInputError,
+    ChainproofError,
+    DatabaseError,
+    NotFoundError,
+    TooLargeError,
+)
 from chainproof.lineage.graph import step_dict, version_dict
 from chainproof.records.assets import AssetKind
 from chainproof.service import Chainproof, RemoteSignature, StepSubmission, StoredOutput
@@ -163,8 +175,22 @@ class ModelBody(_Body):
 
 
 class ModelVersionBody(_Body):
+    """Either ``asset`` (an existing model asset version) or ``digest`` (uploaded bytes, which
+    become a model asset version named ``asset_name``, by default the model's name)."""
+
     model: Name
-    asset: Name
+    asset: Name | None = None
+    digest: Name | None = None
+    asset_name: Name | None = None
+    media_type: Name = "application/octet-stream"
+    is_directory: bool = False
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelVersionBody:
+        if (self.asset is None) == (self.digest is None):
+            raise ValueError("give exactly one of 'asset' (NAME@VERSION) and 'digest' "
+                             "(uploaded bytes)")
+        return self
 
 
 class AliasBody(_Body):
@@ -197,17 +223,133 @@ class WitnessBody(_Body):
 # --- the app --------------------------------------------------------------------------------------
 
 
-class _BodyLimit(BaseHTTPMiddleware):
-    """Refuse oversized JSON bodies before they are read (blobs stream with their own limit)."""
+class _BodyLimit:
+    """Refuse oversized bodies: at once when Content-Length says so, otherwise (chunked
+    uploads) as soon as the bytes received pass the limit. Blobs have their own, larger limit.
 
-    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
-        length = request.headers.get("content-length")
-        limit = MAX_BLOB if request.url.path.startswith("/v1/blobs/") else MAX_JSON_BODY
+    Plain ASGI rather than Starlette's ``BaseHTTPMiddleware``, which costs a task and a memory
+    stream per request on the hot path of every call."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = MAX_BLOB if scope["path"].startswith("/v1/blobs/") else MAX_JSON_BODY
+        length = next((v for k, v in scope["headers"] if k == b"content-length"), None)
         if length is not None and (not length.isdigit() or int(length) > limit):
-            return JSONResponse({"error": "BadInputError",
-                                 "message": f"request body larger than {limit} bytes",
-                                 "hint": "split the request", "problems": []}, status_code=413)
-        return await call_next(request)
+            await _too_large(limit)(scope, receive, send)
+            return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise TooLargeError(f"request body larger than {limit} bytes",
+                                        hint="split the request")
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+def _too_large(limit: int) -> JSONResponse:
+    return JSONResponse({"error": "TooLargeError",
+                         "message": f"request body larger than {limit} bytes",
+                         "hint": "split the request", "problems": []}, status_code=413)
+
+
+class _PendingCaller:
+    """A request's bearer token, not yet checked. The ``Caller`` dependency returns it without
+    touching the database (on the event loop); the token is checked in the worker thread that
+    runs the endpoint, before the endpoint runs, so a request costs one thread hop, not two."""
+
+    def __init__(self, base: Chainproof, token: str) -> None:
+        self._base = base
+        self._token = token
+
+    def authenticate(self) -> Chainproof:
+        """The service acting as the token's identity; AuthenticationError (401) otherwise."""
+        with self._base.engine.connect() as connection:
+            identity = grants.authenticate(connection, self._token)
+        return self._base.acting_as(identity)
+
+
+async def _caller(authorization: Annotated[str | None, Header()] = None,
+                  *, request: Request) -> _PendingCaller:
+    return _PendingCaller(request.app.state.base,
+                          (authorization or "").removeprefix("Bearer ").strip())
+
+
+#: A synchronous endpoint's caller: authenticated before the endpoint body runs.
+Caller = Annotated[Chainproof, Depends(_caller)]
+#: An asynchronous endpoint's caller: it must ``await _authenticated(caller)`` first.
+PendingCaller = Annotated[_PendingCaller, Depends(_caller)]
+
+
+def _call_authenticated(endpoint: Callable[..., Any], arguments: dict[str, Any]) -> Any:
+    resolved = {name: value.authenticate() if isinstance(value, _PendingCaller) else value
+                for name, value in arguments.items()}
+    return endpoint(**resolved)
+
+
+async def _authenticated(caller: _PendingCaller) -> Chainproof:
+    return await _in_worker(caller.authenticate)
+
+
+async def _in_worker(function: Callable[..., Any], *args: Any) -> Any:
+    context = contextvars.copy_context()
+    return await asyncio.get_running_loop().run_in_executor(
+        _WORKERS, functools.partial(context.run, function, *args))
+
+
+# Blocking work (database, object store, hashing) runs here, off the event loop. Sized like
+# Starlette's default thread pool.
+_WORKERS = ThreadPoolExecutor(max_workers=40, thread_name_prefix="chainproof-api")
+
+
+def _run_in_worker(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(endpoint)
+    async def run(**arguments: Any) -> Any:
+        return await _in_worker(_call_authenticated, endpoint, arguments)
+
+    return run
+
+
+class _Route(APIRoute):
+    """How every endpoint runs.
+
+    * Synchronous endpoints run in a worker thread together with their caller's
+      authentication (FastAPI would spend one thread hop on the dependency and another on the
+      endpoint). An asynchronous endpoint may not take a ``Caller``: it takes a
+      ``PendingCaller`` and awaits ``_authenticated`` itself, which this class checks when the
+      route is declared.
+    * Endpoints return plain JSON-ready dicts and lists: no response model. With one (inferred
+      from ``-> dict[str, Any]``) FastAPI would validate every response against
+      ``dict[str, Any]``, in yet another thread hop, for nothing.
+    """
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        kwargs["response_model"] = None
+        if inspect.iscoroutinefunction(endpoint):
+            for name, parameter in inspect.signature(endpoint).parameters.items():
+                if parameter.annotation in ("Caller", Caller):
+                    raise TypeError(f"async endpoint {endpoint.__name__} takes {name}: Caller; "
+                                    "take a PendingCaller and await _authenticated(it)")
+        else:
+            endpoint = _run_in_worker(endpoint)
+        super().__init__(path, endpoint, **kwargs)
+
+
+class _JSON(JSONResponse):
+    """JSON bodies rendered by orjson (several times faster than the standard library)."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
 
 
 def _safe(text: str | None) -> str | None:
@@ -220,21 +362,6 @@ def _error(exc: ChainproofError) -> JSONResponse:
                          "hint": _safe(exc.hint),
                          "problems": [_safe(p) for p in getattr(exc, "problems", [])]},
                         status_code=exc.http_status)
-
-
-def _caller(request: Request, authorization: Annotated[str | None, Header()] = None
-            ) -> Chainproof:
-    """The request's identity, from its bearer token; the service acts as that identity."""
-    base: Chainproof = request.app.state.base
-    token = (authorization or "").removeprefix("Bearer ").strip()
-    with base.session() as session:
-        identity = grants.authenticate(session, token)
-    acting = dataclasses.replace(base.settings, identity=identity, signing_key_path=None)
-    return Chainproof(acting, base.engine, base.store)
-
-
-# Module level, so that FastAPI can resolve the (string) annotation.
-Caller = Annotated[Chainproof, Depends(_caller)]
 
 
 def _gate_after_commit(cp: Chainproof, request_id: str) -> dict[str, Any]:
@@ -260,7 +387,8 @@ def create_app(settings: Settings) -> FastAPI:
 
     app = FastAPI(title="chainproof", version="1",
                   description="Signed, tamper-evident provenance for the ML pipeline.",
-                  lifespan=lifespan)  # type: ignore[arg-type]
+                  lifespan=lifespan, default_response_class=_JSON)  # type: ignore[arg-type]
+    app.router.route_class = _Route
     app.add_middleware(_BodyLimit)
     app.exception_handler(ChainproofError)(lambda _r, exc: _error(exc))
     # Reads outside a write transaction reach the driver directly: map its refusals too.
@@ -286,9 +414,10 @@ def create_app(settings: Settings) -> FastAPI:
     # --- blobs ------------------------------------------------------------------------------------
 
     @app.put("/v1/blobs/{digest}", status_code=201)
-    async def put_blob(digest: str, request: Request, cp: Caller) -> dict[str, Any]:
+    async def put_blob(digest: str, request: Request, caller: PendingCaller) -> dict[str, Any]:
         """Upload bytes; stored only if they hash to ``digest`` (streamed, size-limited)."""
         _, expected = parse_digest(digest)
+        cp = await _authenticated(caller)
         hasher = hashlib.sha256()
         size = 0
         with tempfile.NamedTemporaryFile(prefix="chainproof-upload-", delete=False) as tmp:
@@ -296,14 +425,15 @@ def create_app(settings: Settings) -> FastAPI:
                 async for chunk in request.stream():
                     size += len(chunk)
                     if size > MAX_BLOB:
-                        raise BadInputError(f"blob larger than {MAX_BLOB} bytes")
+                        raise TooLargeError(f"blob larger than {MAX_BLOB} bytes",
+                                            hint="raise CHAINPROOF_MAX_BLOB_BYTES on the server")
                     hasher.update(chunk)
                     tmp.write(chunk)
                 tmp.close()
                 if hasher.hexdigest() != expected:
                     raise BadInputError(f"uploaded bytes hash to sha256:{hasher.hexdigest()}, "
                                         f"not {digest}", hint="upload the right bytes")
-                cp.store.put_file_expecting(Path(tmp.name), digest)
+                await _in_worker(cp.store.put_file_expecting, Path(tmp.name), digest)
             finally:
                 Path(tmp.name).unlink(missing_ok=True)
         return {"digest": digest, "size": size}
@@ -486,8 +616,16 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.post("/v1/model-versions", status_code=201)
     def register_version(body: ModelVersionBody, cp: Caller) -> dict[str, Any]:
-        return {"model": body.model, "version": cp.register_model_version(body.model,
-                                                                          body.asset)}
+        if body.asset is not None:
+            return {"model": body.model,
+                    "version": cp.register_model_version(body.model, body.asset)}
+        assert body.digest is not None
+        result = cp.register_model_stored(body.model, digest=body.digest,
+                                          asset_name=body.asset_name,
+                                          media_type=body.media_type,
+                                          is_directory=body.is_directory)
+        return {"model": result.model, "version": result.version,
+                "asset": version_dict(result.asset), "asset_created": result.asset_created}
 
     @app.get("/v1/models/{model:path}")
     def model_versions(model: str, cp: Caller) -> dict[str, Any]:

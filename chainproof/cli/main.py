@@ -914,12 +914,28 @@ def registry_create(model: Annotated[str, typer.Argument(help="[NAMESPACE/]MODEL
 
 
 @registry_app.command("register")
-def registry_register(model: Annotated[str, typer.Argument(help="[NAMESPACE/]MODEL")],
-                      asset: Annotated[str, typer.Argument(help="Model asset NAME@VERSION")],
-                      json_out: JsonOpt = False) -> None:
+def registry_register(
+        model: Annotated[str, typer.Argument(help="[NAMESPACE/]MODEL")],
+        asset: Annotated[str | None, typer.Argument(
+            help="Model asset NAME@VERSION (or use --file)")] = None,
+        file: Annotated[Path | None, typer.Option(
+            "--file", help="Store this model file or directory and register it, in one "
+                           "transaction")] = None,
+        asset_name: Annotated[str | None, typer.Option(
+            help="With --file: the model asset's name (default: the model's name)")] = None,
+        json_out: JsonOpt = False) -> None:
     """Pin a model asset version (by digest) as the model's next version."""
+    if (asset is None) == (file is None):
+        raise BadInputError("give either a model asset NAME@VERSION or --file PATH",
+                            hint="chainproof registry register fraud-model model.pkl@3, or "
+                                 "chainproof registry register fraud-model --file model.pkl")
     with _open() as cp:
-        version = cp.register_model_version(model, asset)
+        if file is not None:
+            result = cp.register_model_file(model, file, asset_name=asset_name)
+            version, asset = result.version, result.asset.ref
+        else:
+            assert asset is not None
+            version = cp.register_model_version(model, asset)
     if json_out:
         emit_json({"model": model, "version": version, "asset": asset})
         return

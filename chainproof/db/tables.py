@@ -3,6 +3,8 @@ so that a row compares byte-for-byte with what the audit log says it should be."
 
 from __future__ import annotations
 
+from typing import cast
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -11,6 +13,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    Table,
     Text,
     UniqueConstraint,
 )
@@ -19,6 +22,11 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 class Base(DeclarativeBase):
     pass
+
+
+def table(row: type[Base]) -> Table:
+    """The Core table behind a mapped class, for statements that bypass the ORM."""
+    return cast(Table, row.__table__)
 
 
 class AssetRow(Base):
@@ -91,12 +99,16 @@ class StepOutputRow(Base):
 
 
 class LogHeadRow(Base):
-    """One row: the log's size. Writers lock it, which serialises appends into one linear log."""
+    """One row: the log's size and frontier. Writers lock it, which serialises appends into one
+    linear log; the frontier (the hashes of the perfect subtrees that make up the tree, left
+    first, 32 bytes each) lets a writer append without reading any node. ``audit verify``
+    recomputes it from the entries."""
 
     __tablename__ = "log_head"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     size: Mapped[int] = mapped_column(BigInteger)
+    frontier: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
 
 
 class LogEntryRow(Base):

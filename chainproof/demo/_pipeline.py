@@ -193,9 +193,7 @@ class Demo:
             identities.generate_key_file(key)
             self.cp.create_identity(name, kind)
             self.cp.register_key(name, identities.public_path(key).read_bytes())
-            settings = dataclasses.replace(self.cp.settings, identity=name,
-                                           signing_key_path=key)
-            self.actors[name] = Chainproof(settings, self.cp.engine, self.cp.store)
+            self.actors[name] = self.cp.acting_as(name, signing_key_path=key)
         self.cp.set_trust_policy(TRUST_POLICY)
         if requires("roles"):
             for name, roles in ROLES.items():

@@ -62,6 +62,7 @@ from chainproof.ledger.log import (
     frontier_positions,
     iter_entries,
     node_key,
+    stored_frontier,
 )
 from chainproof.records.log import Action, LogEntry
 
@@ -215,6 +216,7 @@ def verify_log(session: Session, verifier: cpmod.CheckpointVerifier,
     root = tree.root(size)
 
     _check_nodes(session, tree, problem)
+    _check_head(session, tree, problem)
     checkpoint_size = _check_checkpoints(session, verifier, tree, problem)
     witnessed = _check_witnesses(witness_notes, verifier, tree, problem)
     rows = replay.compare(session, problem)
@@ -259,6 +261,24 @@ def _check_nodes(session: Session, tree: _Tree, problem: Callable[[str], None]) 
             elif have[index] != expected[index * 32:(index + 1) * 32]:
                 problem(f"stored tree node (level {level}, index {index}) does not match the "
                         "entries below it")
+
+
+def _check_head(session: Session, tree: _Tree, problem: Callable[[str], None]) -> None:
+    """The head's size and frontier are what the next append builds on: a forged frontier would
+    make every later node and checkpoint wrong, so it must match the entries now."""
+    head = stored_frontier(session)
+    if head is None:
+        if tree.size:
+            problem("the log has entries but no head row")
+        return
+    size, frontier = head
+    if size != tree.size:
+        problem(f"the log head says {size} entries, but {tree.size} are stored")
+        return
+    expected = b"".join(tree.node(lv, ix) for lv, ix in frontier_positions(tree.size))
+    if frontier is not None and frontier != expected:
+        problem("the log head's frontier does not match the tree recomputed from the entries "
+                "(the head row was edited)")
 
 
 def _check_checkpoints(session: Session, verifier: cpmod.CheckpointVerifier, tree: _Tree,

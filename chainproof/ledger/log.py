@@ -14,15 +14,30 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
-from chainproof.db.tables import LogEntryRow, LogHeadRow, LogNodeRow
+from chainproof.db.tables import CheckpointRow, LogEntryRow, LogHeadRow, LogNodeRow, table
 from chainproof.errors import LedgerIntegrityError
 from chainproof.ledger import merkle
 from chainproof.records.log import LogEntry
 
 NODE_INDEX_BITS = 40
+
+# Every write transaction runs these. Built once, with bind parameters, they skip SQLAlchemy's
+# per-call statement construction; the inserts target the tables (Core), not the ORM classes,
+# so a batch is one executemany with no unit-of-work bookkeeping.
+_LOCK_HEAD = select(LogHeadRow.size, LogHeadRow.frontier).where(
+    LogHeadRow.id == 1).with_for_update()
+_LEAVES = select(LogEntryRow.seq, LogEntryRow.leaf_hash).where(
+    LogEntryRow.seq.in_(bindparam("seqs", expanding=True)))
+_NODES = select(LogNodeRow.id, LogNodeRow.hash).where(
+    LogNodeRow.id.in_(bindparam("ids", expanding=True)))
+_INSERT_ENTRIES = insert(table(LogEntryRow))
+_INSERT_NODES = insert(table(LogNodeRow))
+_INSERT_CHECKPOINT = insert(table(CheckpointRow))
+_SET_HEAD = update(table(LogHeadRow)).where(table(LogHeadRow).c.id == 1).values(
+    size=bindparam("new_size"), frontier=bindparam("new_frontier"))
 
 
 def node_key(level: int, index: int) -> int:
@@ -65,14 +80,10 @@ class DatabaseNodes:
         leaves = [ix for lv, ix in wanted if lv == 0]
         keys = {node_key(lv, ix): (lv, ix) for lv, ix in wanted if lv > 0}
         if leaves:
-            for seq, digest in self._session.execute(
-                    select(LogEntryRow.seq, LogEntryRow.leaf_hash)
-                    .where(LogEntryRow.seq.in_(leaves))):
+            for seq, digest in self._session.execute(_LEAVES, {"seqs": leaves}):
                 self._cache[(0, seq)] = bytes(digest)
         if keys:
-            rows = self._session.execute(
-                select(LogNodeRow.id, LogNodeRow.hash).where(LogNodeRow.id.in_(list(keys))))
-            for key, digest in rows:
+            for key, digest in self._session.execute(_NODES, {"ids": list(keys)}):
                 self._cache[keys[key]] = bytes(digest)
 
     def node(self, level: int, index: int) -> bytes:
@@ -141,29 +152,47 @@ class LogAppender:
 
     def flush_head(self) -> None:
         """Write the buffered entries and nodes (bulk inserts) and the new head size."""
+        connection = self.session.connection()
         if self._entry_rows:
-            self.session.execute(insert(LogEntryRow), self._entry_rows)
+            connection.execute(_INSERT_ENTRIES, self._entry_rows)
             if self._node_rows:
-                self.session.execute(insert(LogNodeRow), self._node_rows)
+                connection.execute(_INSERT_NODES, self._node_rows)
             self._entry_rows, self._node_rows = [], []
-        self.session.execute(update(LogHeadRow).where(LogHeadRow.id == 1).values(size=self.size))
+        connection.execute(_SET_HEAD, {"new_size": self.size,
+                                       "new_frontier": b"".join(self.frontier)})
+
+    def record_checkpoint(self, note: str, time: str) -> None:
+        """Store the signed checkpoint (``note``) of the tree as it now stands."""
+        self.session.connection().execute(_INSERT_CHECKPOINT, {
+            "size": self.size, "root_hash": self.root(), "note": note, "created_at": time})
 
 
 def open_appender(session: Session) -> LogAppender:
     """Lock the log head for this transaction and load the frontier (one query)."""
-    head = session.execute(
-        select(LogHeadRow).where(LogHeadRow.id == 1).with_for_update()
-    ).scalar_one_or_none()
+    head = session.execute(_LOCK_HEAD).one_or_none()
     if head is None:
-        head = LogHeadRow(id=1, size=0)
-        session.add(head)
+        session.add(LogHeadRow(id=1, size=0, frontier=b""))
         session.flush()
-    size = head.size
+        size, stored = 0, b""
+    else:
+        size, stored = head.size, head.frontier
     nodes = DatabaseNodes(session)
     positions = frontier_positions(size)
-    nodes.prefetch(positions)
-    frontier = [nodes.node(level, index) for level, index in positions]
+    if stored is not None and len(stored) == 32 * len(positions):
+        frontier = [bytes(stored[i:i + 32]) for i in range(0, len(stored), 32)]
+    else:
+        # Written before the head kept its frontier (migration 0002): read it from the nodes
+        # once; this transaction's flush stores it.
+        nodes.prefetch(positions)
+        frontier = [nodes.node(level, index) for level, index in positions]
     return LogAppender(session=session, size=size, nodes=nodes, frontier=frontier)
+
+
+def stored_frontier(session: Session) -> tuple[int, bytes | None] | None:
+    """The head's (size, frontier) as stored, for ``audit verify`` to check."""
+    head = session.execute(select(LogHeadRow.size, LogHeadRow.frontier)).one_or_none()
+    return None if head is None else (head.size, None if head.frontier is None
+                                      else bytes(head.frontier))
 
 
 def log_size(session: Session) -> int:

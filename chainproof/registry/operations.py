@@ -9,6 +9,7 @@ for admins, need a reason, and are marked as overrides everywhere.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import uuid
 from collections.abc import Callable, Iterable
@@ -17,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 import yaml
-from sqlalchemy import func, select, text
+from sqlalchemy import bindparam, func, insert, select, text, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
 
 from chainproof.access import Permission
 from chainproof.access import grants as access
@@ -44,6 +46,7 @@ from chainproof.db.tables import (
     ModelVersionRow,
     PromotionPolicyRow,
     PromotionRequestRow,
+    table,
 )
 from chainproof.errors import (
     BadInputError,
@@ -67,7 +70,8 @@ from chainproof.registry.policy import (
 )
 
 if TYPE_CHECKING:
-    from chainproof.service import Chainproof, Transaction
+    from chainproof.records.assets import AssetVersion
+    from chainproof.service import Chainproof, StagedOutput, Transaction
 
 _REPORT_LIMIT = 5_000_000
 
@@ -83,10 +87,30 @@ def model_label(namespace: str, name: str) -> str:
 # --- models and versions --------------------------------------------------------------------------
 
 
+# The lookups every registry call makes, built once with bind parameters (an ad-hoc select()
+# is rebuilt and cache-keyed by SQLAlchemy on every call, which costs more than SQLite's work).
+_MODEL_BY_NAME = select(ModelRow).where(ModelRow.namespace == bindparam("namespace"),
+                                        ModelRow.name == bindparam("name"))
+_MODEL_VERSION = select(ModelVersionRow).where(ModelVersionRow.model_id == bindparam("model_id"),
+                                               ModelVersionRow.version == bindparam("version"))
+_LATEST_MODEL_VERSION = select(func.max(ModelVersionRow.version)).where(
+    ModelVersionRow.model_id == bindparam("model_id"))
+_LATEST_POLICY = select(PromotionPolicyRow.version, PromotionPolicyRow.document).order_by(
+    PromotionPolicyRow.version.desc()).limit(1)
+_ALIAS = select(AliasRow.version).where(AliasRow.model_id == bindparam("model_id"),
+                                        AliasRow.alias == bindparam("alias"))
+_INSERT_MODEL_VERSION = insert(table(ModelVersionRow))
+_INSERT_ALIAS = insert(table(AliasRow))
+_INSERT_ALIAS_HISTORY = insert(table(AliasHistoryRow))
+_UPDATE_ALIAS = update(table(AliasRow)).where(
+    table(AliasRow).c.model_id == bindparam("key_model_id"),
+    table(AliasRow).c.alias == bindparam("key_alias"))
+
+
 def find_model(session: Session, model: str) -> ModelRow:
     ref = parse_ref(model)
-    row = session.execute(select(ModelRow).where(ModelRow.namespace == ref.namespace,
-                                                 ModelRow.name == ref.name)).scalar_one_or_none()
+    row = session.execute(_MODEL_BY_NAME, {"namespace": ref.namespace, "name": ref.name}
+                          ).scalar_one_or_none()
     if row is None:
         raise NotFoundError(f"no registered model {model!r}",
                             hint="`chainproof registry create NAME` registers one")
@@ -111,26 +135,45 @@ def create_model(cp: Chainproof, tx: Transaction, model: str) -> ModelRow:
 
 
 def register_version(cp: Chainproof, tx: Transaction, model: str, asset_ref: str) -> int:
+    """Pin an existing model asset version as ``model``'s next version."""
     row = find_model(tx.session, model)
     cp.require(tx.session, Permission.WRITE_MODEL, row.namespace, "register model versions")
     version_row, asset = cp._find(tx.session, parse_ref(asset_ref, namespace=row.namespace))
     if asset.kind != AssetKind.MODEL.value:
         raise BadInputError(f"{asset_ref} is a {asset.kind}, not a model",
                             hint="register the model file as a model asset first")
-    latest = tx.session.execute(select(func.max(ModelVersionRow.version))
-                                .where(ModelVersionRow.model_id == row.id)).scalar_one() or 0
+    return _pin(tx, row, version_row.id, version_row.digest,
+                f"{asset.namespace}/{asset.name}@{version_row.version}")
+
+
+def register_stored_version(cp: Chainproof, tx: Transaction, model: str,
+                            staged: StagedOutput) -> tuple[int, AssetVersion, bool]:
+    """Register stored bytes as a model asset version (or find the version that holds exactly
+    these bytes) and pin it as ``model``'s next version: one transaction, two log entries.
+    Returns (model version, asset version, whether the asset version is new)."""
+    row = find_model(tx.session, model)
+    cp.require(tx.session, Permission.WRITE_MODEL, row.namespace, "register model versions")
+    if staged.spec.kind is not AssetKind.MODEL:
+        raise BadInputError(f"{staged.spec.name} is registered as a {staged.spec.kind.value}, "
+                            "not a model")
+    asset, created, version_row_id = cp._register(tx, staged, row.namespace, producer=None)
+    return (_pin(tx, row, version_row_id, asset.digest,
+                 f"{asset.namespace}/{asset.name}@{asset.version}"), asset, created)
+
+
+def _pin(tx: Transaction, row: ModelRow, asset_version_id: int, digest: str,
+         asset_label: str) -> int:
+    latest = tx.session.execute(_LATEST_MODEL_VERSION, {"model_id": row.id}).scalar_one() or 0
     version = latest + 1
-    full_asset = f"{asset.namespace}/{asset.name}@{version_row.version}"
-    tx.session.add(ModelVersionRow(model_id=row.id, version=version,
-                                   asset_version_id=version_row.id, digest=version_row.digest,
-                                   created_at=tx.time, created_by=tx.actor,
-                                   log_seq=tx.appender.size))
+    tx.session.execute(_INSERT_MODEL_VERSION, {
+        "model_id": row.id, "version": version, "asset_version_id": asset_version_id,
+        "digest": digest, "created_at": tx.time, "created_by": tx.actor,
+        "log_seq": tx.appender.size})
     tx.log(Action.MODEL_VERSION_ADD, f"model:{row.namespace}/{row.name}@{version}",
-           digests={"model": version_row.digest},
+           digests={"model": digest},
            detail={"model": f"{row.namespace}/{row.name}", "version": version,
-                   "asset": full_asset, "digest": version_row.digest, "created_at": tx.time,
+                   "asset": asset_label, "digest": digest, "created_at": tx.time,
                    "created_by": tx.actor})
-    tx.session.flush()
     return version
 
 
@@ -138,9 +181,8 @@ def _version(session: Session, model: ModelRow, version: int) -> ModelVersionRow
     if not 1 <= version <= MAX_VERSION:
         raise NotFoundError(f"{model_label(model.namespace, model.name)} has no version "
                             f"{version}", hint="versions run from 1")
-    row = session.execute(select(ModelVersionRow).where(
-        ModelVersionRow.model_id == model.id, ModelVersionRow.version == version)
-    ).scalar_one_or_none()
+    row = session.execute(_MODEL_VERSION, {"model_id": model.id, "version": version}
+                          ).scalar_one_or_none()
     if row is None:
         raise NotFoundError(f"{model_label(model.namespace, model.name)} has no version {version}",
                             hint=f"`chainproof registry versions {model.name}` lists them")
@@ -159,11 +201,17 @@ def asset_ref_of(session: Session, mv: ModelVersionRow) -> str:
 
 
 def current_policy(session: Session) -> tuple[PromotionPolicy, str | None]:
-    row = session.execute(select(PromotionPolicyRow).order_by(
-        PromotionPolicyRow.version.desc()).limit(1)).scalar_one_or_none()
+    row = session.execute(_LATEST_POLICY).one_or_none()
     if row is None:
         return DEFAULT_POLICY, None
-    return parse_policy(row.document, version=row.version), row.document
+    return _parsed_policy(row.document, row.version), row.document
+
+
+@functools.lru_cache(maxsize=16)
+def _parsed_policy(document: str, version: int) -> PromotionPolicy:
+    # Parsing YAML on every alias move would cost more than the move; the parsed policy is
+    # immutable and a pure function of its text.
+    return parse_policy(document, version=version)
 
 
 def set_policy(cp: Chainproof, tx: Transaction, document: str) -> int:
@@ -187,18 +235,25 @@ def set_policy(cp: Chainproof, tx: Transaction, document: str) -> int:
 def _move(tx: Transaction, model: ModelRow, alias: str, mv: ModelVersionRow, *,
           decision_id: str | None, override: bool, reason: str | None) -> None:
     check_name(alias, what="alias")
-    row = tx.session.get(AliasRow, (model.id, alias))
-    previous = row.version if row else None
+    session = tx.session
+    session.flush()  # ORM changes made earlier in this transaction land before these rows
+    previous = session.execute(_ALIAS, {"model_id": model.id, "alias": alias}
+                               ).scalar_one_or_none()
     seq = tx.appender.size
-    if row is None:
-        row = AliasRow(model_id=model.id, alias=alias)
-        tx.session.add(row)
-    row.version, row.digest, row.moved_at, row.moved_by = mv.version, mv.digest, tx.time, tx.actor
-    row.decision_id, row.override, row.log_seq = decision_id, override, seq
-    tx.session.add(AliasHistoryRow(model_id=model.id, alias=alias, from_version=previous,
-                                   to_version=mv.version, moved_at=tx.time, moved_by=tx.actor,
-                                   decision_id=decision_id, override=override, reason=reason,
-                                   log_seq=seq))
+    values = {"version": mv.version, "digest": mv.digest, "moved_at": tx.time,
+              "moved_by": tx.actor, "decision_id": decision_id, "override": override,
+              "log_seq": seq}
+    if previous is None:
+        session.execute(_INSERT_ALIAS, {"model_id": model.id, "alias": alias, **values})
+    else:
+        session.execute(_UPDATE_ALIAS, {"key_model_id": model.id, "key_alias": alias, **values})
+        stale = session.identity_map.get(identity_key(AliasRow, (model.id, alias)))
+        if stale is not None:
+            session.expire(stale)  # a copy loaded earlier in this transaction re-reads
+    session.execute(_INSERT_ALIAS_HISTORY, {
+        "model_id": model.id, "alias": alias, "from_version": previous,
+        "to_version": mv.version, "moved_at": tx.time, "moved_by": tx.actor,
+        "decision_id": decision_id, "override": override, "reason": reason, "log_seq": seq})
     tx.log(Action.ALIAS_MOVE, f"alias:{model.namespace}/{model.name}@{alias}",
            digests={"model": mv.digest},
            detail={"model": f"{model.namespace}/{model.name}", "alias": alias,
@@ -219,6 +274,40 @@ def set_alias(cp: Chainproof, tx: Transaction, model: str, version: int, alias: 
     cp.require(tx.session, Permission.MOVE_ALIAS, row.namespace, f"move alias {alias}")
     _move(tx, row, alias, _version(tx.session, row, version), decision_id=None,
           override=False, reason=None)
+
+
+_ALIAS_TARGET = (
+    select(ModelRow.namespace, ModelRow.name, AliasRow.version, AliasRow.digest,
+           AliasRow.override, AliasRow.decision_id, AliasRow.moved_at, AliasRow.moved_by,
+           AssetRow.namespace.label("asset_namespace"), AssetRow.name.label("asset_name"),
+           AssetVersionRow.version.label("asset_version"))
+    .join(AliasRow, AliasRow.model_id == ModelRow.id)
+    .outerjoin(ModelVersionRow, (ModelVersionRow.model_id == ModelRow.id)
+               & (ModelVersionRow.version == AliasRow.version))
+    .outerjoin(AssetVersionRow, AssetVersionRow.id == ModelVersionRow.asset_version_id)
+    .outerjoin(AssetRow, AssetRow.id == AssetVersionRow.asset_id)
+    .where(ModelRow.namespace == bindparam("namespace"), ModelRow.name == bindparam("name"),
+           AliasRow.alias == bindparam("alias")))
+
+
+def alias_target(session: Session, model: str, alias: str) -> dict[str, Any]:
+    """Where ``model@alias`` points (version, digest, the model asset, the decision), in one
+    query: this is what a serving fleet asks on every refresh."""
+    ref = parse_ref(model)
+    row = session.execute(_ALIAS_TARGET, {"namespace": ref.namespace, "name": ref.name,
+                                          "alias": alias}).one_or_none()
+    if row is None:
+        resolve_alias(session, model, alias)  # raises the precise NotFoundError
+        raise NotFoundError(f"{model} has no alias {alias!r}")
+    if row.asset_name is None:
+        raise NotFoundError(f"{model_label(row.namespace, row.name)}@{alias} points at version "
+                            f"{row.version}, which does not exist",
+                            hint="run `chainproof audit verify`: the registry was altered")
+    return {"model": model_label(row.namespace, row.name), "alias": alias,
+            "version": row.version, "digest": row.digest,
+            "asset": f"{row.asset_namespace}/{row.asset_name}@{row.asset_version}",
+            "override": bool(row.override), "decision": row.decision_id,
+            "moved_at": row.moved_at, "moved_by": row.moved_by}
 
 
 def resolve_alias(session: Session, model: str, alias: str) -> tuple[ModelRow, AliasRow]:

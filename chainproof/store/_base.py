@@ -116,6 +116,11 @@ class ObjectStore(abc.ABC):
     def fetch(self, digest: str, dest: Path) -> Path:
         """Write a verified copy of a blob to ``dest`` atomically; return ``dest``."""
 
+    @abc.abstractmethod
+    def verify(self, digest: str) -> int:
+        """Re-hash a stored blob where it lies (no copy); return its size. Raises
+        ``NotFoundError`` if it is absent, ``DigestMismatchError`` if its bytes changed."""
+
     @contextmanager
     def open_verified(self, digest: str) -> Iterator[BinaryIO]:
         """A read-only file holding the blob's verified bytes, removed on exit.

@@ -193,17 +193,23 @@ class LocalStore(ObjectStore):
             )
         return fd, blob
 
-    def _verify_blob(self, hexdigest: str) -> None:
+    def _verify_blob(self, hexdigest: str) -> int:
         fd, blob = self._open_blob(hexdigest)
+        size = 0
         try:
             hasher = hashlib.sha256()
             view = read_buffer()
             while n := os.readv(fd, [view]):
                 hasher.update(view[:n])
+                size += n
         finally:
             os.close(fd)
         if hasher.hexdigest() != hexdigest:
             raise mismatch(f"sha256:{hexdigest}", hasher.hexdigest(), str(blob))
+        return size
+
+    def verify(self, digest: str) -> int:
+        return self._verify_blob(check_store_digest(digest))
 
     def read_bytes(self, digest: str) -> bytes:
         hexdigest = check_store_digest(digest)

@@ -286,6 +286,25 @@ class S3Store(ObjectStore):
             raise mismatch(digest, actual, where)
         return bytes(data)
 
+    def verify(self, digest: str) -> int:
+        hexdigest = check_store_digest(digest)
+        key = self._key(hexdigest)
+        where = f"s3://{self.bucket}/{key}"
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        hasher = hashlib.sha256()
+        size = 0
+        try:
+            body = self._client.get_object(Bucket=self.bucket, Key=key)["Body"]
+            for chunk in body.iter_chunks(chunk_size=1024 * 1024):
+                hasher.update(chunk)
+                size += len(chunk)
+        except (ClientError, BotoCoreError) as exc:
+            self._raise(exc, "verify", where)
+        if hasher.hexdigest() != hexdigest:
+            raise mismatch(digest, hasher.hexdigest(), where)
+        return size
+
     def fetch(self, digest: str, dest: Path) -> Path:
         hexdigest = check_store_digest(digest)
         key = self._key(hexdigest)

@@ -235,22 +235,53 @@ def test_inclusion_proof_verifies(cp: Chainproof, tmp_path: Path) -> None:
                                     bytes.fromhex(str(proof["root_hash"])))
 
 
+def test_forged_head_frontier(cp: Chainproof, tmp_path: Path) -> None:
+    """The next append builds on the head's frontier: a forged one is reported at once, and
+    the checkpoints signed over it afterwards disagree with the entries."""
+    history(cp, tmp_path)
+    frontier = bytes(sql(cp, "SELECT frontier FROM log_head")[0][0])
+    sql(cp, "UPDATE log_head SET frontier = :f", f=bytes(32) + frontier[32:])
+    assert "the log head's frontier does not match" in problems(cp)
+    cp.create_identity("after-forgery", "service")
+    found = problems(cp)
+    assert "does not match the root recomputed from the entries" in found
+
+
+def test_head_size_disagreeing_with_entries(cp: Chainproof, tmp_path: Path) -> None:
+    b = history(cp, tmp_path)
+    sql(cp, "UPDATE log_head SET size = :s", s=b + 2)
+    assert f"the log head says {b + 2} entries" in problems(cp)
+
+
+def test_head_without_frontier_is_rebuilt_from_nodes(cp: Chainproof, tmp_path: Path) -> None:
+    """A log written before migration 0002 has no frontier in its head: the next append reads
+    the nodes and stores it."""
+    history(cp, tmp_path)
+    sql(cp, "UPDATE log_head SET frontier = NULL")
+    verify(cp)
+    cp.create_identity("after-upgrade", "service")
+    assert sql(cp, "SELECT frontier FROM log_head")[0][0] is not None
+    verify(cp)
+
+
 def _rebuild_nodes(cp: Chainproof) -> None:
     """Recompute log_nodes from the (tampered) entries, as a careful attacker would."""
     leaves = [bytes(r[0]) for r in sql(cp, "SELECT leaf_hash FROM log_entries ORDER BY seq")]
     sql(cp, "DELETE FROM log_nodes")
-    level, rows = leaves, []
+    level, rows, levels = leaves, [], []
     lv = 0
     while level:
+        levels.append(level)
         if lv > 0:  # level 0 lives in log_entries.leaf_hash
             rows.extend((lv, i, h) for i, h in enumerate(level))
         level = [merkle.node_hash(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
         lv += 1
+    frontier = b"".join(levels[lvl][idx] for lvl, idx in frontier_positions(len(leaves)))
     with cp.engine.begin() as conn:
         for lvl, idx, h in rows:
             conn.execute(text("INSERT INTO log_nodes (id, hash) VALUES (:k, :h)"),
                          {"k": node_key(lvl, idx), "h": h})
-    assert frontier_positions(len(leaves)) is not None
+        conn.execute(text("UPDATE log_head SET frontier = :f"), {"f": frontier})
 
 
 def test_unrevoked_key_is_detected(cp: Chainproof, tmp_path: Path) -> None:
