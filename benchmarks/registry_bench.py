@@ -113,7 +113,8 @@ def bench_chainproof(ops: int) -> float:
     url = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHAINPROOF_")}
     cmd = [sys.executable, "-m", "uvicorn", "chainproof.api.factory:app", "--factory",
-           "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+           "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+           "--no-access-log"]
     with _server(cmd, project, env, f"{url}/v1/health", "chainproof"), \
             httpx.Client(base_url=url, timeout=60,
                          headers={"Authorization": f"Bearer {token}"}) as http:

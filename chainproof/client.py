@@ -147,6 +147,11 @@ def _version(d: dict[str, Any]) -> AssetVersion:
                         producer_step=d.get("producer_step"))
 
 
+def _registered(d: dict[str, Any]) -> RegisteredVersion:
+    return RegisteredVersion(d["model"], int(d["version"]), _version(d["asset"]),
+                             bool(d["asset_created"]))
+
+
 def _step(d: dict[str, Any]) -> Step:
     return Step(id=d["id"], namespace=d["namespace"], kind=d["kind"], identity=d["identity"],
                 status=StepStatus(d["status"]), command=tuple(d["command"]),
@@ -452,10 +457,20 @@ class RemoteChainproof(Workflows):
     def register_model_file(self, model: str, path: Path | str, *, asset_name: str | None = None,
                             media_type: str | None = None) -> RegisteredVersion:
         path = Path(path)
-        digest, _, is_dir = self._upload(path)
-        return self.register_model_stored(model, digest=digest, asset_name=asset_name,
-                                          media_type=media_type or media_type_for(path, is_dir),
-                                          is_directory=is_dir)
+        computed = digest_path(path)
+        if computed.is_directory:
+            digest, _, _ = self._upload(path)
+            return self.register_model_stored(model, digest=digest, asset_name=asset_name,
+                                              media_type=media_type or media_type_for(path, True),
+                                              is_directory=True)
+        params = {"model": model, "digest": computed.ref,
+                  "media_type": media_type or media_type_for(path, False)}
+        if asset_name:
+            params["asset_name"] = asset_name
+        with path.open("rb") as fh:  # one request: the server stores and registers
+            answer = self._call("POST", "/v1/model-versions/upload", params=params, content=fh,
+                                headers={"Content-Type": "application/octet-stream"})
+        return _registered(answer)
 
     def register_model_stored(self, model: str, *, digest: str, asset_name: str | None = None,
                               media_type: str = "application/octet-stream",
@@ -463,8 +478,7 @@ class RemoteChainproof(Workflows):
         answer = self._call("POST", "/v1/model-versions", json={
             "model": model, "digest": digest, "asset_name": asset_name,
             "media_type": media_type, "is_directory": is_directory})
-        return RegisteredVersion(answer["model"], int(answer["version"]),
-                                 _version(answer["asset"]), bool(answer["asset_created"]))
+        return _registered(answer)
 
     def set_alias(self, model: str, version: int, alias: str) -> None:
         self._call("PUT", "/v1/aliases", json={"model": model, "version": version,

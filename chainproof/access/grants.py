@@ -40,6 +40,13 @@ def _check_pattern(namespace: str) -> str:
 _GRANTS_OF = select(RoleGrantRow.role, RoleGrantRow.namespace).where(
     RoleGrantRow.identity == bindparam("identity"))
 _NAMESPACE_MODE = select(NamespaceRow.mode).where(NamespaceRow.name == bindparam("namespace"))
+# One round trip for a permission check: the identity's grants, each carrying the mode of the
+# namespace asked about.
+_GRANTS_WITH_MODE = select(
+    RoleGrantRow.role, RoleGrantRow.namespace,
+    select(NamespaceRow.mode).where(NamespaceRow.name == bindparam("namespace"))
+    .scalar_subquery().label("mode"),
+).where(RoleGrantRow.identity == bindparam("identity"))
 _TOKEN_BY_HASH = select(TokenRow.id, TokenRow.identity, TokenRow.expires_at,
                         TokenRow.revoked_at).where(TokenRow.token_hash == bindparam("hash"))
 
@@ -55,8 +62,13 @@ def namespace_mode(session: Session, namespace: str) -> NamespaceMode:
 
 
 def allowed(session: Session, identity: str, permission: Permission, namespace: str) -> bool:
-    mode = namespace_mode(session, namespace) if namespace != GLOBAL else NamespaceMode.GOVERNED
-    return permission in permissions(grants_of(session, identity), namespace, mode)
+    rows = session.execute(_GRANTS_WITH_MODE, {"identity": identity,
+                                               "namespace": namespace}).all()
+    if not rows:
+        return False  # no grants at all: nothing is allowed, whatever the namespace's mode
+    mode = NamespaceMode(rows[0].mode) if rows[0].mode and namespace != GLOBAL \
+        else NamespaceMode.GOVERNED
+    return permission in permissions([(r.role, r.namespace) for r in rows], namespace, mode)
 
 
 def has_role(session: Session, identity: str, role: str, namespace: str) -> bool:

@@ -47,6 +47,7 @@ from chainproof.errors import (
 from chainproof.lineage.graph import step_dict, version_dict
 from chainproof.records.assets import AssetKind
 from chainproof.service import Chainproof, RemoteSignature, StepSubmission, StoredOutput
+from chainproof.store._base import check_store_digest
 from chainproof.workspace import Settings
 
 MAX_JSON_BODY = 2 * 1024 * 1024
@@ -55,6 +56,8 @@ MAX_VERSION = 2**31 - 1
 MAX_SEQ = 2**62
 MAX_BLOB = int(os.environ.get("CHAINPROOF_MAX_BLOB_BYTES", str(50 * 1024**3)))
 _CHUNK = 1024 * 1024
+#: Model files uploaded and registered in one request (their body is bytes, not JSON).
+UPLOAD_PATH = "/v1/model-versions/upload"
 
 
 # --- request bodies (pydantic: every field typed and bounded) -------------------------------------
@@ -237,7 +240,8 @@ class _BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = MAX_BLOB if scope["path"].startswith("/v1/blobs/") else MAX_JSON_BODY
+        path = scope["path"]
+        limit = MAX_BLOB if path.startswith("/v1/blobs/") or path == UPLOAD_PATH else MAX_JSON_BODY
         length = next((v for k, v in scope["headers"] if k == b"content-length"), None)
         if length is not None and (not length.isdigit() or int(length) > limit):
             await _too_large(limit)(scope, receive, send)
@@ -364,6 +368,51 @@ def _error(exc: ChainproofError) -> JSONResponse:
                         status_code=exc.http_status)
 
 
+def _check_upload(actual_hex: str, expected_hex: str, digest: str) -> None:
+    if actual_hex != expected_hex:
+        raise BadInputError(f"uploaded bytes hash to sha256:{actual_hex}, not {digest}",
+                            hint="upload the right bytes")
+
+
+async def _store_upload(request: Request, caller: _PendingCaller, digest: str,
+                        then: Callable[[Chainproof, int], dict[str, Any]]) -> dict[str, Any]:
+    """Store a request body that must hash to ``digest``, then ``then(cp, size)`` in a worker.
+
+    Bodies up to the JSON limit are held in memory and authenticated, checked, stored and
+    followed up in one worker-thread hop. Larger ones are authenticated first, then streamed
+    to a temporary file with a running hash and the blob size limit."""
+    expected = check_store_digest(digest)
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) <= MAX_JSON_BODY:
+        data = await request.body()
+
+        def store_small() -> dict[str, Any]:
+            cp = caller.authenticate()
+            _check_upload(hashlib.sha256(data).hexdigest(), expected, digest)
+            cp.store.put_bytes(data)
+            return then(cp, len(data))
+
+        return dict(await _in_worker(store_small))
+    cp = await _authenticated(caller)
+    hasher = hashlib.sha256()
+    size = 0
+    with tempfile.NamedTemporaryFile(prefix="chainproof-upload-", delete=False) as tmp:
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > MAX_BLOB:
+                    raise TooLargeError(f"blob larger than {MAX_BLOB} bytes",
+                                        hint="raise CHAINPROOF_MAX_BLOB_BYTES on the server")
+                hasher.update(chunk)
+                tmp.write(chunk)
+            tmp.close()
+            _check_upload(hasher.hexdigest(), expected, digest)
+            await _in_worker(cp.store.put_file_expecting, Path(tmp.name), digest)
+        finally:
+            Path(tmp.name).unlink(missing_ok=True)
+    return dict(await _in_worker(then, cp, size))
+
+
 def _gate_after_commit(cp: Chainproof, request_id: str) -> dict[str, Any]:
     """The gate for a request just committed. If evaluating it fails, the write still stands:
     answer 201 with the reason instead of an error that would hide the committed request."""
@@ -416,27 +465,8 @@ def create_app(settings: Settings) -> FastAPI:
     @app.put("/v1/blobs/{digest}", status_code=201)
     async def put_blob(digest: str, request: Request, caller: PendingCaller) -> dict[str, Any]:
         """Upload bytes; stored only if they hash to ``digest`` (streamed, size-limited)."""
-        _, expected = parse_digest(digest)
-        cp = await _authenticated(caller)
-        hasher = hashlib.sha256()
-        size = 0
-        with tempfile.NamedTemporaryFile(prefix="chainproof-upload-", delete=False) as tmp:
-            try:
-                async for chunk in request.stream():
-                    size += len(chunk)
-                    if size > MAX_BLOB:
-                        raise TooLargeError(f"blob larger than {MAX_BLOB} bytes",
-                                            hint="raise CHAINPROOF_MAX_BLOB_BYTES on the server")
-                    hasher.update(chunk)
-                    tmp.write(chunk)
-                tmp.close()
-                if hasher.hexdigest() != expected:
-                    raise BadInputError(f"uploaded bytes hash to sha256:{hasher.hexdigest()}, "
-                                        f"not {digest}", hint="upload the right bytes")
-                await _in_worker(cp.store.put_file_expecting, Path(tmp.name), digest)
-            finally:
-                Path(tmp.name).unlink(missing_ok=True)
-        return {"digest": digest, "size": size}
+        return await _store_upload(request, caller, digest,
+                                   lambda _cp, size: {"digest": digest, "size": size})
 
     @app.get("/v1/blobs/{digest}")
     def get_blob(digest: str, cp: Caller) -> StreamingResponse:
@@ -613,6 +643,24 @@ def create_app(settings: Settings) -> FastAPI:
     def create_model(body: ModelBody, cp: Caller) -> dict[str, Any]:
         cp.create_model(body.model)
         return {"model": body.model}
+
+    @app.post(UPLOAD_PATH, status_code=201)
+    async def upload_version(
+            request: Request, caller: PendingCaller, model: Annotated[str, Query(max_length=300)],
+            digest: Annotated[str, Query(max_length=300)],
+            asset_name: Annotated[str | None, Query(max_length=300)] = None,
+            media_type: Annotated[str, Query(max_length=300)] = "application/octet-stream",
+    ) -> dict[str, Any]:
+        """Upload a model file (the body) and register it as the model's next version: one
+        request, one transaction. The bytes are stored only if they hash to ``digest``."""
+        def register(cp: Chainproof, size: int) -> dict[str, Any]:
+            # The bytes were hashed on arrival and stored by this request: no second re-hash.
+            result = cp._register_model_bytes(model, digest, size, False, media_type,
+                                              asset_name)
+            return {"model": result.model, "version": result.version,
+                    "asset": version_dict(result.asset), "asset_created": result.asset_created}
+
+        return await _store_upload(request, caller, digest, register)
 
     @app.post("/v1/model-versions", status_code=201)
     def register_version(body: ModelVersionBody, cp: Caller) -> dict[str, Any]:
