@@ -7,10 +7,11 @@ import secrets
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import Engine, bindparam, select
 from sqlalchemy.orm import Session
 
 from chainproof.access.matrix import NamespaceMode, Permission, Role, permissions
+from chainproof.db.engine import query_driver
 from chainproof.db.tables import IdentityRow, NamespaceRow, RoleGrantRow, TokenRow
 from chainproof.errors import (
     AuthenticationError,
@@ -176,22 +177,23 @@ def revoke_token(tx: Transaction, token_id: str) -> None:
            detail={"id": token_id, "revoked_at": tx.time})
 
 
-def authenticate(db: Session | Connection, token: str, now: datetime | None = None) -> str:
+def authenticate(engine: Engine, token: str, now: datetime | None = None) -> str:
     """The identity a token carries; AuthenticationError if unknown, expired or revoked."""
     if not token or not token.startswith(TOKEN_PREFIX):
         raise AuthenticationError("missing or malformed token",
                                   hint="set CHAINPROOF_TOKEN to a token from "
                                        "`chainproof token create`")
-    row = db.execute(_TOKEN_BY_HASH, {"hash": hash_token(token)}).one_or_none()
-    if row is None:
+    rows = query_driver(engine, _TOKEN_BY_HASH, {"hash": hash_token(token)})
+    if not rows:
         raise AuthenticationError("unknown token", hint="ask an admin for a new token")
-    if row.revoked_at is not None:
-        raise AuthenticationError(f"token {row.id} was revoked at {row.revoked_at}")
+    token_id, identity, expires_at, revoked_at = rows[0]
+    if revoked_at is not None:
+        raise AuthenticationError(f"token {token_id} was revoked at {revoked_at}")
     moment = now or datetime.now(UTC)
-    if datetime.fromisoformat(row.expires_at) <= moment:
-        raise AuthenticationError(f"token {row.id} expired at {row.expires_at}",
+    if datetime.fromisoformat(expires_at) <= moment:
+        raise AuthenticationError(f"token {token_id} expired at {expires_at}",
                                   hint="ask an admin for a new token")
-    return row.identity
+    return str(identity)
 
 
 def describe(session: Session) -> list[dict[str, Any]]:

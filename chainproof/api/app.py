@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import orjson
-from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi import Path as PathParam
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field, model_validator
 from sqlalchemy.exc import DataError
@@ -268,37 +268,32 @@ def _too_large(limit: int) -> JSONResponse:
 
 
 class _PendingCaller:
-    """A request's bearer token, not yet checked. The ``Caller`` dependency returns it without
-    touching the database (on the event loop); the token is checked in the worker thread that
-    runs the endpoint, before the endpoint runs, so a request costs one thread hop, not two."""
+    """A request's bearer token, not yet checked: the token is checked in the worker thread
+    that runs the endpoint, before the endpoint runs, so a request costs one thread hop."""
 
     def __init__(self, base: Chainproof, token: str) -> None:
         self._base = base
         self._token = token
 
+    @classmethod
+    def of(cls, request: Request) -> _PendingCaller:
+        authorization = request.headers.get("authorization") or ""
+        return cls(request.app.state.base, authorization.removeprefix("Bearer ").strip())
+
     def authenticate(self) -> Chainproof:
         """The service acting as the token's identity; AuthenticationError (401) otherwise."""
-        with self._base.engine.connect() as connection:
-            identity = grants.authenticate(connection, self._token)
-        return self._base.acting_as(identity)
+        return self._base.acting_as(grants.authenticate(self._base.engine, self._token))
 
 
-async def _caller(authorization: Annotated[str | None, Header()] = None,
-                  *, request: Request) -> _PendingCaller:
-    return _PendingCaller(request.app.state.base,
-                          (authorization or "").removeprefix("Bearer ").strip())
+async def _caller(request: Request) -> _PendingCaller:
+    return _PendingCaller.of(request)
 
 
-#: A synchronous endpoint's caller: authenticated before the endpoint body runs.
+#: A synchronous endpoint's caller, authenticated before the endpoint body runs.
 Caller = Annotated[Chainproof, Depends(_caller)]
-#: An asynchronous endpoint's caller: it must ``await _authenticated(caller)`` first.
+#: An asynchronous endpoint's caller: it must ``await _authenticated(caller)`` before anything.
 PendingCaller = Annotated[_PendingCaller, Depends(_caller)]
-
-
-def _call_authenticated(endpoint: Callable[..., Any], arguments: dict[str, Any]) -> Any:
-    resolved = {name: value.authenticate() if isinstance(value, _PendingCaller) else value
-                for name, value in arguments.items()}
-    return endpoint(**resolved)
+_CALLER_TYPES = {"Caller": True, "PendingCaller": False}  # annotation -> authenticate for it
 
 
 async def _authenticated(caller: _PendingCaller) -> Chainproof:
@@ -316,36 +311,77 @@ async def _in_worker(function: Callable[..., Any], *args: Any) -> Any:
 _WORKERS = ThreadPoolExecutor(max_workers=40, thread_name_prefix="chainproof-api")
 
 
-def _run_in_worker(endpoint: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(endpoint)
-    async def run(**arguments: Any) -> Any:
-        return await _in_worker(_call_authenticated, endpoint, arguments)
+def _call_authenticated(endpoint: Callable[..., Any], arguments: dict[str, Any],
+                        status_code: int) -> Any:
+    resolved = {name: value.authenticate() if isinstance(value, _PendingCaller) else value
+                for name, value in arguments.items()}
+    return _respond(endpoint(**resolved), status_code)
 
-    return run
+
+def _respond(result: Any, status_code: int) -> Any:
+    # Rendered here, in the worker, as orjson bytes: FastAPI would otherwise walk the result
+    # with jsonable_encoder on the event loop first.
+    return result if isinstance(result, Response) else _JSON(result, status_code=status_code)
+
+
+def _adapt(endpoint: Callable[..., Any], status_code: int) -> tuple[Callable[..., Any], bool]:
+    """The endpoint as FastAPI sees it, and whether it needs a token.
+
+    Its caller parameters are filled from the request's Authorization header here instead of by
+    FastAPI's dependency machinery (which costs more than the rest of the request handling),
+    and a synchronous endpoint runs in a worker thread together with its authentication."""
+    signature = inspect.signature(endpoint)
+    callers = {name: _CALLER_TYPES[str(p.annotation)] for name, p in
+               signature.parameters.items() if str(p.annotation) in _CALLER_TYPES}
+    is_async = inspect.iscoroutinefunction(endpoint)
+    if is_async and any(callers.values()):
+        raise TypeError(f"async endpoint {endpoint.__name__} takes a Caller: take a "
+                        "PendingCaller and await _authenticated(it) first")
+    if not is_async and not all(callers.values()):
+        raise TypeError(f"endpoint {endpoint.__name__} takes a PendingCaller: take a Caller")
+    if not callers and is_async:
+        return endpoint, False
+    parameters = [p for name, p in signature.parameters.items() if name not in callers]
+    # FastAPI passes the request to one parameter only: share the endpoint's own, if any.
+    own = next((name for name, p in signature.parameters.items()
+                if p.annotation in ("Request", Request)), None)
+    if callers and own is None:
+        parameters.append(inspect.Parameter("_request", inspect.Parameter.KEYWORD_ONLY,
+                                            annotation=Request))
+
+    async def run(**arguments: Any) -> Any:
+        if callers:
+            request = arguments[own] if own else arguments.pop("_request")
+            arguments.update(dict.fromkeys(callers, _PendingCaller.of(request)))
+        if is_async:
+            return await endpoint(**arguments)
+        return await _in_worker(_call_authenticated, endpoint, arguments, status_code)
+
+    run.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    run.__name__, run.__qualname__ = endpoint.__name__, endpoint.__qualname__
+    run.__doc__, run.__module__ = endpoint.__doc__, endpoint.__module__
+    return run, bool(callers)
 
 
 class _Route(APIRoute):
     """How every endpoint runs.
 
-    * Synchronous endpoints run in a worker thread together with their caller's
-      authentication (FastAPI would spend one thread hop on the dependency and another on the
-      endpoint). An asynchronous endpoint may not take a ``Caller``: it takes a
-      ``PendingCaller`` and awaits ``_authenticated`` itself, which this class checks when the
-      route is declared.
-    * Endpoints return plain JSON-ready dicts and lists: no response model. With one (inferred
-      from ``-> dict[str, Any]``) FastAPI would validate every response against
-      ``dict[str, Any]``, in yet another thread hop, for nothing.
+    * Parameters typed ``Caller`` (synchronous endpoints) or ``PendingCaller`` (asynchronous
+      ones, which must ``await _authenticated(...)`` before anything else) come from the
+      request's bearer token; the OpenAPI spec lists the bearer scheme for those operations.
+    * A synchronous endpoint runs in a worker thread together with its caller's
+      authentication, and its result is rendered there.
+    * No response models: endpoints return JSON-ready dicts and lists. With one (inferred from
+      ``-> dict[str, Any]``) FastAPI would validate every response against ``dict[str, Any]``,
+      in yet another thread hop, for nothing.
     """
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         kwargs["response_model"] = None
-        if inspect.iscoroutinefunction(endpoint):
-            for name, parameter in inspect.signature(endpoint).parameters.items():
-                if parameter.annotation in ("Caller", Caller):
-                    raise TypeError(f"async endpoint {endpoint.__name__} takes {name}: Caller; "
-                                    "take a PendingCaller and await _authenticated(it)")
-        else:
-            endpoint = _run_in_worker(endpoint)
+        endpoint, needs_token = _adapt(endpoint, kwargs.get("status_code") or 200)
+        if needs_token:
+            kwargs["openapi_extra"] = {"security": [{"bearer": []}],
+                                       **(kwargs.get("openapi_extra") or {})}
         super().__init__(path, endpoint, **kwargs)
 
 
@@ -778,4 +814,15 @@ def create_app(settings: Settings) -> FastAPI:
                     ) -> dict[str, Any]:
         return cp.prove(seq, size)
 
+    build_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build_openapi()
+            schema.setdefault("components", {}).setdefault("securitySchemes", {})["bearer"] = {
+                "type": "http", "scheme": "bearer",
+                "description": "an API token from `chainproof token create`"}
+        return app.openapi_schema or {}
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

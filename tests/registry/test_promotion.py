@@ -203,18 +203,18 @@ def test_direct_alias_edit_detected_by_audit(pipe: Pipeline) -> None:
 
 
 def test_tokens_expire_revoke_and_carry_one_identity(pipe: Pipeline) -> None:
-    token_id, token = pipe.admin.create_token("svc-trainer", timedelta(days=1))
-    with pipe.admin.session() as session:
-        assert grants.authenticate(session, token) == "svc-trainer"
-        from datetime import UTC, datetime
+    from datetime import UTC, datetime
 
-        with pytest.raises(AuthenticationError, match="expired"):
-            grants.authenticate(session, token, now=datetime.now(UTC) + timedelta(days=2))
-        with pytest.raises(AuthenticationError, match="unknown token"):
-            grants.authenticate(session, token[:-2] + "xx")
+    token_id, token = pipe.admin.create_token("svc-trainer", timedelta(days=1))
+    engine = pipe.admin.engine
+    assert grants.authenticate(engine, token) == "svc-trainer"
+    with pytest.raises(AuthenticationError, match="expired"):
+        grants.authenticate(engine, token, now=datetime.now(UTC) + timedelta(days=2))
+    with pytest.raises(AuthenticationError, match="unknown token"):
+        grants.authenticate(engine, token[:-2] + "xx")
     pipe.admin.revoke_token(token_id)
-    with pipe.admin.session() as session, pytest.raises(AuthenticationError, match="revoked"):
-        grants.authenticate(session, token)
+    with pytest.raises(AuthenticationError, match="revoked"):
+        grants.authenticate(engine, token)
     with pipe.admin.session() as session:
         stored = session.execute(text("SELECT token_hash FROM tokens")).scalars().all()
     assert token not in stored and all(len(h) == 64 for h in stored)
