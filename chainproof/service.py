@@ -558,7 +558,8 @@ class Chainproof(Workflows):
                   producer: str | None) -> tuple[AssetVersion, bool, int]:
         session = tx.session
         spec = staged.spec
-        asset = session.execute(_ASSET_BY_NAME, {"namespace": namespace, "name": spec.name}
+        connection = session.connection()
+        asset = connection.execute(_ASSET_BY_NAME, {"namespace": namespace, "name": spec.name}
                                 ).one_or_none()
         if asset is None:
             asset_id = _insert(session, _INSERT_ASSET, {"namespace": namespace,
@@ -571,12 +572,12 @@ class Chainproof(Workflows):
             )
         else:
             asset_id = asset.id
-        existing = session.execute(_VERSION_BY_DIGEST, {"asset_id": asset_id,
+        existing = session.connection().execute(_VERSION_BY_DIGEST, {"asset_id": asset_id,
                                                         "digest": staged.digest}).scalar()
         if existing is not None:
             row, asset_row = self._find_by_id(session, existing)
             return queries.version_from_row(row, asset_row), False, existing
-        latest = session.execute(_LATEST_ASSET_VERSION, {"asset_id": asset_id}).scalar_one()
+        latest = connection.execute(_LATEST_ASSET_VERSION, {"asset_id": asset_id}).scalar_one()
         version = AssetVersion(namespace=namespace, name=spec.name, kind=spec.kind,
                                version=(latest or 0) + 1, digest=staged.digest, size=staged.size,
                                media_type=staged.media_type, is_directory=staged.is_directory,

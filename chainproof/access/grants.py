@@ -54,16 +54,17 @@ _TOKEN_BY_HASH = select(TokenRow.id, TokenRow.identity, TokenRow.expires_at,
 
 def grants_of(session: Session, identity: str) -> list[tuple[str, str]]:
     return [(role, namespace) for role, namespace in
-            session.execute(_GRANTS_OF, {"identity": identity})]
+            session.connection().execute(_GRANTS_OF, {"identity": identity})]
 
 
 def namespace_mode(session: Session, namespace: str) -> NamespaceMode:
-    mode = session.execute(_NAMESPACE_MODE, {"namespace": namespace}).scalar_one_or_none()
+    mode = session.connection().execute(_NAMESPACE_MODE,
+                                        {"namespace": namespace}).scalar_one_or_none()
     return NamespaceMode(mode) if mode else NamespaceMode.GOVERNED
 
 
 def allowed(session: Session, identity: str, permission: Permission, namespace: str) -> bool:
-    rows = session.execute(_GRANTS_WITH_MODE, {"identity": identity,
+    rows = session.connection().execute(_GRANTS_WITH_MODE, {"identity": identity,
                                                "namespace": namespace}).all()
     if not rows:
         return False  # no grants at all: nothing is allowed, whatever the namespace's mode

@@ -80,10 +80,10 @@ class DatabaseNodes:
         leaves = [ix for lv, ix in wanted if lv == 0]
         keys = {node_key(lv, ix): (lv, ix) for lv, ix in wanted if lv > 0}
         if leaves:
-            for seq, digest in self._session.execute(_LEAVES, {"seqs": leaves}):
+            for seq, digest in self._session.connection().execute(_LEAVES, {"seqs": leaves}):
                 self._cache[(0, seq)] = bytes(digest)
         if keys:
-            for key, digest in self._session.execute(_NODES, {"ids": list(keys)}):
+            for key, digest in self._session.connection().execute(_NODES, {"ids": list(keys)}):
                 self._cache[keys[key]] = bytes(digest)
 
     def node(self, level: int, index: int) -> bytes:
@@ -169,7 +169,7 @@ class LogAppender:
 
 def open_appender(session: Session) -> LogAppender:
     """Lock the log head for this transaction and load the frontier (one query)."""
-    head = session.execute(_LOCK_HEAD).one_or_none()
+    head = session.connection().execute(_LOCK_HEAD).one_or_none()
     if head is None:
         session.add(LogHeadRow(id=1, size=0, frontier=b""))
         session.flush()

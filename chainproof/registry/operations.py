@@ -14,7 +14,7 @@ import hashlib
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 import yaml
@@ -107,6 +107,66 @@ _UPDATE_ALIAS = update(table(AliasRow)).where(
     table(AliasRow).c.alias == bindparam("key_alias"))
 
 
+@dataclass(frozen=True)
+class ModelKey:
+    """The registry row of a model, as the hot paths need it (no ORM object)."""
+
+    id: int
+    namespace: str
+    name: str
+
+
+@dataclass(frozen=True)
+class VersionKey:
+    version: int
+    digest: str
+
+
+class _Model(Protocol):
+    @property
+    def id(self) -> int: ...
+    @property
+    def namespace(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+
+
+class _Version(Protocol):
+    @property
+    def version(self) -> int: ...
+    @property
+    def digest(self) -> str: ...
+
+
+_MODEL_KEY = select(ModelRow.id, ModelRow.namespace, ModelRow.name).where(
+    ModelRow.namespace == bindparam("namespace"), ModelRow.name == bindparam("name"))
+_VERSION_KEY = select(ModelVersionRow.version, ModelVersionRow.digest).where(
+    ModelVersionRow.model_id == bindparam("model_id"),
+    ModelVersionRow.version == bindparam("version"))
+
+
+def model_key(session: Session, model: str) -> ModelKey:
+    """``find_model`` without the ORM object, for the per-request write paths."""
+    ref = parse_ref(model)
+    row = session.connection().execute(_MODEL_KEY, {"namespace": ref.namespace,
+                                                   "name": ref.name}).one_or_none()
+    if row is None:
+        raise NotFoundError(f"no registered model {model!r}",
+                            hint="`chainproof registry create NAME` registers one")
+    return ModelKey(row.id, row.namespace, row.name)
+
+
+def version_key(session: Session, model: _Model, version: int) -> VersionKey:
+    """``_version`` without the ORM object."""
+    if 1 <= version <= MAX_VERSION:
+        row = session.connection().execute(_VERSION_KEY, {"model_id": model.id,
+                                                         "version": version}).one_or_none()
+        if row is not None:
+            return VersionKey(row.version, row.digest)
+    _version(session, model, version)  # raises the precise NotFoundError
+    raise NotFoundError(f"{model_label(model.namespace, model.name)} has no version {version}")
+
+
 def find_model(session: Session, model: str) -> ModelRow:
     ref = parse_ref(model)
     row = session.execute(_MODEL_BY_NAME, {"namespace": ref.namespace, "name": ref.name}
@@ -151,7 +211,7 @@ def register_stored_version(cp: Chainproof, tx: Transaction, model: str,
     """Register stored bytes as a model asset version (or find the version that holds exactly
     these bytes) and pin it as ``model``'s next version: one transaction, two log entries.
     Returns (model version, asset version, whether the asset version is new)."""
-    row = find_model(tx.session, model)
+    row = model_key(tx.session, model)
     cp.require(tx.session, Permission.WRITE_MODEL, row.namespace, "register model versions")
     if staged.spec.kind is not AssetKind.MODEL:
         raise BadInputError(f"{staged.spec.name} is registered as a {staged.spec.kind.value}, "
@@ -161,11 +221,12 @@ def register_stored_version(cp: Chainproof, tx: Transaction, model: str,
                  f"{asset.namespace}/{asset.name}@{asset.version}"), asset, created)
 
 
-def _pin(tx: Transaction, row: ModelRow, asset_version_id: int, digest: str,
+def _pin(tx: Transaction, row: _Model, asset_version_id: int, digest: str,
          asset_label: str) -> int:
-    latest = tx.session.execute(_LATEST_MODEL_VERSION, {"model_id": row.id}).scalar_one() or 0
+    connection = tx.session.connection()
+    latest = connection.execute(_LATEST_MODEL_VERSION, {"model_id": row.id}).scalar_one() or 0
     version = latest + 1
-    tx.session.execute(_INSERT_MODEL_VERSION, {
+    connection.execute(_INSERT_MODEL_VERSION, {
         "model_id": row.id, "version": version, "asset_version_id": asset_version_id,
         "digest": digest, "created_at": tx.time, "created_by": tx.actor,
         "log_seq": tx.appender.size})
@@ -177,7 +238,7 @@ def _pin(tx: Transaction, row: ModelRow, asset_version_id: int, digest: str,
     return version
 
 
-def _version(session: Session, model: ModelRow, version: int) -> ModelVersionRow:
+def _version(session: Session, model: _Model, version: int) -> ModelVersionRow:
     if not 1 <= version <= MAX_VERSION:
         raise NotFoundError(f"{model_label(model.namespace, model.name)} has no version "
                             f"{version}", hint="versions run from 1")
@@ -201,7 +262,7 @@ def asset_ref_of(session: Session, mv: ModelVersionRow) -> str:
 
 
 def current_policy(session: Session) -> tuple[PromotionPolicy, str | None]:
-    row = session.execute(_LATEST_POLICY).one_or_none()
+    row = session.connection().execute(_LATEST_POLICY).one_or_none()
     if row is None:
         return DEFAULT_POLICY, None
     return _parsed_policy(row.document, row.version), row.document
@@ -232,25 +293,27 @@ def set_policy(cp: Chainproof, tx: Transaction, document: str) -> int:
 # --- aliases --------------------------------------------------------------------------------------
 
 
-def _move(tx: Transaction, model: ModelRow, alias: str, mv: ModelVersionRow, *,
+def _move(tx: Transaction, model: _Model, alias: str, mv: _Version, *,
           decision_id: str | None, override: bool, reason: str | None) -> None:
     check_name(alias, what="alias")
     session = tx.session
     session.flush()  # ORM changes made earlier in this transaction land before these rows
-    previous = session.execute(_ALIAS, {"model_id": model.id, "alias": alias}
-                               ).scalar_one_or_none()
+    connection = session.connection()
+    previous = connection.execute(_ALIAS, {"model_id": model.id, "alias": alias}
+                                  ).scalar_one_or_none()
     seq = tx.appender.size
     values = {"version": mv.version, "digest": mv.digest, "moved_at": tx.time,
               "moved_by": tx.actor, "decision_id": decision_id, "override": override,
               "log_seq": seq}
     if previous is None:
-        session.execute(_INSERT_ALIAS, {"model_id": model.id, "alias": alias, **values})
+        connection.execute(_INSERT_ALIAS, {"model_id": model.id, "alias": alias, **values})
     else:
-        session.execute(_UPDATE_ALIAS, {"key_model_id": model.id, "key_alias": alias, **values})
+        connection.execute(_UPDATE_ALIAS, {"key_model_id": model.id, "key_alias": alias,
+                                           **values})
         stale = session.identity_map.get(identity_key(AliasRow, (model.id, alias)))
         if stale is not None:
             session.expire(stale)  # a copy loaded earlier in this transaction re-reads
-    session.execute(_INSERT_ALIAS_HISTORY, {
+    connection.execute(_INSERT_ALIAS_HISTORY, {
         "model_id": model.id, "alias": alias, "from_version": previous,
         "to_version": mv.version, "moved_at": tx.time, "moved_by": tx.actor,
         "decision_id": decision_id, "override": override, "reason": reason, "log_seq": seq})
@@ -264,7 +327,7 @@ def _move(tx: Transaction, model: ModelRow, alias: str, mv: ModelVersionRow, *,
 
 def set_alias(cp: Chainproof, tx: Transaction, model: str, version: int, alias: str) -> None:
     """Move an unprotected alias directly (experiment work: ``staging``, ``candidate``...)."""
-    row = find_model(tx.session, model)
+    row = model_key(tx.session, model)
     policy, _ = current_policy(tx.session)
     if policy.is_protected(alias):
         raise access.denied(
@@ -272,7 +335,7 @@ def set_alias(cp: Chainproof, tx: Transaction, model: str, version: int, alias: 
             f"alias {alias!r} is protected: it moves only through a promotion",
             f"`chainproof promote {model}@{version} --to {alias}` opens a request")
     cp.require(tx.session, Permission.MOVE_ALIAS, row.namespace, f"move alias {alias}")
-    _move(tx, row, alias, _version(tx.session, row, version), decision_id=None,
+    _move(tx, row, alias, version_key(tx.session, row, version), decision_id=None,
           override=False, reason=None)
 
 
@@ -294,7 +357,7 @@ def alias_target(session: Session, model: str, alias: str) -> dict[str, Any]:
     """Where ``model@alias`` points (version, digest, the model asset, the decision), in one
     query: this is what a serving fleet asks on every refresh."""
     ref = parse_ref(model)
-    row = session.execute(_ALIAS_TARGET, {"namespace": ref.namespace, "name": ref.name,
+    row = session.connection().execute(_ALIAS_TARGET, {"namespace": ref.namespace, "name": ref.name,
                                           "alias": alias}).one_or_none()
     if row is None:
         resolve_alias(session, model, alias)  # raises the precise NotFoundError
