@@ -256,10 +256,11 @@ class RemoteChainproof(Workflows):
             self._upload_file(path, computed.ref)
         return computed.ref, computed.size, computed.is_directory
 
-    def _download(self, digest: str, dest: Path) -> None:
+    def _download(self, digest: str, dest: Path, *, within: str | None = None) -> None:
         partial = dest.with_name(dest.name + f".partial-{uuid.uuid4().hex[:8]}")
+        params = {"within": within} if within else None
         try:
-            with self._http.stream("GET", f"/v1/blobs/{digest}") as response:
+            with self._http.stream("GET", f"/v1/blobs/{digest}", params=params) as response:
                 if response.status_code >= 400:
                     response.read()
                     self._raise(response)
@@ -293,7 +294,7 @@ class RemoteChainproof(Workflows):
                 for entry in manifest.entries:
                     out = staging / entry.path
                     out.parent.mkdir(parents=True, exist_ok=True)
-                    self._download(f"sha256:{entry.digest}", out)
+                    self._download(f"sha256:{entry.digest}", out, within=version.digest)
                 os.replace(staging, target)
             finally:
                 shutil.rmtree(staging, ignore_errors=True)

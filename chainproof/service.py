@@ -28,7 +28,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session
 
 from chainproof import capture, identities
-from chainproof.access import WRITE_PERMISSION, NamespaceMode, Permission, Role, grants
+from chainproof.access import WRITE_PERMISSION, Permission, Role, grants
 from chainproof.attest import (
     IN_TOTO_PAYLOAD_TYPE,
     Envelope,
@@ -183,6 +183,10 @@ _VERSION_BY_DIGEST = select(AssetVersionRow.id).where(
     AssetVersionRow.digest == bindparam("digest"))
 _LATEST_ASSET_VERSION = select(func.max(AssetVersionRow.version)).where(
     AssetVersionRow.asset_id == bindparam("asset_id"))
+_NAMESPACES_HOLDING = select(AssetRow.namespace).join(
+    AssetVersionRow, AssetVersionRow.asset_id == AssetRow.id).where(
+    AssetVersionRow.digest == bindparam("digest"),
+    AssetVersionRow.is_directory.in_(bindparam("directory", expanding=True))).distinct()
 _INSERT_ASSET = insert(table(AssetRow))
 _INSERT_ASSET_VERSION = insert(table(AssetVersionRow))
 
@@ -547,12 +551,26 @@ class Chainproof(Workflows):
             raise BadInputError(f"no blob {digest} in the store",
                                 hint="upload the bytes first (PUT /v1/blobs/DIGEST)") from None
 
-    def readable_anywhere(self) -> bool:
-        """Whether the identity may read at least one namespace (the gate for raw blobs)."""
+    def check_blob_readable(self, digest: str, *, within: str | None = None) -> None:
+        """Refuse (NotFoundError, as for a blob that does not exist) unless the identity may read
+        an asset version whose bytes are ``digest`` or, with ``within``, a directory asset
+        version whose manifest is ``within`` and lists ``digest``. Knowing a digest is not
+        enough to read the bytes."""
+        missing = NotFoundError(f"no blob {digest} that {self.identity} may read",
+                                hint="blobs are readable through an asset version in a "
+                                     "namespace you may read")
+        holder = within or digest
         with self.session() as session:
-            return any(Permission.READ in grants.permissions([g], g[1], grants.namespace_mode(
-                session, g[1]) if g[1] != grants.GLOBAL else NamespaceMode.GOVERNED)
-                for g in grants.grants_of(session, self.identity))
+            namespaces = set(session.connection().execute(
+                _NAMESPACES_HOLDING, {"digest": holder, "directory": [True] if within
+                                      else [True, False]}).scalars())
+            if not any(grants.allowed(session, self.identity, Permission.READ, ns)
+                       for ns in namespaces):
+                raise missing
+        if within is not None:
+            manifest = Manifest.from_bytes(self.store.read_bytes(within))
+            if all(f"sha256:{entry.digest}" != digest for entry in manifest.entries):
+                raise missing
 
     def _register(self, tx: Transaction, staged: StagedOutput, namespace: str,
                   producer: str | None) -> tuple[AssetVersion, bool, int]:

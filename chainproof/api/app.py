@@ -36,12 +36,10 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chainproof.access import grants
-from chainproof.digest import parse_digest
 from chainproof.errors import (
     BadInputError,
     ChainproofError,
     DatabaseError,
-    NotFoundError,
     TooLargeError,
 )
 from chainproof.lineage.graph import step_dict, version_dict
@@ -505,11 +503,16 @@ def create_app(settings: Settings) -> FastAPI:
                                    lambda _cp, size: {"digest": digest, "size": size})
 
     @app.get("/v1/blobs/{digest}")
-    def get_blob(digest: str, cp: Caller) -> StreamingResponse:
-        """Download bytes, verified against ``digest`` before the first byte is sent."""
-        parse_digest(digest)
-        if not cp.readable_anywhere():
-            raise NotFoundError(f"no blob {digest}")
+    def get_blob(digest: str, cp: Caller,
+                 within: Annotated[str | None, Query(max_length=300)] = None
+                 ) -> StreamingResponse:
+        """Download bytes, verified against ``digest`` before the first byte is sent. Only the
+        bytes of an asset version the caller may read, or (``within=MANIFEST_DIGEST``) a file
+        listed in the manifest of a directory asset version the caller may read."""
+        check_store_digest(digest)
+        if within is not None:
+            check_store_digest(within)
+        cp.check_blob_readable(digest, within=within)
         scratch = tempfile.mkdtemp(prefix="chainproof-download-")
         path = Path(scratch) / "blob"
         cp.store.fetch(digest, path)
