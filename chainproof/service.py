@@ -1102,6 +1102,7 @@ class Chainproof(Workflows):
         transaction: the model asset version (named after the model unless ``asset_name``) and
         the registry version are logged together or not at all."""
         path = Path(path)
+        self.check(Permission.WRITE_MODEL, parse_ref(model).namespace, "register model versions")
         digest, size, is_dir = self._stage(path)
         return self._register_model_bytes(model, digest, size, is_dir,
                                           media_type or media_type_for(path, is_dir), asset_name)
@@ -1110,6 +1111,8 @@ class Chainproof(Workflows):
                               media_type: str = "application/octet-stream",
                               is_directory: bool = False) -> RegisteredVersion:
         """``register_model_file`` for bytes a client already uploaded (re-hashed first)."""
+        # Permission before touching the store: an outsider may not probe which blobs exist.
+        self.check(Permission.WRITE_MODEL, parse_ref(model).namespace, "register model versions")
         size = self._uploaded_size(digest, is_directory)
         return self._register_model_bytes(model, digest, size, is_directory, media_type,
                                           asset_name)
@@ -1313,9 +1316,8 @@ class Chainproof(Workflows):
         return policy.version, registry.policy_text(policy, document)
 
     def model_versions(self, model: str) -> dict[str, Any]:
+        self._read_check(parse_ref(model).namespace, f"read {model}")
         with self.session() as session:
-            row = registry.find_model(session, model)
-            self._read_check(row.namespace, f"read {model}")
             info = registry.versions(session, model)
             info["history"] = registry.history(session, model)
             return info

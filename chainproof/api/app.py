@@ -244,19 +244,36 @@ class _BodyLimit:
         if length is not None and (not length.isdigit() or int(length) > limit):
             await _too_large(limit)(scope, receive, send)
             return
-        received = 0
+        received, cut_off, answered = 0, False, False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            # Past the limit the app is told the client went away (it stops reading and
+            # changes nothing); its answer to that is replaced by the 413 below.
+            nonlocal received, cut_off
+            if cut_off:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise TooLargeError(f"request body larger than {limit} bytes",
-                                        hint="split the request")
+                    cut_off = True
+                    return {"type": "http.disconnect"}
             return message
 
-        await self.app(scope, limited_receive, send)
+        async def guarded_send(message: Message) -> None:
+            nonlocal answered
+            if cut_off and not answered:
+                return
+            answered = answered or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except Exception:
+            if not cut_off or answered:
+                raise
+        if cut_off and not answered:
+            await _too_large(limit)(scope, receive, send)
 
 
 def _too_large(limit: int) -> JSONResponse:
@@ -291,7 +308,16 @@ async def _caller(request: Request) -> _PendingCaller:
 Caller = Annotated[Chainproof, Depends(_caller)]
 #: An asynchronous endpoint's caller: it must ``await _authenticated(caller)`` before anything.
 PendingCaller = Annotated[_PendingCaller, Depends(_caller)]
-_CALLER_TYPES = {"Caller": True, "PendingCaller": False}  # annotation -> authenticate for it
+
+
+def _caller_kind(annotation: Any) -> bool | None:
+    """True for a ``Caller`` parameter, False for a ``PendingCaller``, None for anything else
+    (annotations may be strings, with ``from __future__ import annotations``, or objects)."""
+    if annotation in ("Caller", Caller):
+        return True
+    if annotation in ("PendingCaller", PendingCaller) or annotation is _PendingCaller:
+        return False
+    return None
 
 
 async def _authenticated(caller: _PendingCaller) -> Chainproof:
@@ -329,8 +355,8 @@ def _adapt(endpoint: Callable[..., Any], status_code: int) -> tuple[Callable[...
     FastAPI's dependency machinery (which costs more than the rest of the request handling),
     and a synchronous endpoint runs in a worker thread together with its authentication."""
     signature = inspect.signature(endpoint)
-    callers = {name: _CALLER_TYPES[str(p.annotation)] for name, p in
-               signature.parameters.items() if str(p.annotation) in _CALLER_TYPES}
+    callers = {name: kind for name, p in signature.parameters.items()
+               if (kind := _caller_kind(p.annotation)) is not None}
     is_async = inspect.iscoroutinefunction(endpoint)
     if is_async and any(callers.values()):
         raise TypeError(f"async endpoint {endpoint.__name__} takes a Caller: take a "

@@ -196,8 +196,10 @@ def create_model(cp: Chainproof, tx: Transaction, model: str) -> ModelRow:
 
 def register_version(cp: Chainproof, tx: Transaction, model: str, asset_ref: str) -> int:
     """Pin an existing model asset version as ``model``'s next version."""
+    # Permission first: an outsider learns nothing, not even whether the model exists.
+    cp.require(tx.session, Permission.WRITE_MODEL, parse_ref(model).namespace,
+               "register model versions")
     row = find_model(tx.session, model)
-    cp.require(tx.session, Permission.WRITE_MODEL, row.namespace, "register model versions")
     version_row, asset = cp._find(tx.session, parse_ref(asset_ref, namespace=row.namespace))
     if asset.kind != AssetKind.MODEL.value:
         raise BadInputError(f"{asset_ref} is a {asset.kind}, not a model",
@@ -211,8 +213,9 @@ def register_stored_version(cp: Chainproof, tx: Transaction, model: str,
     """Register stored bytes as a model asset version (or find the version that holds exactly
     these bytes) and pin it as ``model``'s next version: one transaction, two log entries.
     Returns (model version, asset version, whether the asset version is new)."""
+    cp.require(tx.session, Permission.WRITE_MODEL, parse_ref(model).namespace,
+               "register model versions")
     row = model_key(tx.session, model)
-    cp.require(tx.session, Permission.WRITE_MODEL, row.namespace, "register model versions")
     if staged.spec.kind is not AssetKind.MODEL:
         raise BadInputError(f"{staged.spec.name} is registered as a {staged.spec.kind.value}, "
                             "not a model")
@@ -327,14 +330,16 @@ def _move(tx: Transaction, model: _Model, alias: str, mv: _Version, *,
 
 def set_alias(cp: Chainproof, tx: Transaction, model: str, version: int, alias: str) -> None:
     """Move an unprotected alias directly (experiment work: ``staging``, ``candidate``...)."""
-    row = model_key(tx.session, model)
+    namespace = parse_ref(model).namespace
     policy, _ = current_policy(tx.session)
     if policy.is_protected(alias):
         raise access.denied(
-            tx.actor, Permission.MOVE_ALIAS, row.namespace, f"move protected alias {alias}",
+            tx.actor, Permission.MOVE_ALIAS, namespace, f"move protected alias {alias}",
             f"alias {alias!r} is protected: it moves only through a promotion",
             f"`chainproof promote {model}@{version} --to {alias}` opens a request")
-    cp.require(tx.session, Permission.MOVE_ALIAS, row.namespace, f"move alias {alias}")
+    # Permission before the lookup: an outsider learns nothing, not even whether it exists.
+    cp.require(tx.session, Permission.MOVE_ALIAS, namespace, f"move alias {alias}")
+    row = model_key(tx.session, model)
     _move(tx, row, alias, version_key(tx.session, row, version), decision_id=None,
           override=False, reason=None)
 
