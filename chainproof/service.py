@@ -1244,8 +1244,12 @@ class Chainproof(Workflows):
 
     def resolve_alias(self, model: str, alias: str) -> dict[str, Any]:
         """Which version and digest an alias points at, and under which decision."""
-        self._read_check(parse_ref(model).namespace, f"read {model}@{alias}")
-        with self.session() as session:
+        namespace = parse_ref(model).namespace
+        with self.session() as session:  # one session: the check, then the answer
+            if grants.allowed(session, self.identity, Permission.READ, namespace):
+                return registry.alias_target(session, model, alias)
+        self.check_read(namespace, f"read {model}@{alias}")  # logs the refusal and raises...
+        with self.session() as session:  # ...unless the role was granted meanwhile
             return registry.alias_target(session, model, alias)
 
     def load_model(self, ref: str, *, allow_override: bool = False, dest: Path | None = None,

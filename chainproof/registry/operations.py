@@ -156,6 +156,29 @@ def model_key(session: Session, model: str) -> ModelKey:
     return ModelKey(row.id, row.namespace, row.name)
 
 
+_MODEL_AND_VERSION = (
+    select(ModelRow.id, ModelRow.namespace, ModelRow.name, ModelVersionRow.version,
+           ModelVersionRow.digest)
+    .outerjoin(ModelVersionRow, (ModelVersionRow.model_id == ModelRow.id)
+               & (ModelVersionRow.version == bindparam("version")))
+    .where(ModelRow.namespace == bindparam("namespace"), ModelRow.name == bindparam("name")))
+
+
+def model_and_version(session: Session, model: str, version: int) -> tuple[ModelKey, VersionKey]:
+    """``model_key`` and ``version_key`` in one query (an alias move needs both)."""
+    ref = parse_ref(model)
+    row = session.connection().execute(_MODEL_AND_VERSION, {
+        "namespace": ref.namespace, "name": ref.name,
+        "version": version if 1 <= version <= MAX_VERSION else 0}).one_or_none()
+    if row is None:
+        raise NotFoundError(f"no registered model {model!r}",
+                            hint="`chainproof registry create NAME` registers one")
+    key = ModelKey(row.id, row.namespace, row.name)
+    if row.version is None:
+        return key, version_key(session, key, version)  # raises the precise NotFoundError
+    return key, VersionKey(row.version, row.digest)
+
+
 def version_key(session: Session, model: _Model, version: int) -> VersionKey:
     """``_version`` without the ORM object."""
     if 1 <= version <= MAX_VERSION:
@@ -339,9 +362,8 @@ def set_alias(cp: Chainproof, tx: Transaction, model: str, version: int, alias: 
             f"`chainproof promote {model}@{version} --to {alias}` opens a request")
     # Permission before the lookup: an outsider learns nothing, not even whether it exists.
     cp.require(tx.session, Permission.MOVE_ALIAS, namespace, f"move alias {alias}")
-    row = model_key(tx.session, model)
-    _move(tx, row, alias, version_key(tx.session, row, version), decision_id=None,
-          override=False, reason=None)
+    row, pinned = model_and_version(tx.session, model, version)
+    _move(tx, row, alias, pinned, decision_id=None, override=False, reason=None)
 
 
 _ALIAS_TARGET = (
