@@ -1,10 +1,24 @@
-"""What an attacker with direct access to the object store does, shared by the attack tests."""
+"""What an attacker with direct access to the object store does, and what the tests read back
+from the log to see what a refused request wrote; shared by the attack tests."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
+from sqlalchemy import text
+
+from chainproof.service import Chainproof
 from chainproof.store import ObjectStore
+
+
+def log_entries_since(cp: Chainproof, seq: int) -> list[dict[str, Any]]:
+    """The audit log entries from ``seq`` on, parsed."""
+    with cp.engine.connect() as conn:
+        rows = conn.execute(text("SELECT body FROM log_entries WHERE seq >= :s ORDER BY seq"),
+                            {"s": seq}).all()
+    return [json.loads(bytes(r[0])) for r in rows]
 
 
 def overwrite_blob(store: ObjectStore, digest: str, data: bytes) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+from attacks import log_entries_since
 from sqlalchemy import text
 
 from chainproof.api.app import MAX_JSON_BODY
@@ -57,17 +58,11 @@ def snapshot(cp: Chainproof) -> dict[str, Any]:
     return state
 
 
-def new_entries(cp: Chainproof, since: int) -> list[dict[str, Any]]:
-    with cp.engine.connect() as conn:
-        rows = conn.execute(text("SELECT body FROM log_entries WHERE seq >= :s ORDER BY seq"),
-                            {"s": since}).all()
-    return [json.loads(bytes(r[0])) for r in rows]
-
 
 def assert_only_denied(cp: Chainproof, before: dict[str, Any], identity: str) -> None:
     """A 403: one access.denied entry (with its checkpoint); no row, no registration."""
     after = snapshot(cp)
-    [entry] = new_entries(cp, before["log"])
+    [entry] = log_entries_since(cp, before["log"])
     assert entry["action"] == "access.denied" and entry["detail"]["identity"] == identity
     assert after["checkpoints"] == before["checkpoints"] + 1
     for key in ("assets", "asset_versions", "models", "model_versions"):
@@ -95,7 +90,7 @@ def test_remote_register_file_directory_and_digest(
     assert first.asset.created_by == "svc-trainer"
     assert cp.store.read_bytes(first.asset.digest) == model.read_bytes()
     after = snapshot(cp)
-    assert [e["action"] for e in new_entries(cp, before["log"])] == [
+    assert [e["action"] for e in log_entries_since(cp, before["log"])] == [
         "asset.version.add", "registry.version.add"]
     assert after["checkpoints"] == before["checkpoints"] + 1  # one transaction
     again = trainer.register_model_file(MODEL, model)

@@ -6,12 +6,10 @@ exactly one ``access.denied`` entry and nothing else)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 import pytest
-from attacks import overwrite_blob
+from attacks import log_entries_since, overwrite_blob
 from pipeline_fixtures import NS, act_as, model_bytes
 from sqlalchemy import text
 
@@ -41,12 +39,6 @@ def snapshot(cp: Chainproof) -> dict[str, int]:
     return counts
 
 
-def entries_since(cp: Chainproof, seq: int) -> list[dict[str, Any]]:
-    with cp.engine.connect() as conn:
-        rows = conn.execute(text("SELECT body FROM log_entries WHERE seq >= :s ORDER BY seq"),
-                            {"s": seq}).all()
-    return [json.loads(bytes(r[0])) for r in rows]
-
 
 def only_denial_written(cp: Chainproof, before: dict[str, int], identity: str,
                         permission: str, namespace: str = NS) -> None:
@@ -56,7 +48,7 @@ def only_denial_written(cp: Chainproof, before: dict[str, int], identity: str,
     assert after["checkpoints"] == before["checkpoints"] + 1  # the denial's own checkpoint
     assert {k: v for k, v in after.items() if k not in ("log", "checkpoints")} == \
         {k: v for k, v in before.items() if k not in ("log", "checkpoints")}
-    [entry] = entries_since(cp, before["log"])
+    [entry] = log_entries_since(cp, before["log"])
     assert entry["action"] == "access.denied"
     assert entry["detail"]["identity"] == identity
     assert (entry["detail"]["permission"], entry["detail"]["namespace"]) == (permission, namespace)
@@ -102,7 +94,7 @@ def test_register_file_is_one_transaction_two_entries_one_checkpoint(
     assert after["checkpoints"] == before["checkpoints"] + 1
     assert after["asset_versions"] == before["asset_versions"] + 1
     assert after["model_versions"] == before["model_versions"] + 1
-    added, pinned = entries_since(cp, before["log"])
+    added, pinned = log_entries_since(cp, before["log"])
     assert added["action"] == "asset.version.add" and pinned["action"] == "registry.version.add"
     assert added["actor"] == pinned["actor"] == "svc-trainer"
     assert pinned["detail"]["asset"] == f"{NS}/fraud-review@1"
@@ -124,7 +116,7 @@ def test_same_bytes_again_reuse_the_asset_version_but_add_a_model_version(
     after = snapshot(cp)
     assert after["log"] == before["log"] + 1  # only the model version
     assert after["asset_versions"] == before["asset_versions"]
-    [entry] = entries_since(cp, before["log"])
+    [entry] = log_entries_since(cp, before["log"])
     assert entry["action"] == "registry.version.add"
     other = trainer.register_model_file(MODEL, write_model(tmp_path, "b"))
     assert (other.version, other.asset.version, other.asset_created) == (3, 2, True)
