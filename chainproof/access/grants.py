@@ -40,7 +40,6 @@ def _check_pattern(namespace: str) -> str:
 # ORM query (SQLAlchemy builds and cache-keys a new select() on every call otherwise).
 _GRANTS_OF = select(RoleGrantRow.role, RoleGrantRow.namespace).where(
     RoleGrantRow.identity == bindparam("identity"))
-_NAMESPACE_MODE = select(NamespaceRow.mode).where(NamespaceRow.name == bindparam("namespace"))
 # One round trip for a permission check: the identity's grants, each carrying the mode of the
 # namespace asked about.
 _GRANTS_WITH_MODE = select(
@@ -57,15 +56,9 @@ def grants_of(session: Session, identity: str) -> list[tuple[str, str]]:
             session.connection().execute(_GRANTS_OF, {"identity": identity})]
 
 
-def namespace_mode(session: Session, namespace: str) -> NamespaceMode:
-    mode = session.connection().execute(_NAMESPACE_MODE,
-                                        {"namespace": namespace}).scalar_one_or_none()
-    return NamespaceMode(mode) if mode else NamespaceMode.GOVERNED
-
-
 def allowed(session: Session, identity: str, permission: Permission, namespace: str) -> bool:
-    rows = session.connection().execute(_GRANTS_WITH_MODE, {"identity": identity,
-                                               "namespace": namespace}).all()
+    rows = session.connection().execute(
+        _GRANTS_WITH_MODE, {"identity": identity, "namespace": namespace}).all()
     if not rows:
         return False  # no grants at all: nothing is allowed, whatever the namespace's mode
     mode = NamespaceMode(rows[0].mode) if rows[0].mode and namespace != GLOBAL \
