@@ -1,16 +1,15 @@
 """The log's key and checkpoints, and ``audit verify``: recompute everything, trust nothing.
 
-Verification recomputes every leaf and every stored interior node from the entries, checks the
-newest signed checkpoint and any checkpoints a witness kept (consistency, truncation, split
-views), and replays the log to rebuild the state it describes, comparing that with the database
-row by row. It needs the log's *public* key from outside the database (the workspace's
-``log.pub`` or ``CHAINPROOF_LOG_PUBKEY``): someone who can write the database cannot forge it.
+Verification recomputes every leaf and every stored interior node from the entries, checks every
+signed checkpoint and any checkpoints a witness kept or a client remembers (consistency,
+truncation, split views), and replays the log to rebuild the state it describes, comparing that
+with the database column by column (:mod:`chainproof.ledger.replay` lists every column and
+how). It needs the log's *public* key from outside the database (the workspace's ``log.pub`` or
+``CHAINPROOF_LOG_PUBKEY``): someone who can write the database cannot forge it.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -23,30 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from chainproof.db.tables import (
-    AliasHistoryRow,
-    AliasRow,
-    ApprovalRow,
-    AssetRow,
-    AssetVersionRow,
-    AttestationRow,
-    CheckpointRow,
-    DecisionRow,
-    IdentityRow,
-    KeyRow,
-    LogNodeRow,
-    ModelRow,
-    ModelVersionRow,
-    NamespaceRow,
-    PromotionPolicyRow,
-    PromotionRequestRow,
-    RoleGrantRow,
-    StepInputRow,
-    StepOutputRow,
-    StepRow,
-    TokenRow,
-    TrustPolicyRow,
-)
+from chainproof.db.tables import Base, CheckpointRow, LogHeadRow, LogNodeRow
 from chainproof.errors import (
     BadInputError,
     ChainproofError,
@@ -56,15 +32,17 @@ from chainproof.errors import (
 )
 from chainproof.ledger import checkpoint as cpmod
 from chainproof.ledger import merkle
+from chainproof.ledger import replay as replay_mod
 from chainproof.ledger.log import (
     NODE_INDEX_BITS,
     fold_root,
     frontier_positions,
-    iter_entries,
+    iter_entry_rows,
     node_key,
     stored_frontier,
 )
-from chainproof.records.log import Action, LogEntry
+from chainproof.ledger.witness import CheckpointMemory
+from chainproof.records.log import LogEntry
 
 # --- the log key ---------------------------------------------------------------------------------
 
@@ -127,6 +105,12 @@ def load_log_verifier(path: Path, origin: str) -> cpmod.CheckpointVerifier:
 # --- verification --------------------------------------------------------------------------------
 
 
+NO_WITNESS_WARNING = ("no witness checked: a rollback of the newest entries (deleting them, "
+                      "their rows, nodes and checkpoints) would not be detected; verify against "
+                      "a witness file (--since) or from a client that remembers an earlier "
+                      "checkpoint")
+
+
 @dataclass
 class AuditReport:
     """What ``audit verify`` checked. It is only returned when every check passed."""
@@ -136,11 +120,44 @@ class AuditReport:
     checkpoint_size: int
     witnesses_checked: int
     rows_checked: dict[str, int] = field(default_factory=dict)
+    checkpoints_checked: int = 0
+    remembered_size: int | None = None
+    derived_columns: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    @property
+    def rollback_checked(self) -> bool:
+        """Whether anything outside the database (a witness, a remembered checkpoint) was
+        compared: without one, a clean rollback of the newest entries passes."""
+        return self.witnesses_checked > 0 or self.remembered_size is not None
+
+    @property
+    def warning(self) -> str | None:
+        return None if self.rollback_checked else NO_WITNESS_WARNING
 
     def to_dict(self) -> dict[str, Any]:
         return {"ok": True, "size": self.size, "root_hash": self.root_hash,
                 "checkpoint_size": self.checkpoint_size,
-                "witnesses_checked": self.witnesses_checked, "rows_checked": self.rows_checked}
+                "checkpoints_checked": self.checkpoints_checked,
+                "witnesses_checked": self.witnesses_checked,
+                "remembered_size": self.remembered_size,
+                "rollback_checked": self.rollback_checked, "warning": self.warning,
+                "rows_checked": self.rows_checked}
+
+    def text(self) -> str:
+        """The report as a paragraph for people (the CLI prints it)."""
+        rows = ", ".join(f"{n} {t}" for t, n in self.rows_checked.items())
+        parts = [f"audit log verified: {self.size} entries, root {self.root_hash}; "
+                 f"{self.checkpoints_checked} signed checkpoint(s) match the recomputed tree "
+                 f"(newest at size {self.checkpoint_size}); "
+                 f"{self.witnesses_checked} witnessed checkpoint(s) consistent"]
+        if self.remembered_size is not None:
+            parts.append(f"; the remembered checkpoint (size {self.remembered_size}) is "
+                         "consistent")
+        parts.append(f"; every column of {rows} matches the log")
+        text = "".join(parts)
+        if self.warning:
+            text += f"\nwarning: {self.warning}"
+        return text
 
 
 class _Tree:
@@ -172,18 +189,34 @@ class _Tree:
 
 
 def verify_log(session: Session, verifier: cpmod.CheckpointVerifier,
-               witness_notes: Iterable[str] = (), *, max_problems: int = 200) -> AuditReport:
-    """Verify the whole log; raise :class:`LedgerIntegrityError` listing every discrepancy."""
+               witness_notes: Iterable[str] = (), *, max_problems: int = 200,
+               memory: CheckpointMemory | None = None) -> AuditReport:
+    """Verify the whole log; raise :class:`LedgerIntegrityError` listing every discrepancy.
+
+    Recomputes every leaf and stored node and the head; checks EVERY stored checkpoint
+    (signature, columns, root against the recomputed tree); checks consistency with every
+    ``witness_notes`` checkpoint and with the checkpoint ``memory`` remembers (rollback, split
+    view); and replays the log to rebuild every column of every state table (see
+    :mod:`chainproof.ledger.replay`), comparing them with the database. With ``memory``, the
+    newest checkpoint is remembered once everything passed.
+    """
     problems: list[str] = []
 
     def problem(text: str) -> None:
         if len(problems) < max_problems:
             problems.append(text)
 
-    replay = _Replay(problem)
+    metadata = Base.metadata
+    for text_ in replay_mod.schema_problems(metadata):
+        problem(text_)
+    replay = replay_mod.Replay(problem)
+    handlers = replay.handlers
+    # Sizes of the stored checkpoints: each one's created_at is its newest entry's time.
+    checkpoint_sizes = set(session.execute(select(CheckpointRow.size)).scalars())
+    entry_times: dict[int, str] = {}
     leaves = bytearray()
     expected_seq = 0
-    for seq, stored_leaf, raw_body, action, actor, time in iter_entries(session):
+    for seq, stored_leaf, raw_body, action, actor, obj, time in iter_entry_rows(session):
         if seq != expected_seq:
             problem(f"log entries {expected_seq}..{seq - 1} are missing (deleted or renumbered)"
                     if seq > expected_seq else f"log entry {seq} is out of order")
@@ -194,22 +227,29 @@ def verify_log(session: Session, verifier: cpmod.CheckpointVerifier,
             problem(f"log entry {seq}: stored leaf hash does not match its contents "
                     "(the entry was edited)")
         leaves += leaf
+        if seq + 1 in checkpoint_sizes:
+            entry_times[seq + 1] = time
         try:
             fields = orjson.loads(body)
-            claimed = (fields["seq"], fields["action"], fields["actor"], fields["time"])
+            claimed = (fields["seq"], fields["action"], fields["actor"], fields["time"],
+                       fields["object"])
         except (orjson.JSONDecodeError, KeyError, TypeError):
             problem(f"log entry {seq}: not a valid log entry")
         else:
             if claimed[0] != seq:
                 problem(f"log entry stored at {seq} says it is entry {claimed[0]} "
                         "(entries were swapped or moved)")
-            if (action, actor, time) != claimed[1:]:
-                problem(f"log entry {seq}: indexed columns disagree with the signed entry")
-            if claimed[1] in replay.handlers:
+            if (action, actor, time) != claimed[1:4] or not isinstance(claimed[4], str) \
+                    or obj != claimed[4][:300]:
+                problem(f"log entry {seq}: indexed columns (action, actor, object, time) "
+                        "disagree with the signed entry")
+            if claimed[1] in handlers:
                 try:
-                    replay.apply(LogEntry.from_bytes(body))
+                    handlers[claimed[1]](_entry(fields))
                 except ChainproofError as exc:
                     problem(f"log entry {seq}: {exc.message}")
+                except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                    problem(f"log entry {seq}: its detail cannot be replayed ({exc!r})")
         expected_seq += 1
     tree = _Tree(leaves)
     size = tree.size
@@ -217,9 +257,21 @@ def verify_log(session: Session, verifier: cpmod.CheckpointVerifier,
 
     _check_nodes(session, tree, problem)
     _check_head(session, tree, problem)
-    checkpoint_size = _check_checkpoints(session, verifier, tree, problem)
+    checkpoint_size, checked, newest_note = _check_checkpoints(session, verifier, tree,
+                                                               entry_times, problem)
     witnessed = _check_witnesses(witness_notes, verifier, tree, problem)
-    rows = replay.compare(session, problem)
+    remembered_size = None
+    if memory is not None:
+        try:
+            remembered = memory.remembered(verifier)
+        except ChainproofError as exc:
+            problem(exc.message)
+        else:
+            if remembered is not None:
+                remembered_size = remembered.size
+                _check_one(remembered, tree, problem, f"the checkpoint remembered in "
+                                                      f"{memory.path}")
+    rows = replay.compare(session, metadata, problem)
     if problems:
         raise LedgerIntegrityError(
             f"audit verification failed: {len(problems)} problem(s) in a log of {size} entries",
@@ -227,8 +279,23 @@ def verify_log(session: Session, verifier: cpmod.CheckpointVerifier,
             hint="the database was changed outside chainproof; restore it from a backup taken "
                  "before the first entry named here, and find out who had write access",
         )
+    if memory is not None and newest_note is not None:
+        memory.remember_verified(newest_note, verifier)
     return AuditReport(size=size, root_hash=root.hex(), checkpoint_size=checkpoint_size,
-                       witnesses_checked=witnessed, rows_checked=rows)
+                       witnesses_checked=witnessed, rows_checked=rows,
+                       checkpoints_checked=checked, remembered_size=remembered_size,
+                       derived_columns=replay_mod.DERIVED)
+
+
+def _entry(fields: dict[str, Any]) -> LogEntry:
+    """A parsed entry body as a LogEntry (its detail's required fields checked)."""
+    if set(fields) != {"seq", "time", "actor", "action", "object", "digests", "detail"}:
+        raise MalformedFileError("log entry does not have exactly the expected fields")
+    if not isinstance(fields["detail"], dict):
+        raise MalformedFileError("log entry detail is not an object")
+    return LogEntry(seq=fields["seq"], time=fields["time"], actor=fields["actor"],
+                    action=fields["action"], object=fields["object"],
+                    digests=fields["digests"], detail=fields["detail"])
 
 
 def _check_nodes(session: Session, tree: _Tree, problem: Callable[[str], None]) -> None:
@@ -266,6 +333,9 @@ def _check_nodes(session: Session, tree: _Tree, problem: Callable[[str], None]) 
 def _check_head(session: Session, tree: _Tree, problem: Callable[[str], None]) -> None:
     """The head's size and frontier are what the next append builds on: a forged frontier would
     make every later node and checkpoint wrong, so it must match the entries now."""
+    ids = list(session.execute(select(LogHeadRow.id)).scalars())
+    if ids not in ([], [1]):
+        problem(f"the log head must be one row with id 1, found ids {sorted(ids)}")
     head = stored_frontier(session)
     if head is None:
         if tree.size:
@@ -282,34 +352,73 @@ def _check_head(session: Session, tree: _Tree, problem: Callable[[str], None]) -
 
 
 def _check_checkpoints(session: Session, verifier: cpmod.CheckpointVerifier, tree: _Tree,
-                       problem: Callable[[str], None], recent: int = 100) -> int:
-    rows = session.execute(
-        select(CheckpointRow).order_by(CheckpointRow.size.desc()).limit(recent)
-    ).scalars().all()
-    if not rows:
+                       entry_times: dict[int, str], problem: Callable[[str], None],
+                       batch: int = 5000) -> tuple[int, int, str | None]:
+    """Every stored checkpoint, oldest first, in batches: its signature, its columns against
+    its signed note, its root against the recomputed tree, its time against its newest entry's.
+    Returns (newest size, how many were checked, newest note)."""
+    last, checked = -1, 0
+    newest: tuple[int, str] | None = None
+    while True:
+        rows = session.execute(
+            select(CheckpointRow.size, CheckpointRow.root_hash, CheckpointRow.note,
+                   CheckpointRow.created_at).where(CheckpointRow.size > last)
+            .order_by(CheckpointRow.size).limit(batch)).all()
+        if not rows:
+            break
+        last = rows[-1][0]
+        for row_size, row_root, note, created_at in rows:
+            checked += 1
+            try:
+                cp = cpmod.verify_checkpoint(note, verifier, origin=verifier.name)
+            except ChainproofError as exc:
+                problem(f"stored checkpoint at size {row_size}: {exc.message}")
+                continue
+            newest = (row_size, note)
+            if cp.size != row_size or cp.root_hash != bytes(row_root):
+                problem(f"stored checkpoint at size {row_size}: its columns disagree with its "
+                        "signed note")
+            if cp.size > tree.size:
+                problem(f"checkpoint at size {cp.size} is ahead of the log's {tree.size} "
+                        "entries: entries were deleted (truncation)")
+                continue
+            if cp.root_hash != tree.root(cp.size):
+                problem(f"checkpoint at size {cp.size}: the signed root does not match the root "
+                        "recomputed from the entries (history was rewritten)")
+            want_time = entry_times.get(cp.size)
+            if want_time is not None and created_at != want_time:
+                problem(f"stored checkpoint at size {row_size}: created_at is {created_at!r} "
+                        f"but its newest entry ({cp.size - 1}) was logged at {want_time!r}")
+    if last < 0:
         if tree.size:
             problem("the log has entries but no signed checkpoint")
-        return 0
-    for i, row in enumerate(rows):
-        try:
-            cp = cpmod.verify_checkpoint(row.note, verifier)
-        except ChainproofError as exc:
-            problem(f"stored checkpoint at size {row.size}: {exc.message}")
-            continue
-        if cp.size != row.size or cp.root_hash != bytes(row.root_hash):
-            problem(f"stored checkpoint at size {row.size}: its columns disagree with its "
-                    "signed note")
-        if cp.size > tree.size:
-            problem(f"checkpoint at size {cp.size} is ahead of the log's {tree.size} entries: "
-                    "entries were deleted (truncation)")
-        elif cp.root_hash != tree.root(cp.size):
-            problem(f"checkpoint at size {cp.size}: the signed root does not match the root "
-                    "recomputed from the entries (history was rewritten)")
-        if i == 0 and cp.size < tree.size:
-            problem(f"{tree.size - cp.size} entries after the newest checkpoint (size "
-                    f"{cp.size}) are covered by no signature: they were inserted outside "
-                    "chainproof")
-    return rows[0].size
+        return 0, 0, None
+    if last < tree.size:
+        problem(f"{tree.size - last} entries after the newest checkpoint (size "
+                f"{last}) are covered by no signature: they were inserted outside "
+                "chainproof")
+    return last, checked, None if newest is None else newest[1]
+
+
+def _check_one(cp: cpmod.Checkpoint, tree: _Tree, problem: Callable[[str], None],
+               what: str) -> None:
+    """Consistency of the current tree with one verified checkpoint kept outside the database
+    (a witness's, or a client's memory): a larger one means rollback, another root a fork."""
+    now = merkle_head(tree.size, tree.root(tree.size)) if tree.size else "the empty tree"
+    then = merkle_head(cp.size, cp.root_hash)
+    if cp.size > tree.size:
+        problem(f"{what} is at size {cp.size} but the log has only {tree.size} entries: the "
+                f"log was truncated or rolled back (kept: {then}; log now: {now})")
+        return
+    if cp.size == 0:
+        return
+    if cp.root_hash != tree.root(cp.size):
+        problem(f"{what} (size {cp.size}) is not consistent with the current log: history "
+                f"before it was rewritten (kept: {then}; log now: {now})")
+
+
+def merkle_head(size: int, root: bytes) -> str:
+    return f"size {size}, root {bytes(root).hex()}"
 
 
 def _check_witnesses(notes: Iterable[str], verifier: cpmod.CheckpointVerifier, tree: _Tree,
@@ -327,19 +436,7 @@ def _check_witnesses(notes: Iterable[str], verifier: cpmod.CheckpointVerifier, t
         if earlier != cp.root_hash:
             problem(f"split view: two validly signed checkpoints of size {cp.size} have "
                     f"different roots ({earlier.hex()[:16]}… and {cp.root_hash.hex()[:16]}…)")
-        if cp.size > tree.size:
-            problem(f"witnessed checkpoint #{n} is at size {cp.size} but the log has only "
-                    f"{tree.size} entries: the log was truncated or rolled back")
-            continue
-        if cp.size == 0:
-            continue
-        proof = merkle.consistency_proof(cp.size, tree.size, tree)
-        try:
-            merkle.verify_consistency(cp.size, tree.size, cp.root_hash, tree.root(tree.size),
-                                      proof)
-        except LedgerIntegrityError:
-            problem(f"witnessed checkpoint #{n} (size {cp.size}) is not consistent with the "
-                    "current log: history before it was rewritten")
+        _check_one(cp, tree, problem, f"witnessed checkpoint #{n}")
     return count
 
 
@@ -355,320 +452,3 @@ def parse_witness_file(path: Path) -> list[str]:
     return notes
 
 
-# --- state replay ---------------------------------------------------------------------------------
-
-
-def _json(text: str) -> Any:
-    return json.loads(text)
-
-
-class _Replay:
-    """Rebuilds, from the log alone, the rows the database should hold."""
-
-    def __init__(self, problem: Callable[[str], None]) -> None:
-        self.problem = problem
-        self.versions: dict[tuple[str, str, int], tuple[int, dict[str, Any]]] = {}
-        self.steps: dict[str, tuple[int, dict[str, Any]]] = {}
-        self.handlers: dict[str, Callable[[LogEntry], None]] = {
-            Action.ASSET_VERSION_ADD: self._version,
-            Action.STEP_RECORD: self._step,
-        }
-        # Every other table: name -> {key: (seq of the entry that made the row, its state)}.
-        self.state: dict[str, dict[Any, tuple[int, dict[str, Any]]]] = {
-            name: {} for name in ("identities", "keys", "attestations", "trust", "models",
-                                  "model_versions", "aliases", "alias_history", "policies",
-                                  "requests", "reviews", "decisions", "tokens", "grants",
-                                  "namespaces")}
-
-        def put(table: str, key_of: Callable[[dict[str, Any]], Any],
-                defaults: dict[str, Any] | None = None) -> Callable[[LogEntry], None]:
-            def handler(entry: LogEntry) -> None:
-                key = key_of(entry.detail)
-                if table not in ("aliases", "grants", "namespaces") and key in self.state[table]:
-                    self.problem(f"log entry {entry.seq} ({entry.action}) repeats {key!r}")
-                self.state[table][key] = (entry.seq, {**(defaults or {}), **entry.detail})
-            return handler
-
-        def on_key_revoke(entry: LogEntry) -> None:
-            keyid = entry.detail["keyid"]
-            if keyid not in self.state["keys"]:
-                self.problem(f"log entry {entry.seq} revokes key {keyid[:16]}…, never "
-                             "registered")
-                return
-            seq, d = self.state["keys"][keyid]
-            if d["revoked_at"] is not None:
-                self.problem(f"log entry {entry.seq} revokes key {keyid[:16]}… a second time")
-            self.state["keys"][keyid] = (seq, {**d, "revoked_at": entry.detail["revoked_at"],
-                                               "revoked_reason": entry.detail["reason"]})
-
-        self.handlers.update({
-            Action.IDENTITY_CREATE: put("identities", lambda d: d["name"]),
-            Action.KEY_REGISTER: put("keys", lambda d: d["keyid"],
-                                     {"revoked_at": None, "revoked_reason": None}),
-            Action.KEY_REVOKE: on_key_revoke,
-            Action.ATTESTATION_ADD: put("attestations", lambda d: d["step_id"]),
-            Action.TRUST_POLICY_SET: put("trust", lambda d: d["version"]),
-        })
-
-        alias_state = put("aliases", lambda d: (d["model"], d["alias"]))
-        alias_history = put("alias_history", lambda d: None)
-
-        def alias_move(entry: LogEntry) -> None:
-            alias_state(entry)
-            self.state["alias_history"][entry.seq] = (entry.seq, dict(entry.detail))
-
-        del alias_history
-
-        def request_status(status: str) -> Callable[[LogEntry], None]:
-            def handler(entry: LogEntry) -> None:
-                rid = entry.detail["request_id"]
-                if rid in self.state["requests"]:
-                    seq, d = self.state["requests"][rid]
-                    self.state["requests"][rid] = (seq, {**d, "status": status})
-                else:
-                    self.problem(f"log entry {entry.seq} refers to unknown request {rid}")
-            return handler
-
-        review = put("reviews", lambda d: (d["request_id"], d["approver"]))
-        reject_status = request_status("rejected")
-        decide = put("decisions", lambda d: d["id"])
-        executed = request_status("executed")
-
-        def on_reject(entry: LogEntry) -> None:
-            review(entry)
-            reject_status(entry)
-
-        def on_decision(entry: LogEntry) -> None:
-            decide(entry)
-            executed(entry)
-
-        def on_request(entry: LogEntry) -> None:
-            put("requests", lambda d: d["id"])(entry)
-            seq, d = self.state["requests"][entry.detail["id"]]
-            self.state["requests"][entry.detail["id"]] = (seq, {**d, "status": "pending"})
-
-        def on_token_revoke(entry: LogEntry) -> None:
-            tid = entry.detail["id"]
-            if tid not in self.state["tokens"]:
-                self.problem(f"log entry {entry.seq} revokes unknown token {tid}")
-                return
-            seq, d = self.state["tokens"][tid]
-            self.state["tokens"][tid] = (seq, {**d, "revoked_at": entry.detail["revoked_at"]})
-
-        grant = put("grants", lambda d: (d["identity"], d["role"], d["namespace"]))
-
-        def on_role_revoke(entry: LogEntry) -> None:
-            key = (entry.detail["identity"], entry.detail["role"], entry.detail["namespace"])
-            if self.state["grants"].pop(key, None) is None:
-                self.problem(f"log entry {entry.seq} revokes a role that was not granted")
-
-        self.handlers.update({
-            Action.MODEL_CREATE: put("models", lambda d: (d["namespace"], d["name"])),
-            Action.MODEL_VERSION_ADD: put("model_versions", lambda d: (d["model"], d["version"])),
-            Action.ALIAS_MOVE: alias_move,
-            Action.PROMOTION_POLICY_SET: put("policies", lambda d: d["version"]),
-            Action.PROMOTION_REQUEST: on_request,
-            Action.PROMOTION_APPROVE: review,
-            Action.PROMOTION_REJECT: on_reject,
-            Action.PROMOTION_DECISION: on_decision,
-            Action.TOKEN_CREATE: put("tokens", lambda d: d["id"], {"revoked_at": None}),
-            Action.TOKEN_REVOKE: on_token_revoke,
-            Action.ROLE_GRANT: grant,
-            Action.ROLE_REVOKE: on_role_revoke,
-            Action.NAMESPACE_SET: put("namespaces", lambda d: d["name"]),
-        })
-
-    def apply(self, entry: LogEntry) -> None:
-        handler = self.handlers.get(entry.action)
-        if handler is not None:
-            handler(entry)
-
-    def _version(self, entry: LogEntry) -> None:
-        d = entry.detail
-        key = (d["namespace"], d["name"], d["version"])
-        if key in self.versions:
-            self.problem(f"log entry {entry.seq} adds {key[0]}/{key[1]}@{key[2]} a second time")
-        self.versions[key] = (entry.seq, d)
-
-    def _step(self, entry: LogEntry) -> None:
-        d = entry.detail
-        if d["id"] in self.steps:
-            self.problem(f"log entry {entry.seq} records step {d['id']} a second time")
-        self.steps[d["id"]] = (entry.seq, d)
-
-    def compare(self, session: Session, problem: Callable[[str], None]) -> dict[str, int]:
-        counts = {"asset_versions": 0, "steps": 0}
-        rows = session.execute(
-            select(AssetVersionRow, AssetRow).join(AssetRow,
-                                                   AssetRow.id == AssetVersionRow.asset_id)
-        ).all()
-        by_id: dict[int, str] = {}
-        actual_keys = set()
-        for v, a in rows:
-            counts["asset_versions"] += 1
-            key = (a.namespace, a.name, v.version)
-            label = f"{a.namespace}/{a.name}@{v.version}"
-            by_id[v.id] = label
-            actual_keys.add(key)
-            logged = self.versions.get(key)
-            if logged is None:
-                problem(f"asset version {label} (row id {v.id}) has no log entry: it was "
-                        "written to the database directly")
-                continue
-            seq, d = logged
-            actual = {"namespace": a.namespace, "name": a.name, "kind": a.kind,
-                      "version": v.version, "digest": v.digest, "size": v.size,
-                      "media_type": v.media_type, "is_directory": bool(v.is_directory),
-                      "created_at": v.created_at, "created_by": v.created_by,
-                      "producer_step": v.producer_step}
-            for name, value in actual.items():
-                if d.get(name) != value:
-                    problem(f"asset version {label}: {name} is {value!r} in the database but "
-                            f"{d.get(name)!r} in log entry {seq}")
-            if v.log_seq != seq:
-                problem(f"asset version {label}: points at log entry {v.log_seq}, "
-                        f"but was logged as entry {seq}")
-        for key, (seq, _) in self.versions.items():
-            if key not in actual_keys:
-                problem(f"log entry {seq} adds {key[0]}/{key[1]}@{key[2]}, which is missing "
-                        "from the database (deleted)")
-        links_in: dict[str, set[str]] = {}
-        for sid, vid in session.execute(select(StepInputRow.step_id, StepInputRow.version_id)):
-            links_in.setdefault(sid, set()).add(by_id.get(vid, f"row {vid}"))
-        links_out: dict[str, set[tuple[str, bool]]] = {}
-        for sid, vid, reused in session.execute(
-                select(StepOutputRow.step_id, StepOutputRow.version_id, StepOutputRow.reused)):
-            links_out.setdefault(sid, set()).add((by_id.get(vid, f"row {vid}"), bool(reused)))
-        seen_steps = set()
-        for s in session.execute(select(StepRow)).scalars():
-            counts["steps"] += 1
-            seen_steps.add(s.id)
-            logged_step = self.steps.get(s.id)
-            if logged_step is None:
-                problem(f"step {s.id} has no log entry: it was written to the database directly")
-                continue
-            seq, d = logged_step
-            actual_step = {"namespace": s.namespace, "kind": s.kind, "identity": s.identity,
-                           "status": s.status, "command": _json(s.command),
-                           "parameters": _json(s.parameters), "started_at": s.started_at,
-                           "ended_at": s.ended_at, "environment": _json(s.environment),
-                           "code_revision": _json(s.code_revision), "error": s.error}
-            for name, value in actual_step.items():
-                if d.get(name) != value:
-                    problem(f"step {s.id}: {name} differs from log entry {seq}")
-            if s.log_seq != seq:
-                problem(f"step {s.id}: points at log entry {s.log_seq}, but was logged as {seq}")
-            want_in = {_full(i["ref"]) for i in d["inputs"]}
-            if links_in.get(s.id, set()) != want_in:
-                problem(f"step {s.id}: its inputs in the database differ from log entry {seq}")
-            want_out = {(_full(o["ref"]), bool(o["reused"])) for o in d["outputs"]}
-            if links_out.get(s.id, set()) != want_out:
-                problem(f"step {s.id}: its outputs in the database differ from log entry {seq}")
-        for sid, (seq, _) in self.steps.items():
-            if sid not in seen_steps:
-                problem(f"log entry {seq} records step {sid}, which is missing from the "
-                        "database (deleted)")
-        self._compare_tables(session, problem, counts)
-        return counts
-
-    def _compare_tables(self, session: Session, problem: Callable[[str], None],
-                        counts: dict[str, int]) -> None:
-        """Every remaining table, row by row, against the state the log rebuilds."""
-        def sha(text_: str) -> str:
-            return "sha256:" + hashlib.sha256(text_.encode()).hexdigest()
-
-        models = {m.id: f"{m.namespace}/{m.name}" for m in session.execute(
-            select(ModelRow)).scalars()}
-        requests = {r.id: r for r in session.execute(select(PromotionRequestRow)).scalars()}
-        tables: list[tuple[str, str, Any, Callable[[Any], tuple[Any, int, dict[str, Any]]]]] = [
-            ("identities", "identity", IdentityRow, lambda r: (r.name, r.log_seq, {
-                "kind": r.kind, "created_at": r.created_at, "created_by": r.created_by})),
-            ("keys", "key", KeyRow, lambda r: (r.keyid, r.log_seq, {
-                "identity": r.identity, "public_pem": r.public_pem,
-                "registered_at": r.registered_at, "registered_by": r.registered_by,
-                "revoked_at": r.revoked_at, "revoked_reason": r.revoked_reason})),
-            ("attestations", "attestation of step", AttestationRow, lambda r: (
-                r.step_id, r.log_seq, {
-                    "predicate_type": r.predicate_type, "payload_digest": r.payload_digest,
-                    "keyid": r.keyid, "envelope_digest": sha(r.envelope),
-                    "created_at": r.created_at, "created_by": r.created_by})),
-            ("trust", "trust policy version", TrustPolicyRow, lambda r: (r.version, r.log_seq, {
-                "digest": r.digest, "document": r.document, "set_at": r.set_at,
-                "set_by": r.set_by})),
-            ("models", "model", ModelRow, lambda r: ((r.namespace, r.name), r.log_seq, {
-                "namespace": r.namespace, "name": r.name, "created_at": r.created_at,
-                "created_by": r.created_by})),
-            ("model_versions", "model version", ModelVersionRow, lambda r: (
-                (models.get(r.model_id), r.version), r.log_seq, {
-                    "digest": r.digest, "created_at": r.created_at,
-                    "created_by": r.created_by})),
-            ("aliases", "alias", AliasRow, lambda r: ((models.get(r.model_id), r.alias),
-                                                      r.log_seq, {
-                "to_version": r.version, "digest": r.digest, "moved_at": r.moved_at,
-                "moved_by": r.moved_by, "decision_id": r.decision_id,
-                "override": bool(r.override)})),
-            ("alias_history", "alias history entry", AliasHistoryRow, lambda r: (
-                r.log_seq, r.log_seq, {
-                    "model": models.get(r.model_id), "alias": r.alias,
-                    "from_version": r.from_version, "to_version": r.to_version,
-                    "moved_at": r.moved_at, "moved_by": r.moved_by,
-                    "decision_id": r.decision_id, "override": bool(r.override),
-                    "reason": r.reason})),
-            ("policies", "promotion policy", PromotionPolicyRow, lambda r: (
-                r.version, r.log_seq, {"digest": r.digest, "document": r.document,
-                                       "set_at": r.set_at, "set_by": r.set_by})),
-            ("requests", "promotion request", PromotionRequestRow, lambda r: (
-                r.id, r.log_seq, {"model": models.get(r.model_id), "version": r.version,
-                                  "alias": r.alias, "digest": r.digest,
-                                  "policy_version": r.policy_version,
-                                  "requested_at": r.requested_at,
-                                  "requested_by": r.requested_by, "status": r.status})),
-            ("reviews", "approval", ApprovalRow, lambda r: (
-                (r.request_id, r.approver), r.log_seq, {
-                    "decision": r.decision, "reason": r.reason, "keyid": r.keyid,
-                    "envelope_digest": sha(r.envelope), "created_at": r.created_at})),
-            ("decisions", "promotion decision", DecisionRow, lambda r: (
-                r.id, r.log_seq, {"request_id": r.request_id, "result": r.result,
-                                  "envelope_digest": sha(r.envelope),
-                                  "created_at": r.created_at, "created_by": r.created_by})),
-            ("tokens", "token", TokenRow, lambda r: (r.id, r.log_seq, {
-                "identity": r.identity, "token_hash": r.token_hash, "created_at": r.created_at,
-                "expires_at": r.expires_at, "revoked_at": r.revoked_at})),
-            ("grants", "role grant", RoleGrantRow, lambda r: (
-                (r.identity, r.role, r.namespace), r.log_seq, {
-                    "granted_at": r.granted_at, "granted_by": r.granted_by})),
-            ("namespaces", "namespace", NamespaceRow, lambda r: (r.name, r.log_seq, {
-                "mode": r.mode, "set_at": r.set_at, "set_by": r.set_by})),
-        ]
-        del requests
-        for state, label, model, extract in tables:
-            logged = self.state[state]
-            seen = set()
-            for row in session.execute(select(model)).scalars():
-                counts[model.__tablename__] = counts.get(model.__tablename__, 0) + 1
-                key, row_seq, actual = extract(row)
-                seen.add(key)
-                found = logged.get(key)
-                if found is None:
-                    problem(f"{label} {key} has no log entry: it was written to the database "
-                            "directly")
-                    continue
-                seq, detail = found
-                for name, value in actual.items():
-                    want = detail.get(name)
-                    if want != value:
-                        problem(f"{label} {key}: {name} is {value!r} in the database but "
-                                f"{want!r} in log entry {seq}")
-                if row_seq != seq:
-                    problem(f"{label} {key}: points at log entry {row_seq}, but was logged "
-                            f"as {seq}")
-            for key, (seq, _) in logged.items():
-                if key not in seen:
-                    problem(f"log entry {seq}: {label} {key} is missing from the database "
-                            "(deleted)")
-
-
-def _full(ref: str) -> str:
-    """``name@1`` → ``default/name@1``: link labels always carry the namespace."""
-    body = ref.split("@", 1)[0]
-    return ref if "/" in body else f"default/{ref}"

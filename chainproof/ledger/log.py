@@ -227,12 +227,66 @@ def prove_inclusion(session: Session, seq: int, size: int | None = None) -> dict
             "entry": bytes(row.body).decode()}
 
 
+def prove_consistency(session: Session, old_size: int,
+                      new_size: int | None = None) -> dict[str, object]:
+    """An RFC 6962 §2.1.2 consistency proof that the tree of ``old_size`` entries is a prefix of
+    the tree of ``new_size`` (default: the log's size now), from the stored nodes (O(log n)
+    reads). Hashes are hex. A client that remembers (old_size, old_root) from a signed
+    checkpoint checks it with :func:`merkle.verify_consistency` (or
+    :meth:`chainproof.ledger.witness.CheckpointMemory.update`) against the new signed root.
+
+    Returns ``{"old_size", "new_size", "old_root", "new_root", "proof"}``; the roots are what
+    the stored tree says, for convenience only: a verifier must take both roots from signed
+    checkpoints, never from this answer.
+    """
+    from chainproof.errors import BadInputError, NotFoundError
+
+    current = log_size(session)
+    tree_size = current if new_size is None else new_size
+    for value, what in ((old_size, "old tree size"), (tree_size, "new tree size")):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise BadInputError(f"{what} must be a non-negative integer, got {value!r}")
+    if old_size > tree_size:
+        raise BadInputError(
+            f"old tree size {old_size} is larger than new tree size {tree_size}",
+            hint="a consistency proof goes from an older (smaller) tree to a newer one; a "
+                 "client that remembers a larger tree than the server has is seeing a rollback")
+    if tree_size > current:
+        raise NotFoundError(f"the log has {current} entries, not {tree_size}",
+                            hint="ask for a proof up to the size of the newest checkpoint")
+    nodes = DatabaseNodes(session)
+    nodes.prefetch(merkle.required_nodes_for_consistency(old_size, tree_size)
+                   + merkle.required_nodes_for_root(old_size)
+                   + merkle.required_nodes_for_root(tree_size))
+    proof = merkle.consistency_proof(old_size, tree_size, nodes)
+    return {"old_size": old_size, "new_size": tree_size,
+            "old_root": merkle.root(nodes, old_size).hex(),
+            "new_root": merkle.root(nodes, tree_size).hex(),
+            "proof": [h.hex() for h in proof]}
+
+
 def iter_entries(session: Session, batch: int = 50000) -> Iterator[Any]:
     """(seq, leaf_hash, body, action, actor, time) of every entry in sequence order, fetched in
     keyset-paginated batches of plain tuples (bounded memory, no ORM objects)."""
     last = -1
     columns = (LogEntryRow.seq, LogEntryRow.leaf_hash, LogEntryRow.body, LogEntryRow.action,
                LogEntryRow.actor, LogEntryRow.time)
+    while True:
+        rows = session.execute(
+            select(*columns).where(LogEntryRow.seq > last).order_by(LogEntryRow.seq).limit(batch)
+        ).all()
+        if not rows:
+            return
+        yield from rows
+        last = rows[-1][0]
+
+
+def iter_entry_rows(session: Session, batch: int = 50000) -> Iterator[Any]:
+    """Like :func:`iter_entries`, with every column of ``log_entries``: (seq, leaf_hash, body,
+    action, actor, object, time), so that ``audit verify`` compares each with the entry."""
+    last = -1
+    columns = (LogEntryRow.seq, LogEntryRow.leaf_hash, LogEntryRow.body, LogEntryRow.action,
+               LogEntryRow.actor, LogEntryRow.object, LogEntryRow.time)
     while True:
         rows = session.execute(
             select(*columns).where(LogEntryRow.seq > last).order_by(LogEntryRow.seq).limit(batch)

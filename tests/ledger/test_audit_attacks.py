@@ -206,7 +206,7 @@ def test_deleted_row_is_detected(cp: Chainproof, tmp_path: Path) -> None:
     history(cp, tmp_path)
     sql(cp, "DELETE FROM asset_versions WHERE version = 2 AND asset_id = "
             "(SELECT id FROM assets WHERE name = 'data0')")
-    assert "adds default/data0@2, which is missing from the database" in problems(cp)
+    assert "asset version default/data0@2 is missing from the database" in problems(cp)
 
 
 def test_witness_file_round_trip(cp: Chainproof, tmp_path: Path) -> None:
