@@ -95,8 +95,50 @@ def load_settings(start: Path | None = None, *, identity: str | None = None) -> 
                     identity=who, workspace=workspace, signing_key_path=signing_path)
 
 
+def url_has_password(url: str) -> bool:
+    """Whether a database URL carries a password (``scheme://user:secret@host/db``)."""
+    from urllib.parse import urlsplit
+
+    try:
+        return bool(urlsplit(url).password)
+    except ValueError:
+        return "@" in url and ":" in url.split("://", 1)[-1].split("@", 1)[0]
+
+
+def redact_url(url: str) -> str:
+    """A database URL with its password replaced by ``***``, for printing."""
+    if not url_has_password(url):
+        return url
+    scheme, sep, rest = url.partition("://")
+    userinfo, _, host = rest.rpartition("@")
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}{sep}{user}:***@{host}"
+
+
+def check_workspace_folder(folder: Path) -> bool:
+    """Refuse a folder that cannot hold a workspace. Returns True when ``folder`` does not exist
+    yet and will be created (only the folder itself: its parent must exist, so a typo in a
+    path never silently creates a whole tree)."""
+    if folder.exists():
+        if not folder.is_dir():
+            raise WorkspaceError(f"{folder} is not a folder",
+                                 hint="give the project folder to create .chainproof/ in")
+        return False
+    parent = folder.resolve().parent
+    if not parent.is_dir():
+        raise WorkspaceError(f"cannot create {folder}: folder {parent} does not exist",
+                             hint=f"check the path, or create it first (mkdir -p {parent})")
+    return True
+
+
 def create_workspace(folder: Path, *, db: str | None = None, store: str | None = None) -> Path:
-    """Create ``folder/.chainproof`` with its config; refuses to overwrite an existing one."""
+    """Create ``folder/.chainproof`` with its config; refuses to overwrite an existing one.
+
+    ``folder`` itself is created if missing, but not its parents. The config file is written
+    0600 when the database URL holds a password (better: keep it out of the file and set
+    ``CHAINPROOF_DB`` on the host)."""
+    if check_workspace_folder(folder):
+        folder.mkdir()
     root = folder.resolve() / WORKSPACE_DIR
     if (root / CONFIG_FILE).exists():
         raise WorkspaceError(f"{root} already holds a chainproof workspace",
@@ -108,7 +150,19 @@ def create_workspace(folder: Path, *, db: str | None = None, store: str | None =
         "db": db or "sqlite:///{workspace}/chainproof.db",
         "store": store or "objects",
     }
+    mode = 0o600 if url_has_password(config["db"]) else 0o644
     tmp = root / (CONFIG_FILE + ".tmp")
-    tmp.write_text(json.dumps(config, indent=2) + "\n")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(json.dumps(config, indent=2) + "\n")
+    os.chmod(tmp, mode)  # whatever the umask
     os.replace(tmp, root / CONFIG_FILE)
     return root
+
+
+def config_is_private(workspace_root: Path) -> bool:
+    """Whether the workspace's config file is readable by its owner only."""
+    try:
+        return (workspace_root / CONFIG_FILE).stat().st_mode & 0o077 == 0
+    except OSError:
+        return False

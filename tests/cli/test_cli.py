@@ -90,8 +90,6 @@ def test_digest_matches_sha256sum(tmp_path: Path, capsys: pytest.CaptureFixture[
     (["show", "orders@x"], "not a version number"),
     (["run", "--step", "t", "--output", "never.bin:model:m", "--", sys.executable, "-c", "0"],
      "was not produced"),
-    (["run", "--step", "t", "--", sys.executable, "-c", "raise SystemExit(4)"],
-     "exited with status 4"),
     (["run", "--step", "t", "--output", "bad-spec", "--", "true"], "PATH:KIND:NAME"),
     (["audit", "verify", "--since", "nowhere.txt"], "cannot read checkpoint file"),
     (["verify"], "name a version or pass --all"),
@@ -105,6 +103,14 @@ def test_bad_input_exit_2_and_nothing_written(ws: Path, capsys: pytest.CaptureFi
     after = _log_size(capsys)
     # a failed `run` records its failure (one log entry); nothing else writes
     assert after - before == (1 if args[0] == "run" and "PATH:KIND" not in message else 0)
+
+
+def test_failing_run_passes_its_status_through(ws: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    before = _log_size(capsys)
+    assert main(["run", "--step", "t", "--", sys.executable, "-c", "raise SystemExit(4)"]) == 4
+    assert "exited with status 4" in capsys.readouterr().err.replace("\n", " ")
+    assert _log_size(capsys) - before == 1  # the failure is recorded, nothing else
 
 
 def _log_size(capsys: pytest.CaptureFixture[str]) -> int:

@@ -56,7 +56,8 @@ def test_register_file_then_asset_name_then_existing_asset(
     assert pinned == {"model": "fraud-review", "version": 3, "asset": "fraud-review@1"}
     capsys.readouterr()
     assert main(["registry", "register", "fraud-review", "--file", "model.pkl"]) == 0
-    assert "fraud-review version 4 = fraud-review@1" in capsys.readouterr().out.replace("\n", " ")
+    text = capsys.readouterr().out.replace("\n", " ")
+    assert "model fraud-review version 4: it pins the stored asset version fraud-review@1" in text
     versions = run_json(capsys, ["registry", "versions", "fraud-review"])
     assert [v["asset"] for v in versions["versions"]] == [
         "default/fraud-review@1", "default/fraud-weights@1", "default/fraud-review@1",

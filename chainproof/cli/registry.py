@@ -1,0 +1,269 @@
+"""The registry and promotion: ``registry ...``, ``policy ...``, ``promote``, ``approve``,
+``reject``, ``execute``, ``pull``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from chainproof.cli._common import JsonOpt, emit_json, open_operations, out, read_text
+from chainproof.errors import BadInputError
+
+commands = typer.Typer()
+registry_app = typer.Typer(no_args_is_help=True, help="Registered models, versions, aliases.")
+policy_app = typer.Typer(no_args_is_help=True, help="The promotion policy.")
+
+
+@registry_app.command("create")
+def registry_create(model: Annotated[str, typer.Argument(help="[NAMESPACE/]MODEL")]) -> None:
+    """Register a model name."""
+    with open_operations() as cp:
+        cp.create_model(model)
+    out.print(f"[green]registered model[/] {model}", highlight=False)
+
+
+@registry_app.command("register")
+def registry_register(
+        model: Annotated[str, typer.Argument(help="[NAMESPACE/]MODEL")],
+        asset: Annotated[str | None, typer.Argument(
+            help="Model asset NAME@VERSION (or use --file)")] = None,
+        file: Annotated[Path | None, typer.Option(
+            "--file", help="Store this model file or directory and register it, in one "
+                           "transaction")] = None,
+        asset_name: Annotated[str | None, typer.Option(
+            help="With --file: the model asset's name (default: the model's name)")] = None,
+        json_out: JsonOpt = False) -> None:
+    """Pin a model asset version (by digest) as the model's next version."""
+    if (asset is None) == (file is None):
+        raise BadInputError("give either a model asset NAME@VERSION or --file PATH",
+                            hint="chainproof registry register fraud-model model.pkl@3, or "
+                                 "chainproof registry register fraud-model --file model.pkl")
+    if file is not None and not file.exists():
+        raise BadInputError(f"--file {file}: no such file or folder", hint="check the path")
+    with open_operations() as cp:
+        if file is not None:
+            result = cp.register_model_file(model, file, asset_name=asset_name)
+            version, asset = result.version, result.asset.ref
+        else:
+            assert asset is not None
+            version = cp.register_model_version(model, asset)
+    if json_out:
+        emit_json({"model": model, "version": version, "asset": asset})
+        return
+    out.print(f"[green]registered[/] model {model} version {version}: it pins the stored "
+              f"asset version {asset} by digest", highlight=False)
+
+
+@registry_app.command("versions")
+def registry_versions(model: Annotated[str, typer.Argument()], json_out: JsonOpt = False
+                      ) -> None:
+    """Versions, aliases and the alias history of a model (overrides marked)."""
+    with open_operations() as cp:
+        info = cp.model_versions(model)
+    if json_out:
+        emit_json(info)
+        return
+    table = Table("version", "asset", "digest", "by", "aliases", title=info["model"])
+    table.columns[1].overflow = "fold"
+    for v in info["versions"]:
+        table.add_row(str(v["version"]), v["asset"], v["digest"][:23] + "…", v["created_by"],
+                      ", ".join(v["aliases"]))
+    out.print(table)
+    hist = Table("when", "alias", "from", "to", "by", "decision", title="alias history")
+    for h in info["history"]:
+        decision = ("[red]BREAK-GLASS OVERRIDE[/]: " + (h["reason"] or "")) if h["override"] \
+            else (h["decision"] or "direct move (unprotected alias)")
+        hist.add_row(h["moved_at"], h["alias"], str(h["from_version"] or "-"),
+                     str(h["to_version"]), h["moved_by"], decision)
+    out.print(hist)
+
+
+@registry_app.command("alias")
+def registry_alias(model: Annotated[str, typer.Argument()],
+                   version: Annotated[int, typer.Argument()],
+                   alias: Annotated[str, typer.Argument()]) -> None:
+    """Move an unprotected alias (protected ones move only through `promote`)."""
+    with open_operations() as cp:
+        cp.set_alias(model, version, alias)
+    out.print(f"[green]{model}@{alias}[/] -> version {version}", highlight=False)
+
+
+@registry_app.command("requests")
+def registry_requests(status: Annotated[str | None, typer.Option(help="pending, rejected, "
+                                                                     "executed")] = None,
+                      json_out: JsonOpt = False) -> None:
+    """Promotion requests and their reviews."""
+    with open_operations() as cp:
+        rows = cp.promotion_requests(status)
+    if json_out:
+        emit_json(rows)
+        return
+    table = Table("id", "model", "version", "alias", "status", "requested by", "reviews")
+    table.columns[0].overflow = "fold"
+    table.columns[1].overflow = "fold"
+    for r in rows:
+        table.add_row(r["id"], r["model"], str(r["version"]), r["alias"], r["status"],
+                      r["requested_by"], ", ".join(f"{x['approver']}:{x['decision']}"
+                                                   for x in r["reviews"]))
+    out.print(table)
+
+
+def _model_version(ref: str) -> tuple[str, int]:
+    model, at, version = ref.rpartition("@")
+    if not at or not version.isdigit():
+        raise BadInputError(f"{ref!r} is not MODEL@VERSION", hint="e.g. fraud-review@3")
+    return model, int(version)
+
+
+def render_gate(gate: Any) -> None:
+    table = Table("rule", "result", "why", title=f"{gate.model}@{gate.version} -> {gate.alias} "
+                  f"(promotion policy v{gate.policy_version})", title_justify="left")
+    for o in gate.outcomes:
+        table.add_row(o.rule, "[green]pass[/]" if o.passed else "[red]FAIL[/]", o.detail)
+    out.print(table)
+
+
+@commands.command()
+def promote(
+    ref: Annotated[str, typer.Argument(help="MODEL@VERSION")],
+    to: Annotated[str, typer.Option("--to", help="Target alias.")],
+    force: Annotated[bool, typer.Option(help="Break-glass override (admin; needs --reason)."
+                                        )] = False,
+    reason: Annotated[str | None, typer.Option(help="Why (required with --force).")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Open a promotion request (and show each rule's current result), or force one."""
+    model, version = _model_version(ref)
+    if force and not reason:
+        raise BadInputError("--force needs --reason", hint='--reason "incident 4711"')
+    with open_operations() as cp:
+        if force:
+            assert reason is not None
+            gate, decision = cp.force_promotion(model, version, to, reason)
+            if json_out:
+                emit_json({"decision": decision, **gate.to_dict(), "override": True})
+                return
+            render_gate(gate)
+            out.print(f"[red]BREAK-GLASS[/]: {model}@{to} -> {version} by override "
+                      f"(decision {decision}); this is recorded in the log and every listing",
+                      highlight=False)
+            return
+        request_id = cp.request_promotion(model, version, to)
+        gate = cp.check_request(request_id)
+    if json_out:
+        emit_json(gate.to_dict())
+        return
+    out.print(f"promotion request [bold]{request_id}[/] opened", highlight=False)
+    render_gate(gate)
+
+
+@commands.command()
+def approve(request_id: Annotated[str, typer.Argument()],
+            reason: Annotated[str | None, typer.Option(help="Optional note.")] = None) -> None:
+    """Sign an approval of a promotion request with your key."""
+    with open_operations() as cp:
+        decision = cp.approve(request_id, reason)
+        gate = cp.check_request(request_id) if decision is None else None
+    out.print(f"[green]approved[/] {request_id}", highlight=False)
+    if decision:
+        out.print(f"policy auto-executed the promotion (decision {decision})", highlight=False)
+    elif gate is not None:
+        render_gate(gate)
+
+
+@commands.command()
+def reject(request_id: Annotated[str, typer.Argument()],
+           reason: Annotated[str, typer.Option(help="Why (required).")]) -> None:
+    """Sign a rejection of a promotion request."""
+    with open_operations() as cp:
+        cp.reject(request_id, reason)
+    out.print(f"[yellow]rejected[/] {request_id}", highlight=False)
+
+
+@commands.command("execute")
+def execute_cmd(request_id: Annotated[str, typer.Argument()], json_out: JsonOpt = False) -> None:
+    """Execute an approved promotion: the gate is evaluated again and the decision signed."""
+    from chainproof.errors import PolicyViolationError
+
+    with open_operations() as cp:
+        try:
+            gate, decision = cp.execute_promotion(request_id)
+        except PolicyViolationError as exc:
+            blocked = getattr(exc, "gate", None)
+            if blocked is not None and not json_out:
+                render_gate(blocked)
+            raise
+    if json_out:
+        emit_json({"decision": decision, **gate.to_dict()})
+        return
+    render_gate(gate)
+    out.print(f"[green]promoted[/] {gate.model}@{gate.alias} -> {gate.version} "
+              f"(decision {decision})", highlight=False)
+
+
+@policy_app.command("show")
+def policy_show(json_out: JsonOpt = False) -> None:
+    """Print the promotion policy in force."""
+    with open_operations() as cp:
+        version, document = cp.promotion_policy()
+    if json_out:
+        emit_json({"version": version, "document": document})
+        return
+    sys.stdout.write(document)
+
+
+@policy_app.command("set")
+def policy_set(file: Annotated[Path, typer.Argument(help="Policy YAML.")]) -> None:
+    """Set a new version of the promotion policy (admin, logged)."""
+    text = read_text(file, what="policy")
+    with open_operations() as cp:
+        version = cp.set_promotion_policy(text)
+    out.print(f"[green]promotion policy v{version} in force[/]")
+
+
+@policy_app.command("check")
+def policy_check(ref: Annotated[str, typer.Argument(help="MODEL@VERSION")],
+                 to: Annotated[str, typer.Option("--to", help="Target alias.")],
+                 json_out: JsonOpt = False) -> None:
+    """Dry run: evaluate every rule for a promotion without changing anything (exit 1 if it
+    would be blocked)."""
+    model, version = _model_version(ref)
+    with open_operations() as cp:
+        gate = cp.check_promotion(model, version, to)
+    if json_out:
+        emit_json(gate.to_dict())
+    else:
+        render_gate(gate)
+    if not gate.passed:
+        raise typer.Exit(1)
+
+
+@commands.command()
+def pull(
+    ref: Annotated[str, typer.Argument(help="MODEL@ALIAS, e.g. fraud-review@production")],
+    dest: Annotated[Path, typer.Argument(help="Where to put the verified bytes.")],
+    allow_override: Annotated[bool, typer.Option(help="Accept a break-glass promotion.")
+                              ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Fetch exactly the bytes a promotion approved, after re-verifying decision, approvals,
+    provenance, scan and digest (exit 1 with the reason if any check fails)."""
+    if dest.exists() or dest.is_symlink():
+        raise BadInputError(f"{dest} already exists", hint="pull into a new path")
+    parent = dest.parent if str(dest.parent) else Path(".")
+    if not parent.is_dir():
+        raise BadInputError(f"folder {parent} does not exist",
+                            hint=f"create it first (mkdir -p {parent}) or pull elsewhere")
+    with open_operations() as cp:
+        loaded = cp.load_model(ref, allow_override=allow_override, dest=dest)
+    if json_out:
+        emit_json(loaded.to_dict())
+        return
+    for check in loaded.checks:
+        out.print(f"  [green]✓[/] {check}", highlight=False)
+    out.print(f"[green]pulled[/] {loaded.model}@{loaded.alias} = version {loaded.version} "
+              f"({loaded.digest}) to {loaded.path}", highlight=False)
