@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from chainproof.validate.drift import ColumnDrift, DriftReport, Histogram
     from chainproof.validate.features import FeatureMeaningReport
+    from chainproof.validate.findings import Finding
     from chainproof.validate.labels import LabelReport
+    from chainproof.validate.report import ValidationReport
     from chainproof.validate.schema import SchemaReport
 
 _CSS = """
@@ -23,6 +25,7 @@ h1{font-size:22px}h2{font-size:18px;margin-top:28px;border-bottom:1px solid #d0d
 h3{font-size:15px;margin:4px 0}
 .badge{display:inline-block;padding:2px 10px;border-radius:12px;color:#fff;font-weight:600}
 .pass{background:#1a7f37}.fail{background:#cf222e}.warn{background:#9a6700}
+.info{background:#656d76}.col.warned{border-color:#9a6700;background:#fffbf0}
 table{border-collapse:collapse;margin:8px 0;font-size:13px}
 td,th{border:1px solid #d0d7de;padding:4px 8px;text-align:left;vertical-align:top}
 th{background:#f6f8fa}.col{border:1px solid #d0d7de;border-radius:6px;padding:8px 12px;
@@ -39,11 +42,64 @@ def badge(ok: bool, text: str | None = None) -> str:
     return f'<span class="badge {cls}">{escape(text or ("PASSED" if ok else "FAILED"))}</span>'
 
 
-def render_page(title: str, passed: bool, body: str) -> str:
+def severity_badge(severity: str | None) -> str:
+    cls = {"fail": "fail", "warn": "warn", "info": "info"}.get(severity or "", "pass")
+    return f'<span class="badge {cls}">{escape((severity or "ok").upper())}</span>'
+
+
+def render_page(title: str, passed: bool, body: str, severity: str | None = None) -> str:
+    extra = f" {severity_badge(severity)}" if severity in ("warn", "fail") and passed else ""
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>"
-        f"<h1>{escape(title)} {badge(passed)}</h1>{body}</body></html>\n"
+        f"<h1>{escape(title)} {badge(passed)}{extra}</h1>{body}</body></html>\n"
+    )
+
+
+def identity_section(r: ValidationReport) -> str:
+    rows = [
+        ("dataset", r.dataset.name, r.dataset.digest, r.dataset.rows),
+    ]
+    if r.reference is not None:
+        rows.append(("reference", r.reference.name, r.reference.digest, r.reference.rows))
+    else:
+        rows.append(("reference", "(none)", None, None))
+    meta = (
+        f'<p class="muted">checked {escape(r.created_at or "(time not recorded)")} by '
+        f"chainproof {escape(r.tool_version)}; label column "
+        f"{escape(r.label_column or '(none)')}; key columns "
+        f"{escape(', '.join(r.key_columns) or '(none)')}; blocking on "
+        f"{escape(r.block_on)}</p>"
+    )
+    return _table(["", "name", "digest", "rows"], rows) + meta
+
+
+def _effect(f: Finding) -> str:
+    if f.effect is None:
+        return f.effect_name or ""
+    return f"{f.effect_name or 'effect'}={_fmt(f.effect)}"
+
+
+def findings_section(findings: Sequence[Finding], block_on: str) -> str:
+    shown = [f for f in findings if f.severity in ("fail", "warn")]
+    infos = [f for f in findings if f.severity == "info"]
+    rows = "".join(
+        f"<tr><td>{severity_badge(f.severity)}</td><td>{escape(f.check)}</td>"
+        f"<td>{escape(f.column or '')}</td><td>{escape(f.label_class or '')}</td>"
+        f"<td>{escape(_fmt(f.q_value))}</td>"
+        f"<td>{escape(_effect(f))}</td><td>{escape(f.message)}</td></tr>"
+        for f in shown[:200]
+    )
+    table = (
+        "<table><tr><th>severity</th><th>check</th><th>column</th><th>class</th>"
+        f"<th>q (BH)</th><th>effect</th><th>message</th></tr>{rows}</table>"
+        if shown
+        else "<p>No failures or warnings.</p>"
+    )
+    info = "".join(f'<li class="muted">{escape(f.line())}</li>' for f in infos[:50])
+    return (
+        f'<h2>Findings</h2><p class="muted">severities at or above {escape(block_on)} block'
+        f"</p>{table}" + (f"<ul>{info}</ul>" if info else "")
     )
 
 
@@ -100,7 +156,7 @@ def bar_chart(h: Histogram, width: int = 520, height: int = 140) -> str:
 
 
 def _column_block(c: ColumnDrift) -> str:
-    cls = "col flagged" if c.flagged else "col"
+    cls = "col flagged" if c.flagged else "col warned" if c.severity == "warn" else "col"
     reasons = "".join(f"<li>{escape(r)}</li>" for r in c.reasons) or "<li>no drift</li>"
     rows = []
     for t in c.tests:
@@ -112,16 +168,19 @@ def _column_block(c: ColumnDrift) -> str:
                 t.p_value,
                 t.q_value,
                 eff,
-                "yes" if t.significant and t.large_effect else "no",
+                t.severity or "-",
             )
         )
     chart = bar_chart(c.histogram) if c.histogram else ""
+    warns = "".join(
+        f"<li>{escape(f.line())}</li>" for f in c.findings if f.severity in ("warn", "info")
+    )
     return (
         f'<div class="{cls}"><h3>{escape(c.column)} <span class="muted">{escape(c.kind)}, '
-        f"{escape(c.role)}</span> {badge(not c.flagged, 'DRIFT' if c.flagged else 'OK')}</h3>"
-        f"<ul>{reasons}</ul>{chart}"
+        f"{escape(c.role)}</span> {severity_badge(c.severity)}</h3>"
+        f"<ul>{reasons}{warns}</ul>{chart}"
         + (
-            _table(["test", "statistic", "p", "q (BH)", "effect sizes", "flags"], rows)
+            _table(["test", "statistic", "p", "q (BH)", "effect sizes", "severity"], rows)
             if rows
             else ""
         )
@@ -137,9 +196,10 @@ def drift_section(r: DriftReport) -> str:
         f'<span style="background:{_CUR}"></span>current</p>'
     )
     flagged = ", ".join(r.flagged) or "none"
+    warned = ", ".join(r.warned) or "none"
     return (
-        f"<h2>Drift {badge(r.passed)}</h2><p>Flagged columns: {escape(flagged)}</p>{legend}"
-        + "".join(_column_block(c) for c in r.columns)
+        f"<h2>Drift {severity_badge(r.severity)}</h2><p>Failing columns: {escape(flagged)}; "
+        f"warnings: {escape(warned)}</p>{legend}" + "".join(_column_block(c) for c in r.columns)
     )
 
 
@@ -157,7 +217,14 @@ def schema_section(r: SchemaReport) -> str:
 
 
 def labels_section(r: LabelReport) -> str:
-    probs = "".join(f"<li>{escape(p)}</li>" for p in r.problems) or "<li>no label problems</li>"
+    probs = (
+        "".join(
+            f"<li>{severity_badge(f.severity)} {escape(f.message)}</li>"
+            for f in r.findings
+            if f.severity in ("fail", "warn")
+        )
+        or "<li>no label problems</li>"
+    )
     summary = _table(
         [
             "rows",
@@ -180,30 +247,60 @@ def labels_section(r: LabelReport) -> str:
             )
         ],
     )
+    ident = ", ".join(r.key_columns) if r.key_columns else "row (0-based)"
     sus = (
         _table(
-            ["row id", "label", "suggested", "self-confidence", "kNN agreement"],
+            [ident, "label", "suggested", "self-confidence", "kNN agreement"],
             [
-                (s.row_id, s.label, s.suggested, s.self_confidence, s.knn_agreement)
+                (
+                    ", ".join(str(v) for v in s.key.values()) if s.key else s.row_id,
+                    s.label,
+                    s.suggested,
+                    s.self_confidence,
+                    s.knn_agreement,
+                )
                 for s in r.suspects[:25]
             ],
         )
         if r.suspects
         else ""
     )
-    shifts = [s for s in r.class_shifts if s.flagged]
+    shifts = [s for s in r.class_shifts if s.severity in ("warn", "fail")]
     shift_t = (
         _table(
-            ["class", "feature", "KS D", "Wasserstein (std)", "q"],
-            [(s.label, s.feature, s.ks_d, s.wasserstein_std, s.q_value) for s in shifts[:25]],
+            ["class", "feature", "severity", "KS D", "Wasserstein (std)", "q"],
+            [
+                (s.label, s.feature, s.severity, s.ks_d, s.wasserstein_std, s.q_value)
+                for s in shifts[:25]
+            ],
         )
         if shifts
         else ""
     )
+    comps = [c for c in r.comparisons if c.severity is not None or c.check != "label_flip"]
+    comp_t = (
+        _table(
+            ["check", "class", "true class", "reference", "current", "q", "severity"],
+            [
+                (
+                    c.check,
+                    c.label_class,
+                    c.true_class,
+                    f"{c.reference_rate:.2%}",
+                    f"{c.current_rate:.2%}",
+                    c.q_value,
+                    c.severity or "-",
+                )
+                for c in comps[:60]
+            ],
+        )
+        if comps
+        else ""
+    )
     notes = "".join(f'<li class="muted">{escape(n)}</li>' for n in r.notes)
     return (
-        f"<h2>Labels ({escape(r.label_column)}) {badge(r.passed)}</h2><ul>{probs}{notes}</ul>"
-        f"{summary}{shift_t}{sus}"
+        f"<h2>Labels ({escape(r.label_column)}) {severity_badge(r.severity)}</h2>"
+        f"<ul>{probs}{notes}</ul>{summary}{comp_t}{shift_t}{sus}"
     )
 
 

@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -101,6 +103,9 @@ class ColumnProfile:
     numeric: NumericSketch | None = None
     categories: dict[str, int] | None = None
     overflow: bool = False
+    # True when every row holds a distinct non-null value (integer and string columns only);
+    # None when not tracked (other types, merged profiles, older cached profiles).
+    unique: bool | None = None
 
     @property
     def kind(self) -> str:
@@ -125,6 +130,9 @@ class Profile:
     label_column: str | None = None
     by_class: dict[str, Profile] = field(default_factory=dict)
     label_issue_rate: float | None = None
+    # The reference side of the label detector (see labels.LabelStats.to_dict): classes,
+    # confident joint, rows checked, suspects, conflicting rows. None when not computed.
+    label_stats: dict[str, Any] | None = None
 
     def merge(self, other: Profile) -> Profile:
         """Profile of the concatenation (``self`` rows first, then ``other``'s).
@@ -172,6 +180,9 @@ class Profile:
     def with_label_issue_rate(self, rate: float | None) -> Profile:
         return replace(self, label_issue_rate=rate)
 
+    def with_label_stats(self, stats: dict[str, Any] | None) -> Profile:
+        return replace(self, label_stats=stats)
+
     def to_bytes(self) -> bytes:
         return _dump(self)
 
@@ -210,14 +221,44 @@ def _merge_columns(a: ColumnProfile, b: ColumnProfile, k: int) -> ColumnProfile:
         numeric=numeric,
         categories=None if overflow else dict(sorted(cats.items())) if cats is not None else None,
         overflow=overflow,
+        # Two unique halves may share a value: unknown unless one already repeats.
+        unique=False if a.unique is False or b.unique is False else None,
     )
+
+
+_ID_NAME = re.compile(r"(?:^|[_\-. ])(?:id|key|uuid|guid)$", re.IGNORECASE)
+_CAMEL_ID = re.compile(r"[a-z](?:Id|ID|Key|UUID)$")
+MIN_ID_ROWS = 20
+
+
+def id_like(col: ColumnProfile) -> bool:
+    """Whether a column looks like a row identifier: an integer or string column with a
+    distinct value in every row, and (for integers) an ID-like name or a dense range -- a
+    continuous measurement stored as integers (cents) is unique per row by chance."""
+    if col.unique is not True or col.rows < MIN_ID_ROWS or col.nulls:
+        return False
+    if col.logical == "string":
+        return True
+    if col.logical != "int":
+        return False
+    name = col.name.strip()
+    if _ID_NAME.search(name) or _CAMEL_ID.search(name):
+        return True
+    num = col.numeric
+    return num is not None and num.count > 0 and (num.max - num.min + 1) <= 2 * num.count
 
 
 class _ColumnAcc:
     """Accumulates one column over batches."""
 
     def __init__(
-        self, name: str, logical: str, k: int, max_categories: int, as_categorical: bool = False
+        self,
+        name: str,
+        logical: str,
+        k: int,
+        max_categories: int,
+        as_categorical: bool = False,
+        track_unique: bool = True,
     ) -> None:
         self.name, self.logical, self.k, self.max_categories = name, logical, k, max_categories
         self.kind = "categorical" if as_categorical else kind_of(logical)
@@ -228,10 +269,37 @@ class _ColumnAcc:
         self.kmax = np.uint64(0)
         self.cats: dict[str, int] | None = {} if self.kind == "categorical" else None
         self.overflow = False
+        # Uniqueness (ID-like detection): tracked until the first repeated value.
+        tracked = track_unique and logical in ("int", "string") and not as_categorical
+        self.unique: bool | None = True if tracked else None
+        self.hashes: list[np.ndarray] = []
+
+    def _track_unique(self, arr: pa.Array) -> None:
+        if self.unique is not True:
+            return
+        if isinstance(arr, pa.ChunkedArray):
+            arr = arr.combine_chunks()
+        if pa.types.is_dictionary(arr.type):
+            arr = arr.dictionary_decode()
+        if arr.null_count:
+            self.unique, self.hashes = False, []
+            return
+        if self.logical == "int":
+            h = np.asarray(arr.cast(pa.int64()).to_numpy(zero_copy_only=False)).view(np.uint64)
+        else:
+            h = pd.util.hash_array(
+                np.asarray(to_str_array(arr).to_numpy(zero_copy_only=False), dtype=object)
+            )
+        h = np.sort(h)
+        if len(h) > 1 and bool((h[1:] == h[:-1]).any()):
+            self.unique, self.hashes = False, []
+            return
+        self.hashes.append(h)
 
     def update(self, arr: pa.Array, keys: np.ndarray) -> None:
         n = len(arr)
         self.rows += n
+        self._track_unique(arr)
         if self.kind == "numeric":
             values, valid = to_float(arr)
             v = values[valid]
@@ -272,6 +340,12 @@ class _ColumnAcc:
             self.overflow, self.cats = True, None
 
     def finish(self) -> ColumnProfile:
+        if self.unique is True and len(self.hashes) > 1:
+            h = np.sort(np.concatenate(self.hashes))
+            self.unique = not bool((h[1:] == h[:-1]).any())
+        self.hashes = []
+        if self.rows == 0:
+            self.unique = None
         numeric = None
         if self.kind == "numeric":
             self.sample, self.keys = _bottom_k(self.sample, self.keys, self.k)
@@ -292,6 +366,7 @@ class _ColumnAcc:
             numeric=numeric,
             categories=dict(sorted(self.cats.items())) if self.cats is not None else None,
             overflow=self.overflow,
+            unique=self.unique,
         )
 
 
@@ -304,6 +379,7 @@ class _ProfileAcc:
         max_categories: int,
         columns: list[str],
         label_column: str | None = None,
+        track_unique: bool = True,
     ) -> None:
         self.k, self.seed = k, seed
         self.accs = {}
@@ -312,7 +388,7 @@ class _ProfileAcc:
             # An integer label is a class id: its shift is a change of class shares (chi-squared),
             # not a change of a numeric distribution.
             as_cat = name == label_column and logical in ("int", "bool", "string")
-            self.accs[name] = _ColumnAcc(name, logical, k, max_categories, as_cat)
+            self.accs[name] = _ColumnAcc(name, logical, k, max_categories, as_cat, track_unique)
         self.rows = 0
 
     def update(self, batch: pa.RecordBatch, keys: np.ndarray) -> None:
@@ -369,7 +445,12 @@ def _profile_batches(
                     too_many_classes, classes = True, {}
                     break
                 classes[cls] = _ProfileAcc(
-                    schema, class_sample_size, seed, max_categories, feature_cols
+                    schema,
+                    class_sample_size,
+                    seed,
+                    max_categories,
+                    feature_cols,
+                    track_unique=False,
                 )
             mask = pc.equal(labels, cls).fill_null(False)
             sub = batch.select(feature_cols).filter(mask)
@@ -445,6 +526,8 @@ def _dump(p: Profile) -> bytes:
                 "overflow": c.overflow,
                 "categories": c.categories,
             }
+            if c.unique is not None:
+                entry["unique"] = c.unique
             if c.numeric is not None:
                 s = c.numeric
                 entry["numeric"] = {
@@ -463,6 +546,7 @@ def _dump(p: Profile) -> bytes:
             "seed": prof.seed,
             "label_column": prof.label_column,
             "label_issue_rate": prof.label_issue_rate,
+            **({"label_stats": prof.label_stats} if prof.label_stats is not None else {}),
             "columns": cols,
             "by_class": {k: header(v) for k, v in prof.by_class.items()},
         }
@@ -547,6 +631,7 @@ def _load(data: bytes) -> Profile:
                     numeric=num,
                     categories=cats,
                     overflow=bool(c["overflow"]),
+                    unique=None if c.get("unique") is None else bool(c["unique"]),
                 )
             return Profile(
                 rows=int(h["rows"]),
@@ -556,9 +641,17 @@ def _load(data: bytes) -> Profile:
                 label_column=h["label_column"],
                 by_class={str(k): build(v) for k, v in h["by_class"].items()},
                 label_issue_rate=h["label_issue_rate"],
+                label_stats=_stats(h.get("label_stats")),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise bad(f"header field missing or mistyped ({exc!r})") from exc
+
+    def _stats(x: Any) -> dict[str, Any] | None:
+        if x is None:
+            return None
+        if not isinstance(x, dict):
+            raise bad("label_stats must be a mapping")
+        return x
 
     return build(head)
 

@@ -19,8 +19,9 @@ from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
 from chainproof.errors import BadInputError
-from chainproof.validate._profile import ColumnProfile, Profile, profile_dataset
+from chainproof.validate._profile import ColumnProfile, Profile, id_like, profile_dataset
 from chainproof.validate._types import compatible
+from chainproof.validate.findings import Finding, highest, severity_rank, sort_findings
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,13 @@ class ColumnThresholds:
 class DriftConfig:
     """Drift thresholds. Effect sizes: numeric Wasserstein distance in units of the reference
     standard deviation and PSI on reference deciles; categorical Jensen-Shannon distance (base 2)
-    and L-infinity (largest change of one category's share)."""
+    and L-infinity (largest change of one category's share).
+
+    A test significant after BH (q < ``alpha``) is ``fail`` when an effect reaches its fail
+    threshold (``wasserstein``, ``psi``, ``js``, ``linf``, ``missing_rate_diff``), ``warn`` when
+    it reaches the ``*_warn`` floor, else ``info``. ``id_columns`` says whether columns unique
+    per row (ID-like) are excluded from drift (they always "drift": every value is new).
+    """
 
     alpha: float = 0.01
     wasserstein: float = 0.1
@@ -52,6 +59,12 @@ class DriftConfig:
     missing_rate_diff: float = 0.01
     psi_bins: int = 10
     per_column: Mapping[str, ColumnThresholds] = field(default_factory=dict)
+    wasserstein_warn: float = 0.02
+    psi_warn: float = 0.02
+    js_warn: float = 0.02
+    linf_warn: float = 0.01
+    missing_rate_warn: float = 0.002
+    exclude_id_columns: bool = True
 
     def for_column(self, name: str) -> ColumnThresholds:
         o = self.per_column.get(name, ColumnThresholds())
@@ -81,9 +94,11 @@ class DriftTest:
     effects: Mapping[str, float]
     significant: bool
     large_effect: bool
+    severity: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "severity": self.severity,
             "test": self.test,
             "statistic": _num(self.statistic),
             "p_value": _num(self.p_value),
@@ -123,12 +138,15 @@ class ColumnDrift:
     histogram: Histogram | None = None
     reference_rows: int = 0
     current_rows: int = 0
+    severity: str | None = None
+    findings: tuple[Finding, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "column": self.column,
             "kind": self.kind,
             "role": self.role,
+            "severity": self.severity,
             "flagged": self.flagged,
             "reasons": list(self.reasons),
             "tests": [t.to_dict() for t in self.tests],
@@ -156,9 +174,24 @@ class DriftReport:
     def passed(self) -> bool:
         return not self.flagged
 
+    @property
+    def findings(self) -> tuple[Finding, ...]:
+        return sort_findings(f for c in self.columns for f in c.findings)
+
+    @property
+    def warned(self) -> tuple[str, ...]:
+        """Columns whose highest severity is ``warn``."""
+        return tuple(c.column for c in self.columns if c.severity == "warn")
+
+    @property
+    def severity(self) -> str | None:
+        return highest(c.severity for c in self.columns if c.severity is not None)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "passed": self.passed,
+            "severity": self.severity,
+            "warned": list(self.warned),
             "alpha": self.alpha,
             "n_tests": self.n_tests,
             "reference_rows": self.reference_rows,
@@ -207,10 +240,16 @@ class _Raw:
     p_value: float
     effects: dict[str, float]
     large: bool
+    warn: bool = False
+    effect_name: str = ""
 
 
 def _numeric_tests(
-    ref: ColumnProfile, cur: ColumnProfile, th: ColumnThresholds, bins: int
+    ref: ColumnProfile,
+    cur: ColumnProfile,
+    th: ColumnThresholds,
+    bins: int,
+    warn: tuple[float, float] = (0.02, 0.02),
 ) -> tuple[_Raw | None, Histogram | None]:
     assert ref.numeric is not None and cur.numeric is not None
     r, c = np.sort(ref.numeric.sample), np.sort(cur.numeric.sample)
@@ -237,8 +276,11 @@ def _numeric_tests(
     psi = _psi(r, c, bins)
     assert th.wasserstein is not None and th.psi is not None
     large = w >= th.wasserstein or psi >= th.psi
-    raw = _Raw("ks", d, p, {"wasserstein_std": w, "psi": psi, "ks_d": d}, large)
-    return raw, _numeric_hist(r, c, u)
+    small = w >= warn[0] or psi >= warn[1]
+    name = "wasserstein_std" if w / th.wasserstein >= psi / th.psi else "psi"
+    raw = _Raw("ks", d, p, {"wasserstein_std": w, "psi": psi, "ks_d": d}, large, small, name)
+    integer = ref.logical == "int" and cur.logical == "int"
+    return raw, _numeric_hist(r, c, u, integer=integer)
 
 
 def _sorted_quantile(s: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -259,23 +301,43 @@ def _psi(r: np.ndarray, c: np.ndarray, bins: int) -> float:
     return float(np.sum((cp - rp) * np.log(cp / rp)))
 
 
-def _numeric_hist(r: np.ndarray, c: np.ndarray, u: np.ndarray, n: int = 20) -> Histogram:
-    """20 equal-width bins over the central 99 % of both samples (all sorted)."""
+def _numeric_hist(
+    r: np.ndarray, c: np.ndarray, u: np.ndarray, n: int = 20, *, integer: bool = False
+) -> Histogram:
+    """20 equal-width bins over the central 99 % of both samples (all sorted).
+
+    Integer columns get whole-number bins (one per value when there are at most ``n`` values,
+    else ``k`` values per bin), so a count column is not drawn in 0.4-wide slivers with empty
+    bins between the integers.
+    """
     lo, hi = (float(x) for x in _sorted_quantile(u, np.array([0.005, 0.995])))
     if not hi > lo:
         lo, hi = float(u[0]), float(u[-1])
-    if not hi > lo:
-        hi = lo + 1.0
-    edges = np.linspace(lo, hi, n + 1)
+    if integer:
+        ilo, ihi = math.floor(lo), math.ceil(hi)
+        width = max(1, math.ceil((ihi - ilo + 1) / n))
+        nb = max(1, math.ceil((ihi - ilo + 1) / width))
+        edges = ilo - 0.5 + width * np.arange(nb + 1)
+        starts = [ilo + width * i for i in range(nb)]
+        labels = tuple(str(a) if width == 1 else f"{a}-{a + width - 1}" for a in starts)
+        n = nb
+    else:
+        if not hi > lo:
+            hi = lo + 1.0
+        edges = np.linspace(lo, hi, n + 1)
+        labels = tuple(f"{edges[i]:.4g}" for i in range(n))
     inner = edges[1:-1]
     rh = np.diff(np.searchsorted(r, inner, side="left"), prepend=0, append=len(r)) / len(r)
     ch = np.diff(np.searchsorted(c, inner, side="left"), prepend=0, append=len(c)) / len(c)
-    labels = tuple(f"{edges[i]:.4g}" for i in range(n))
     return Histogram(labels, tuple(float(x) for x in rh), tuple(float(x) for x in ch))
 
 
 def _categorical_tests(
-    ref: ColumnProfile, cur: ColumnProfile, th: ColumnThresholds, linf_threshold: float
+    ref: ColumnProfile,
+    cur: ColumnProfile,
+    th: ColumnThresholds,
+    linf_threshold: float,
+    warn: tuple[float, float] = (0.02, 0.01),
 ) -> tuple[_Raw | None, dict[str, float], dict[str, float], Histogram | None]:
     assert ref.categories is not None and cur.categories is not None
     cats = sorted(set(ref.categories) | set(cur.categories))
@@ -300,7 +362,9 @@ def _categorical_tests(
     linf = float(np.max(np.abs(rp - cp)))
     assert th.js is not None
     large = js >= th.js or linf >= linf_threshold
-    raw = _Raw("chi2", stat, p, {"js_distance": js, "linf": linf}, large)
+    small = js >= warn[0] or linf >= warn[1]
+    name = "js_distance" if js / th.js >= linf / linf_threshold else "linf"
+    raw = _Raw("chi2", stat, p, {"js_distance": js, "linf": linf}, large, small, name)
     top = sorted(range(len(cats)), key=lambda i: (-max(rp[i], cp[i]), cats[i]))[:12]
     labels = [cats[i] for i in top]
     rs, cs = [float(rp[i]) for i in top], [float(cp[i]) for i in top]
@@ -311,7 +375,9 @@ def _categorical_tests(
     return raw, new, vanished, Histogram(tuple(labels), tuple(rs), tuple(cs))
 
 
-def _missing_test(ref: ColumnProfile, cur: ColumnProfile, th: ColumnThresholds) -> _Raw:
+def _missing_test(
+    ref: ColumnProfile, cur: ColumnProfile, th: ColumnThresholds, warn: float = 0.002
+) -> _Raw:
     n1, n2 = ref.rows, cur.rows
     x1, x2 = ref.nulls, cur.nulls
     p1 = x1 / n1 if n1 else 0.0
@@ -331,6 +397,8 @@ def _missing_test(ref: ColumnProfile, cur: ColumnProfile, th: ColumnThresholds) 
         p,
         {"missing_rate_diff": diff, "reference_rate": p1, "current_rate": p2},
         abs(diff) >= th.missing_rate_diff,
+        abs(diff) >= warn,
+        "missing_rate_diff",
     )
 
 
@@ -340,127 +408,178 @@ def compare_profiles(
     config: DriftConfig | None = None,
     *,
     label_column: str | None = None,
+    exclude: Mapping[str, str] | None = None,
 ) -> DriftReport:
-    """Drift of ``current`` against ``reference``, column by column, BH-corrected over the run."""
+    """Drift of ``current`` against ``reference``, column by column, BH-corrected over the run.
+
+    ``exclude`` maps columns to leave out of drift (e.g. key columns) to the reason shown in the
+    report; with ``config.exclude_id_columns`` integer/string columns unique per row in either
+    profile (ID-like) are left out too.
+    """
     cfg = config or DriftConfig()
     if not 0 < cfg.alpha < 1:
         raise BadInputError("alpha must be in (0, 1)", hint="0.01 is the default")
     label_column = label_column or current.label_column or reference.label_column
+    excluded: dict[str, str] = dict(exclude or {})
+    if cfg.exclude_id_columns:
+        for name, col in reference.columns.items():
+            other = current.columns.get(name)
+            if name in excluded or name == label_column:
+                continue
+            # The accepted version decides; the current one only when the reference did not
+            # track uniqueness (an old cached profile) and the type is unchanged -- a column
+            # that *became* unique strings is a type or meaning change, not an ID.
+            if id_like(col) or (
+                col.unique is None
+                and other is not None
+                and other.logical == col.logical
+                and id_like(other)
+            ):
+                excluded[name] = "ID-like (unique per row)"
     # Gather every raw test first; BH needs the whole run's p-values before any verdict.
-    pending: list[
-        tuple[
-            str,
-            str,
-            str,
-            list[str],
-            list[_Raw],
-            dict[str, float],
-            dict[str, float],
-            Histogram | None,
-        ]
-    ] = []
+    pending: list[_Pending] = []
     for name in reference.columns:
         ref = reference.columns[name]
         role = "label" if name == label_column else "feature"
         th = cfg.for_column(name)
         if th.ignore:
             continue
+        if name in excluded:
+            pending.append(_Pending(name, ref.kind, "id", [f"excluded: {excluded[name]}"]))
+            continue
         cur = current.columns.get(name)
         if cur is None:
-            pending.append((name, ref.kind, role, ["column missing in current"], [], {}, {}, None))
+            pending.append(_Pending(name, ref.kind, role, ["column missing in current"], hard=True))
             continue
         if not (compatible(ref.logical, cur.logical) or compatible(cur.logical, ref.logical)):
             pending.append(
-                (
+                _Pending(
                     name,
                     ref.kind,
                     role,
                     [f"type changed {ref.logical} -> {cur.logical}"],
-                    [],
-                    {},
-                    {},
-                    None,
+                    hard=True,
                 )
             )
             continue
-        raws: list[_Raw] = []
-        new: dict[str, float] = {}
-        vanished: dict[str, float] = {}
-        hist = None
-        notes: list[str] = []
+        item = _Pending(name, ref.kind, role, [])
         if ref.numeric is not None and cur.numeric is not None:
-            raw, hist = _numeric_tests(ref, cur, th, cfg.psi_bins)
+            raw, item.hist = _numeric_tests(
+                ref, cur, th, cfg.psi_bins, (cfg.wasserstein_warn, cfg.psi_warn)
+            )
             if raw is not None:
-                raws.append(raw)
+                item.raws.append(raw)
         elif ref.categories is not None and cur.categories is not None:
             linf = cfg.label_linf if role == "label" else th.linf
             assert linf is not None
-            raw, new, vanished, hist = _categorical_tests(ref, cur, th, linf)
+            raw, item.new, item.vanished, item.hist = _categorical_tests(
+                ref, cur, th, linf, (cfg.js_warn, cfg.linf_warn)
+            )
             if raw is not None:
-                raws.append(raw)
+                item.raws.append(raw)
         elif ref.overflow or cur.overflow:
-            notes.append("high cardinality: distribution test skipped")
-        raws.append(_missing_test(ref, cur, th))
-        if new:
-            notes.append(
-                "new categories " + ", ".join(f"{k!r} ({v:.2%})" for k, v in sorted(new.items()))
+            item.info.append("high cardinality: distribution test skipped")
+        item.raws.append(_missing_test(ref, cur, th, cfg.missing_rate_warn))
+        if item.new:
+            item.notes.append(
+                "new categories "
+                + ", ".join(f"{k!r} ({v:.2%})" for k, v in sorted(item.new.items()))
             )
-        if vanished:
-            notes.append(
+            item.hard = True
+        if item.vanished:
+            item.notes.append(
                 "vanished categories "
-                + ", ".join(f"{k!r} ({v:.2%})" for k, v in sorted(vanished.items()))
+                + ", ".join(f"{k!r} ({v:.2%})" for k, v in sorted(item.vanished.items()))
             )
-        pending.append((name, ref.kind, role, notes, raws, new, vanished, hist))
+            item.hard = True
+        pending.append(item)
     for name in current.columns:
         if name not in reference.columns and not cfg.for_column(name).ignore:
             pending.append(
-                (
+                _Pending(
                     name,
                     current.columns[name].kind,
                     "feature",
                     ["column added in current"],
-                    [],
-                    {},
-                    {},
-                    None,
+                    hard=True,
                 )
             )
-    all_p = np.array([r.p_value for item in pending for r in item[4]], dtype=np.float64)
+    all_p = np.array([r.p_value for item in pending for r in item.raws], dtype=np.float64)
     all_q = benjamini_hochberg(all_p)
     qi = 0
     out: list[ColumnDrift] = []
-    for name, kind, role, notes, raws, new, vanished, hist in pending:
+    for item in pending:
         tests = []
-        reasons = list(notes)
-        hard = bool(new or vanished) or any(
-            n.startswith(("column ", "type changed")) for n in notes
-        )
-        for r in raws:
+        reasons = list(item.notes) + list(item.info)
+        findings: list[Finding] = []
+        check = "label_drift" if item.role == "label" else "drift"
+        if item.role == "id":
+            findings.append(Finding("drift", "info", item.notes[0], column=item.name))
+        for msg in item.info:
+            findings.append(Finding(check, "info", msg, column=item.name))
+        if item.hard:
+            for msg in item.notes:
+                findings.append(Finding(check, "fail", msg, column=item.name))
+        for r in item.raws:
             q = float(all_q[qi])
             qi += 1
             sig = q < cfg.alpha
-            tests.append(DriftTest(r.test, r.statistic, r.p_value, q, r.effects, sig, r.large))
-            if sig and r.large:
-                eff = ", ".join(f"{k}={v:.3g}" for k, v in sorted(r.effects.items()))
-                reasons.append(f"{r.test} shift (q={q:.2g}; {eff})")
-                hard = True
+            sev = None if not sig else "fail" if r.large else "warn" if r.warn else "info"
+            tests.append(DriftTest(r.test, r.statistic, r.p_value, q, r.effects, sig, r.large, sev))
+            if sev is None:
+                continue
+            eff = ", ".join(f"{k}={v:.3g}" for k, v in sorted(r.effects.items()))
+            what = "missing-rate change" if r.test == "missing_rate" else f"{r.test} shift"
+            msg = f"{what} (q={q:.2g}; {eff})"
+            if sev == "fail":
+                reasons.append(msg)
+            findings.append(
+                Finding(
+                    check,
+                    sev,
+                    msg if sev != "info" else msg + "; effect below the warn floor",
+                    column=item.name,
+                    statistic=r.statistic,
+                    q_value=q,
+                    effect=r.effects.get(r.effect_name),
+                    effect_name=r.effect_name,
+                    details={"test": r.test},
+                )
+            )
+        severity = highest(f.severity for f in findings)
         out.append(
             ColumnDrift(
-                column=name,
-                kind=kind,
-                role=role,
-                flagged=hard,
+                column=item.name,
+                kind=item.kind,
+                role=item.role,
+                flagged=severity == "fail",
                 reasons=tuple(reasons),
                 tests=tuple(tests),
-                new_categories=new,
-                vanished_categories=vanished,
-                histogram=hist,
+                new_categories=item.new,
+                vanished_categories=item.vanished,
+                histogram=item.hist,
                 reference_rows=reference.rows,
                 current_rows=current.rows,
+                severity=severity,
+                findings=sort_findings(findings),
             )
         )
-    out.sort(key=lambda c: (not c.flagged, c.column))
+    out.sort(key=lambda c: (-severity_rank(c.severity), c.column))
     return DriftReport(tuple(out), cfg.alpha, len(all_p), reference.rows, current.rows)
+
+
+@dataclass
+class _Pending:
+    name: str
+    kind: str
+    role: str
+    notes: list[str]
+    hard: bool = False
+    raws: list[_Raw] = field(default_factory=list)
+    new: dict[str, float] = field(default_factory=dict)
+    vanished: dict[str, float] = field(default_factory=dict)
+    hist: Histogram | None = None
+    info: list[str] = field(default_factory=list)
 
 
 def detect_drift(

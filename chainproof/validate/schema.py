@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,8 @@ from chainproof.validate._types import (
     to_float,
     to_str_array,
 )
+from chainproof.validate.findings import Finding
+from chainproof.validate.thresholds import check_thresholds
 
 SCHEMA_FORMAT_VERSION = 1
 DEFAULT_MAX_DOMAIN = 50
@@ -43,13 +46,22 @@ class ColumnSchema:
 
 @dataclass(frozen=True)
 class Schema:
-    """A dataset contract, versioned and reviewable as YAML."""
+    """A dataset contract, versioned and reviewable as YAML.
+
+    Beyond the column rules a contract may declare the dataset's ``label_column`` and
+    ``key_columns`` and validation ``thresholds`` (names in
+    :mod:`chainproof.validate.thresholds`): ``validate_dataset`` uses them whenever the caller
+    gives none, so leaving out ``--label`` does not skip the label checks of a contracted
+    dataset.
+    """
 
     columns: tuple[ColumnSchema, ...]
     key_columns: tuple[str, ...] = ()
     min_rows: int | None = None
     max_rows: int | None = None
     version: int = SCHEMA_FORMAT_VERSION
+    label_column: str | None = None
+    thresholds: Mapping[str, float] = field(default_factory=dict)
 
     def column(self, name: str) -> ColumnSchema | None:
         for c in self.columns:
@@ -75,12 +87,15 @@ class Schema:
             rows["min"] = self.min_rows
         if self.max_rows is not None:
             rows["max"] = self.max_rows
-        return {
-            "chainproof_schema": self.version,
-            "key_columns": list(self.key_columns),
-            "rows": rows,
-            "columns": cols,
-        }
+        out: dict[str, Any] = {"chainproof_schema": self.version}
+        if self.label_column is not None:
+            out["label_column"] = self.label_column
+        out["key_columns"] = list(self.key_columns)
+        if self.thresholds:
+            out["thresholds"] = dict(sorted(self.thresholds.items()))
+        out["rows"] = rows
+        out["columns"] = cols
+        return out
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True, width=100)
@@ -105,7 +120,14 @@ def _parse_schema(doc: Any) -> Schema:
 
     if not isinstance(doc, dict):
         raise bad("top level must be a mapping")
-    extra = set(doc) - {"chainproof_schema", "key_columns", "rows", "columns"}
+    extra = set(doc) - {
+        "chainproof_schema",
+        "key_columns",
+        "rows",
+        "columns",
+        "label_column",
+        "thresholds",
+    }
     if extra:
         raise bad(f"unknown top-level keys {sorted(extra)}")
     version = doc.get("chainproof_schema")
@@ -167,7 +189,21 @@ def _parse_schema(doc: Any) -> Schema:
     lo_r, hi_r = rows.get("min"), rows.get("max")
     if lo_r is not None and hi_r is not None and lo_r > hi_r:
         raise bad("rows.min is greater than rows.max")
-    return Schema(tuple(cols), tuple(keys), lo_r, hi_r, version)
+    label = doc.get("label_column")
+    if label is not None and (not isinstance(label, str) or label not in seen):
+        raise bad(f"label_column {label!r} is not a listed column")
+    if label is not None and label in keys:
+        raise bad(f"label_column {label!r} cannot also be a key column")
+    raw_th = doc.get("thresholds", {}) or {}
+    if not isinstance(raw_th, dict):
+        raise bad("thresholds must be a mapping of threshold name to number")
+    try:
+        th = check_thresholds(raw_th)
+    except BadInputError as exc:
+        raise MalformedFileError(
+            f"schema is malformed: {exc.message}", hint=exc.hint or ""
+        ) from exc
+    return Schema(tuple(cols), tuple(keys), lo_r, hi_r, version, label, th)
 
 
 # --- inference ------------------------------------------------------------------------------------
@@ -286,9 +322,28 @@ class SchemaReport:
     def passed(self) -> bool:
         return not self.findings
 
+    @property
+    def severity(self) -> str | None:
+        return "fail" if self.findings else None
+
+    def as_findings(self) -> tuple[Finding, ...]:
+        """Every broken contract rule is a ``fail``: a contract is a promise, not a statistic."""
+        return tuple(
+            Finding(
+                "schema",
+                "fail",
+                f.message,
+                column=f.column,
+                statistic=float(f.count),
+                details={"rule": f.rule, "row_ids": list(f.row_ids)},
+            )
+            for f in self.findings
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "passed": self.passed,
+            "severity": self.severity,
             "rows": self.rows,
             "findings": [f.to_dict() for f in self.findings],
         }

@@ -58,13 +58,19 @@ def test_report_is_deterministic_and_batched_equals_in_memory(tmp_path: Path) ->
     cfg = ValidationConfig(
         sample_size=3_000, batch_rows=2_500, labels=LabelConfig(model="logistic")
     )
-    a = validate_dataset(cur, reference=ref, label_column="cat1", config=cfg).to_dict()
-    b = validate_dataset(cp, reference=rp, label_column="cat1", config=cfg).to_dict()
+    when = "2026-01-01T00:00:00Z"
+    a = validate_dataset(
+        cur, reference=ref, label_column="cat1", config=cfg, created_at=when
+    ).to_dict()
+    b = validate_dataset(
+        cp, reference=rp, label_column="cat1", config=cfg, created_at=when
+    ).to_dict()
     c = validate_dataset(
         pa.Table.from_pandas(cur),
         reference=profile_reference(rp, label_column="cat1", config=cfg),
         label_column="cat1",
         config=cfg,
+        created_at=when,
     ).to_dict()
     dumps = [json.dumps(x, sort_keys=True) for x in (a, b, c)]
     assert dumps[0] == dumps[1] == dumps[2]
