@@ -15,7 +15,13 @@ which strings a ``STACK_GLOBAL`` consumes or what a ``REDUCE`` calls. This walke
   the reference was then *invoked* (REDUCE, OBJ, INST, NEWOBJ, NEWOBJ_EX) or mutated (BUILD,
   SETITEM(S), APPEND(S), ADDITEMS on a global object itself);
 * treats anything it cannot resolve (a STACK_GLOBAL whose operands are not string constants, a
-  call of something that is not a global reference, an unregistered EXT code) as a finding.
+  call of something that is not a global reference, an unregistered EXT code) as a finding;
+* judges every call by its arguments too (issue 13): a reference to an allowlisted class or
+  function may be handed to a call only at a position the callee declares (``CallRules``),
+  never inside a container; dicts and lists remember the callables stored in them; BUILD may
+  not set dunder attributes (``__setstate__``, ``__reduce__``, ...); and a callable may not be
+  stored into an object built by a call. Together these keep an allowlisted function that
+  calls or indexes its arguments from being turned into a gadget.
 """
 
 from __future__ import annotations
@@ -26,9 +32,10 @@ import struct
 from _compat_pickle import IMPORT_MAPPING, NAME_MAPPING
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import IO, Any
 
-from chainproof.scan.allowlist import Allowlist, ExactEntry
+from chainproof.scan.allowlist import Allowlist, CallRules
 
 CHUNK = 1 << 20
 #: Byte strings up to this size are kept while they are on the stack so that a payload passed
@@ -182,9 +189,16 @@ class Ref:
     module: str
     name: str
     hit: Hit | None
-    entry: ExactEntry | None = None
+    rules: CallRules | None = None
     opcode: str = ""
     offset: int = -1
+
+    @property
+    def callable_kind(self) -> str | None:
+        """'class' or 'function' when this reference is a callable; None for inert values."""
+        if self.rules is None:
+            return "function"  # not allowlisted (already a finding): strictest kind
+        return None if self.rules.kind == "value" else self.rules.kind
 
 
 @dataclass(slots=True, eq=False)
@@ -197,9 +211,78 @@ class Blob:
 
 @dataclass(slots=True, eq=False)
 class DictV:
-    """A dict under construction; only the first few str-keyed items are kept."""
+    """A dict under construction; only the first few str-keyed items are kept.
+
+    ``refs`` names the first class/function reference stored in it, ``kids`` the containers
+    stored in it (their refs count too), ``dunder`` the first ``__x__`` key.
+    """
 
     items: dict[str, Any] = field(default_factory=dict)
+    refs: str | None = None
+    kids: list[Any] | None = None
+    dunder: str | None = None
+
+
+@dataclass(slots=True, eq=False)
+class ListV:
+    """A list, set or frozenset under construction: only what callables it holds is kept."""
+
+    refs: str | None = None
+    kids: list[Any] | None = None
+
+
+_MAX_NEST = 32
+
+
+def _absorb(cont: DictV | ListV, x: Any, depth: int = 0) -> None:
+    """Record in ``cont`` the callables (and containers) that storing ``x`` puts in it."""
+    t = type(x)
+    if t is Ref:
+        if cont.refs is None and x.callable_kind is not None:
+            cont.refs = f"{x.module}.{x.name}"
+    elif t is DictV or t is ListV:
+        if cont.kids is None:
+            cont.kids = [x]
+        elif len(cont.kids) < 4096:
+            cont.kids.append(x)
+        elif cont.refs is None:
+            cont.refs = "<more than 4096 nested containers>"
+    elif t is tuple:
+        if depth >= _MAX_NEST:
+            if cont.refs is None:
+                cont.refs = "<tuples nested too deeply to judge>"
+            return
+        for y in x:
+            _absorb(cont, y, depth + 1)
+
+
+def callable_in(v: Any) -> str | None:
+    """The first class/function reference held by ``v`` (through tuples, dicts, lists), or None."""
+    seen: set[int] = set()
+    todo = [(v, 0)]
+    while todo:
+        x, depth = todo.pop()
+        t = type(x)
+        if t is Ref:
+            if x.callable_kind is not None:
+                return f"{x.module}.{x.name}"
+        elif t is tuple:
+            if depth >= _MAX_NEST:
+                return "<tuples nested too deeply to judge>"
+            todo.extend((y, depth + 1) for y in x)
+        elif t is DictV or t is ListV:
+            if id(x) in seen:
+                continue
+            seen.add(id(x))
+            if x.refs is not None:
+                return x.refs
+            if x.kids:
+                todo.extend((k, depth + 1) for k in x.kids)
+    return None
+
+
+def _is_dunder(key: str) -> bool:
+    return len(key) > 4 and key[:2] == "__" and key[-2:] == "__"
 
 
 @dataclass(slots=True, eq=False)
@@ -217,7 +300,7 @@ class WalkContext:
     allowlist: Allowlist
     hits: list[Hit] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    cache: dict[tuple[str, str], tuple[ExactEntry | None, str | None]] = field(
+    cache: dict[tuple[str, str], tuple[CallRules | None, str | None]] = field(
         default_factory=dict
     )
     joblib_arrays: int = 0
@@ -227,16 +310,16 @@ class WalkContext:
     #: Called with (nested bytes, label) to scan a payload passed to a forbidden call.
     nested: Callable[[bytes, str, WalkContext], None] | None = None
 
-    def judge(self, module: str, name: str) -> tuple[ExactEntry | None, str | None]:
-        """(exact entry or None, rejection reason or None)."""
+    def judge(self, module: str, name: str) -> tuple[CallRules | None, str | None]:
+        """(call rules or None, rejection reason or None)."""
         key = (module, name)
         got = self.cache.get(key)
         if got is None:
-            entry = self.allowlist.entry(module, name)
-            if entry is None:
+            rules = self.allowlist.rules(module, name)
+            if rules is None:
                 got = (None, f"{module}.{name} is not on the allowlist")
             else:
-                got = (entry if isinstance(entry, ExactEntry) else None, None)
+                got = (rules, None)
             self.cache[key] = got
         return got
 
@@ -301,13 +384,15 @@ class _Walker:
                 module, name = NAME_MAPPING[(module, name)]
             elif module in IMPORT_MAPPING:
                 module = IMPORT_MAPPING[module]
-        entry, reason = self.ctx.judge(module, name)
+        rules, reason = self.ctx.judge(module, name)
         if reason is None:
-            return Ref(module, name, None, entry, opcode, offset)
+            return Ref(module, name, None, rules, opcode, offset)
         hit = self._hit(module, name, opcode, offset, reason)
         return Ref(module, name, hit, None, opcode, offset)
 
-    def _call(self, func: Any, args: Any, opcode: str, offset: int) -> Any:
+    def _call(
+        self, func: Any, args: Any, opcode: str, offset: int, kwargs: Any = None
+    ) -> Any:
         """Judge a call of ``func`` with ``args``; returns the placeholder for its result."""
         if type(func) is not Ref:
             self._hit(
@@ -321,15 +406,22 @@ class _Walker:
                 for item in args if type(args) is tuple else ():
                     self._maybe_nested(item, func)
             return ANY
-        entry = func.entry
-        if entry is not None and entry.attribute_of_allowlisted:
+        rules = func.rules
+        assert rules is not None  # allowlisted references always carry their rules
+        if rules.attribute:
             return self._attribute(func, args, opcode, offset)
-        if entry is not None and (entry.args_are_globals or entry.arg_choices):
-            problem = self._check_args(entry, args)
-            if problem:
-                h = self._hit(func.module, func.name, opcode, offset, problem)
-                h.invoked = True
-                return ANY
+        problem = self._check_args(rules, args)
+        if problem is None and kwargs is not None:
+            bad = callable_in(kwargs)
+            if bad:
+                problem = (f"a keyword argument of {rules.qualname} holds the callable {bad}; "
+                           "callables may only be passed at declared positions")
+        if problem is None and rules.kind == "value":
+            problem = f"{rules.qualname} is a constant, not something a pickle may call"
+        if problem:
+            h = self._hit(func.module, func.name, opcode, offset, problem)
+            h.invoked = True
+            return ANY
         if func.module in ("numpy", "numpy.core.multiarray", "numpy._core.multiarray") and (
             func.name == "dtype"
         ):
@@ -359,16 +451,95 @@ class _Walker:
         h.invoked = True
         return ANY
 
-    def _check_args(self, entry: ExactEntry, args: Any) -> str | None:
+    def _check_args(self, rules: CallRules, args: Any) -> str | None:
+        """Why a call of ``rules.qualname`` with ``args`` is refused, or None.
+
+        Each argument must be inert, except a class at a ``class_args`` position or a declared
+        function at a ``function_args`` position. Arguments computed by calls are inert by
+        induction: no call can receive a callable it did not declare, so none can return one.
+        """
+        qual = rules.qualname
         if type(args) is not tuple:
-            return f"{entry.module} call arguments could not be determined statically"
-        for i in entry.args_are_globals:
-            if i >= len(args) or type(args[i]) is not Ref or args[i].hit is not None:
-                return f"argument {i} of {entry.module} call is not an allowlisted global"
-        for i, choices in entry.arg_choices:
+            if rules.required_class_args or rules.arg_choices:
+                return f"{qual} call arguments could not be determined statically"
+            bad = callable_in(args)
+            if bad:
+                return f"the arguments of {qual} hold the callable {bad}"
+            return None
+        for i, a in enumerate(args):
+            if type(a) is Ref:
+                kind = a.callable_kind
+                if a.hit is not None:
+                    continue  # already a finding of its own
+                if i in rules.required_class_args and kind != "class":
+                    return f"argument {i} of {qual} call is not an allowlisted class"
+                if kind is None:
+                    continue
+                if kind == "class" and i in rules.class_args:
+                    continue
+                if kind == "function" and f"{a.module}.{a.name}" in rules.functions_at(i):
+                    continue
+                return (
+                    f"argument {i} of {qual} is the {kind} {a.module}.{a.name}, which "
+                    f"{qual} is not declared to take (a callable handed to a call that calls "
+                    "or indexes it is a gadget)"
+                )
+            if i in rules.required_class_args:
+                return f"argument {i} of {qual} call is not an allowlisted class"
+            bad = callable_in(a)
+            if bad:
+                return (
+                    f"argument {i} of {qual} holds the callable {bad} inside a container; "
+                    "callables may only be passed at declared positions"
+                )
+        for i in rules.required_class_args:
+            if i >= len(args):
+                return f"argument {i} of {qual} call is not an allowlisted class"
+        for i, choices in rules.arg_choices:
             if i >= len(args) or type(args[i]) is not str or args[i] not in choices:
-                return f"argument {i} of {entry.module} call is not one of {list(choices)}"
+                return f"argument {i} of {qual} call is not one of {list(choices)}"
         return None
+
+    def _store(self, target: Any, items: list[Any], opcode: str, offset: int, keys: bool) -> None:
+        """SETITEM(S)/APPEND(S)/ADDITEMS: ``items`` go into ``target`` (pairs when ``keys``)."""
+        tt = type(target)
+        if tt is DictV or tt is ListV:
+            for x in items:
+                t = type(x)
+                if t is Ref or t is DictV or t is ListV or t is tuple:
+                    _absorb(target, x)
+            if keys and tt is DictV:
+                for i in range(0, len(items) - 1, 2):
+                    k = items[i]
+                    if type(k) is str:
+                        if len(target.items) < _DICT_KEEP:
+                            target.items[k] = items[i + 1]
+                        if target.dunder is None and _is_dunder(k):
+                            target.dunder = k
+        elif tt is Ref:
+            self._mutate_target(target, opcode, offset)
+        else:
+            for x in items:
+                bad = callable_in(x)
+                if bad:
+                    self._hit(
+                        bad.rpartition(".")[0] or "?", bad.rpartition(".")[2], opcode, offset,
+                        f"stores the callable {bad} into an object built by a call ({opcode}): "
+                        "only dicts and lists may hold callables",
+                    ).invoked = True
+                    return
+
+    def _check_build(self, state: Any, offset: int) -> None:
+        """BUILD may not set a dunder attribute: ``__setstate__`` set this way runs next BUILD."""
+        parts = state if type(state) is tuple and len(state) == 2 else (state,)
+        for part in parts:
+            if type(part) is DictV and part.dunder is not None:
+                self._hit(
+                    "?", part.dunder, "BUILD", offset,
+                    f"BUILD sets the attribute {part.dunder} on an object (attribute writes of "
+                    "dunder names redirect what pickle or Python calls next)",
+                ).invoked = True
+                return
 
     def _maybe_nested(self, item: Any, func: Ref) -> None:
         data: bytes | None = None
@@ -474,9 +645,10 @@ class _Walker:
         dense = True
         append = stack.append
         any_ = ANY
-        obj_t = Obj
-        ref_t = Ref
         dict_t = DictV
+        list_t = ListV
+        special = frozenset({Ref, DictV, ListV, tuple})
+        containers = frozenset({Ref, DictV, ListV})
         i4 = _i4
         u2 = _u2
         first = src.offset()
@@ -551,19 +723,32 @@ class _Walker:
                     m = marks[-1]
                     target = stack[m - 1] if m else self._no_target(pos)
                     tt = type(target)
-                    if tt is dict_t:
-                        if op == 0x75 and len(target.items) < _DICT_KEEP:
-                            items = stack[m:]
-                            for i in range(0, len(items) - 1, 2):
-                                if type(items[i]) is str:
-                                    target.items[items[i]] = items[i + 1]
-                    elif tt is ref_t:
-                        self._mutate_target(target, OPNAMES[op], src.base + pos)
+                    if tt is list_t and op != 0x75:
+                        # The common case: a list of plain values and flat tuples of them,
+                        # checked by type sets (C loops) before any per-item work.
+                        items = stack[m:]
+                        ts = set(map(type, items))
+                        if not containers.isdisjoint(ts) or (
+                            tuple in ts
+                            and not special.isdisjoint(
+                                map(type, chain.from_iterable(
+                                    items if len(ts) == 1 else
+                                    [x for x in items if type(x) is tuple]
+                                ))
+                            )
+                        ):
+                            for x in items:
+                                _absorb(target, x)
+                    else:
+                        self._store(target, stack[m:], OPNAMES[op], src.base + pos, op == 0x75)
                     del stack[m:]
                     marks.pop()
                     pos += 1
-                elif op == 0x7D:  # EMPTY_DICT: only a joblib wrapper's state needs its items
-                    append(dict_t() if stack and type(stack[-1]) is obj_t else any_)
+                elif op == 0x7D:  # EMPTY_DICT
+                    append(dict_t())
+                    pos += 1
+                elif op == 0x5D or op == 0x8F:  # EMPTY_LIST EMPTY_SET
+                    append(list_t())
                     pos += 1
                 elif op == 0x4D:  # BININT2
                     append(u2(buf, pos + 1)[0])
@@ -571,8 +756,8 @@ class _Walker:
                 elif op == 0x29:  # EMPTY_TUPLE
                     append(())
                     pos += 1
-                elif op == 0x4E or op == 0x5D or op == 0x88 or op == 0x89 or op == 0x8F:
-                    append(any_)  # NONE EMPTY_LIST NEWTRUE NEWFALSE EMPTY_SET
+                elif op == 0x4E or op == 0x88 or op == 0x89:
+                    append(any_)  # NONE NEWTRUE NEWFALSE
                     pos += 1
                 elif op == 0x95:  # FRAME
                     pos += 9
@@ -691,10 +876,10 @@ class _Walker:
             cls = pop1()
             stack.append(self._call(cls, args, name, off))
         elif name == "NEWOBJ_EX":
-            pop1()  # kwargs
+            kwargs = pop1()
             args = pop1()
             cls = pop1()
-            stack.append(self._call(cls, args, name, off))
+            stack.append(self._call(cls, args, name, off, kwargs))
         elif name == "BUILD":
             state = pop1()
             if len(stack) <= fence:
@@ -702,7 +887,8 @@ class _Walker:
             target = stack[-1]
             if type(target) is Ref:
                 self._mutate_target(target, name, off)
-            elif type(target) is Obj:
+            self._check_build(state, off)
+            if type(target) is Obj:
                 if target.kind == "npwrapper":
                     stack[-1] = ANY
                     self._read_array_after_wrapper(target, state, off)
@@ -792,33 +978,22 @@ class _Walker:
             if len(stack) <= fence:
                 raise Malformed(off, "READONLY_BUFFER on an empty stack")
         elif name in ("APPEND", "SETITEM"):
-            key: Any = None
             v = pop1()
-            if name == "SETITEM":
-                key = pop1()
+            items = [pop1(), v] if name == "SETITEM" else [v]
             if len(stack) <= fence:
                 raise Malformed(off, f"{name} without a target")
-            target = stack[-1]
-            if type(target) is Ref:
-                self._mutate_target(target, name, off)
-            elif (
-                name == "SETITEM"
-                and type(target) is DictV
-                and type(key) is str
-                and len(target.items) < _DICT_KEEP
-            ):
-                target.items[key] = v
+            self._store(stack[-1], items, name, off, name == "SETITEM")
         elif name in ("LIST", "FROZENSET"):
-            self._pop_mark(stack, marks, off)
-            stack.append(ANY)
+            lv = ListV()
+            for x in self._pop_mark(stack, marks, off):
+                _absorb(lv, x)
+            stack.append(lv)
         elif name == "TUPLE":
             stack.append(tuple(self._pop_mark(stack, marks, off)))
         elif name == "DICT":
             items = self._pop_mark(stack, marks, off)
             d = DictV()
-            for i in range(0, len(items) - 1, 2):
-                if type(items[i]) is str and len(d.items) < _DICT_KEEP:
-                    d.items[items[i]] = items[i + 1]
+            self._store(d, items, name, off, True)
             stack.append(d)
         elif name == "POP":
             if marks and marks[-1] == len(stack):

@@ -35,6 +35,54 @@ class ExactEntry:
     #: getattr-like: allowed only as f(<allowlisted global>, "<attr>") where the dotted name
     #: "<global>.<attr>" is itself allowlisted; the call then yields that global.
     attribute_of_allowlisted: bool = False
+    #: "class", "function" or "value" (an inert constant such as ``torch.float32``); empty means
+    #: inferred from the name (CapWords: class, anything else: function).
+    kind: str = ""
+    #: argument positions that may hold an allowlisted class (constructors that take a type)
+    class_args: tuple[int, ...] = ()
+    #: argument positions that may hold one of these allowlisted functions (fully qualified)
+    function_args: tuple[tuple[int, frozenset[str]], ...] = ()
+
+
+KINDS = ("class", "function", "value")
+
+
+def infer_kind(name: str) -> str:
+    """The kind of an allowlisted name without an explicit ``kind``: CapWords names are classes.
+
+    Cython's ``__pyx_unpickle_*`` helpers and every lowercase name count as functions, the
+    strictest kind: a function reference may never be handed to another call unless that call
+    declares the position (see :class:`CallRules`).
+    """
+    last = name.rsplit(".", 1)[-1]
+    return "class" if last[:1].isupper() else "function"
+
+
+@dataclass(frozen=True)
+class CallRules:
+    """What an allowlisted global is and what a call of it may receive (one per name).
+
+    * ``kind``: ``class`` and ``function`` references are callables: they may appear in a call's
+      arguments only at a position the callee declares (``class_args`` / ``function_args``), never
+      nested in a container handed to a call. ``value`` references (dtypes, singletons) are inert.
+    * ``required_class_args``: positions that must be an allowlisted class (``args_are_globals``).
+    * ``arg_choices``: positions that must be one of these string constants.
+    * ``attribute``: getattr-like (see :attr:`ExactEntry.attribute_of_allowlisted`).
+    """
+
+    qualname: str
+    kind: str
+    class_args: frozenset[int] = frozenset()
+    required_class_args: frozenset[int] = frozenset()
+    function_args: tuple[tuple[int, frozenset[str]], ...] = ()
+    arg_choices: tuple[tuple[int, tuple[str, ...]], ...] = ()
+    attribute: bool = False
+
+    def functions_at(self, i: int) -> frozenset[str]:
+        for pos, names in self.function_args:
+            if pos == i:
+                return names
+        return frozenset()
 
 
 @dataclass(frozen=True)
@@ -106,6 +154,32 @@ class Allowlist:
     def allows(self, module: str, name: str) -> bool:
         return self.entry(module, name) is not None
 
+    def rules(self, module: str, name: str) -> CallRules | None:
+        """The :class:`CallRules` of an allowed ``module.name``, or None if it is not allowed."""
+        entry = self.entry(module, name)
+        if entry is None:
+            return None
+        qual = f"{module}.{name}"
+        last = name.rsplit(".", 1)[-1]
+        # Cython's __pyx_unpickle_X(cls, checksum, state) and scikit-learn's newObj(cls)
+        # (``cls.__new__(cls)``) take the class they rebuild as their first argument.
+        pyx = last.startswith("__pyx_unpickle_") or last == "newObj"
+        if isinstance(entry, PatternEntry):
+            # Pattern names are classes, or the class-taking helpers above.
+            kind = "function" if pyx else "class"
+            return CallRules(qual, kind, frozenset({0}) if pyx else frozenset(),
+                             frozenset({0}) if pyx else frozenset())
+        required = frozenset(entry.args_are_globals) | (frozenset({0}) if pyx else frozenset())
+        return CallRules(
+            qual,
+            entry.kind or infer_kind(name),
+            frozenset(entry.class_args) | required,
+            required,
+            entry.function_args,
+            entry.arg_choices,
+            entry.attribute_of_allowlisted,
+        )
+
     def extended(self, other: Allowlist) -> Allowlist:
         """A new allowlist with ``other``'s entries added (versions are joined with ``+``)."""
         version = f"{self.version}+{other.version}" if other.version else self.version
@@ -160,6 +234,22 @@ def _parse(doc: Any, source: str) -> Allowlist:
         choices = tuple(
             sorted((int(k), tuple(str(v) for v in vals)) for k, vals in choices_raw.items())
         )
+        kind = raw.get("kind", "")
+        if kind and kind not in KINDS:
+            raise MalformedFileError(
+                f"{where}: 'kind' must be one of {list(KINDS)}, got {kind!r}", hint=None
+            )
+        class_args = tuple(int(x) for x in raw.get("class_args") or [])
+        fargs_raw = raw.get("function_args") or {}
+        if not isinstance(fargs_raw, dict) or not all(
+            isinstance(v, list) and all(isinstance(n, str) and _valid_dotted(n) for n in v)
+            for v in fargs_raw.values()
+        ):
+            raise MalformedFileError(
+                f"{where}: 'function_args' must map positions to lists of qualified names",
+                hint="e.g. function_args: {0: [torch._utils._rebuild_tensor_v2]}",
+            )
+        fargs = tuple(sorted((int(k), frozenset(v)) for k, v in fargs_raw.items()))
         exact.append(
             ExactEntry(
                 module,
@@ -168,6 +258,9 @@ def _parse(doc: Any, source: str) -> Allowlist:
                 globals_,
                 choices,
                 bool(raw.get("attribute_of_allowlisted", False)),
+                kind,
+                class_args,
+                fargs,
             )
         )
     for i, raw in enumerate(doc.get("patterns") or []):

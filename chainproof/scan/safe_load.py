@@ -9,11 +9,14 @@ format                 loader
 =====================  ======================================================================
 safetensors            ``safetensors.numpy.load_file`` if installed, else a numpy reader of the
                        (already validated) layout; returns ``dict[str, numpy.ndarray]``
+                       (BF16/FP8 tensors as ``ml_dtypes`` arrays)
 numpy ``.npy``/``.npz`` ``numpy.load(allow_pickle=False)``; object arrays are refused
 PyTorch zip / legacy   ``torch.load(weights_only=True, map_location="cpu")`` (torch's own
                        restricted unpickler); needs torch
-pickle / joblib        an unpickler whose ``find_class`` enforces the same allowlist again at
-                       load time (joblib files through joblib's own ``NumpyUnpickler``)
+pickle / joblib        a restricted unpickler (``_unpickler``) that enforces the allowlist and
+                       its argument rules again on the real objects (joblib files through a
+                       restricted subclass of joblib's ``NumpyUnpickler``), so a scanner miss
+                       still cannot run code
 ONNX                   ``onnx.load`` (external-data paths were checked to stay in the folder);
                        needs onnx
 =====================  ======================================================================
@@ -26,15 +29,19 @@ pickles teams already have), and its trust model is also a list of type names.
 from __future__ import annotations
 
 import json
-import pickle
 import struct
-from _compat_pickle import IMPORT_MAPPING, NAME_MAPPING
 from pathlib import Path
 from typing import Any
 
-from chainproof.errors import BadInputError, MalformedFileError, ScanFindingError
+from chainproof.errors import (
+    BadInputError,
+    ChainproofError,
+    MalformedFileError,
+    ScanFindingError,
+)
 from chainproof.scan._model import FileResult
 from chainproof.scan._scanner import scan_file
+from chainproof.scan._unpickler import RestrictedUnpickler, joblib_unpickler
 from chainproof.scan.allowlist import Allowlist, default_allowlist
 
 _NUMPY_DTYPES = {
@@ -114,71 +121,82 @@ def safe_load(path: Path | str, *, allowlist: Allowlist | None = None) -> Any:
     )
 
 
-def _load_safetensors(p: Path) -> dict[str, Any]:
+def _extra_dtypes() -> dict[str, Any]:
+    """safetensors dtypes numpy lacks, through ``ml_dtypes`` (an onnx dependency) if present."""
     try:
-        from safetensors.numpy import load_file
-
-        return dict(load_file(str(p)))
+        import ml_dtypes
     except ImportError:
-        pass
+        return {}
+    out: dict[str, Any] = {}
+    for st_name, ml_name in [
+        ("BF16", "bfloat16"), ("F8_E4M3", "float8_e4m3fn"), ("F8_E5M2", "float8_e5m2"),
+        ("F8_E8M0", "float8_e8m0fnu"),
+    ]:
+        dt = getattr(ml_dtypes, ml_name, None)
+        if dt is not None:
+            out[st_name] = dt
+    return out
+
+
+def _load_safetensors(p: Path) -> dict[str, Any]:
+    """``dict[str, numpy.ndarray]``; BF16/FP8 tensors as ``ml_dtypes`` arrays.
+
+    ``safetensors.numpy`` raises a bare ``TypeError`` on dtypes numpy lacks (BF16, FP8): those
+    files are read here from the layout the scan already validated (offsets in bounds, no
+    overlap), with ``ml_dtypes``' numpy dtypes.
+    """
     import numpy as np
 
     with open(p, "rb") as fh:
         n = struct.unpack("<Q", fh.read(8))[0]
         header = json.loads(fh.read(n))
-        header.pop("__metadata__", None)
-        out: dict[str, Any] = {}
+    header.pop("__metadata__", None)
+    if all(info["dtype"] in _NUMPY_DTYPES for info in header.values()):
+        try:
+            from safetensors.numpy import load_file
+
+            return dict(load_file(str(p)))
+        except ImportError:
+            pass
+    dtypes: dict[str, Any] = {**_NUMPY_DTYPES, **_extra_dtypes()}
+    out: dict[str, Any] = {}
+    with open(p, "rb") as fh:
         for name, info in header.items():
-            if info["dtype"] not in _NUMPY_DTYPES:
+            if info["dtype"] not in dtypes:
                 raise BadInputError(
                     f"{p}: tensor {name!r} has dtype {info['dtype']} that numpy cannot hold",
-                    hint="pip install safetensors (with torch) to load it",
+                    hint="load it with safetensors.torch, or pip install ml_dtypes",
                 )
             begin, end = info["data_offsets"]
             fh.seek(8 + n + begin)
-            out[name] = np.frombuffer(fh.read(end - begin), dtype=_NUMPY_DTYPES[info["dtype"]])
-            out[name] = out[name].reshape(info["shape"])
-        return out
-
-
-def _checked(allowlist: Allowlist, module: str, name: str, proto: int | None) -> None:
-    m, n = module, name
-    if proto is None or proto < 3:
-        if (m, n) in NAME_MAPPING:
-            m, n = NAME_MAPPING[(m, n)]
-        elif m in IMPORT_MAPPING:
-            m = IMPORT_MAPPING[m]
-    if not allowlist.allows(m, n):
-        raise ScanFindingError(
-            f"load-time check refused {m}.{n}: not on the allowlist",
-            hint="the scan passed but the unpickler met a global it did not: report this",
-        )
+            arr = np.frombuffer(fh.read(end - begin), dtype=dtypes[info["dtype"]])
+            out[name] = arr.reshape(info["shape"])
+    return out
 
 
 def _load_pickle(p: Path, allowlist: Allowlist, *, joblib_format: bool) -> Any:
-    if joblib_format:
-        from joblib import numpy_pickle
-        # joblib's own decompression helper (a private name, hence the fallback error below).
-        try:
-            from joblib.numpy_pickle_utils import _validate_fileobject_and_memmap
-        except ImportError as exc:  # pragma: no cover - depends on the joblib version
-            raise BadInputError(
-                f"{p}: this joblib version has no known decompression helper",
-                hint="pip install 'joblib>=1.3'",
-            ) from exc
-
-        class _JoblibUnpickler(numpy_pickle.NumpyUnpickler):
-            def find_class(self, module: str, name: str) -> Any:
-                _checked(allowlist, module, name, getattr(self, "proto", None))
-                return super().find_class(module, name)
-
-        with open(p, "rb") as fh, _validate_fileobject_and_memmap(fh, str(p), None) as (fobj, _):
-            return _JoblibUnpickler(str(p), fobj, True).load()
-
-    class _Unpickler(pickle.Unpickler):
-        def find_class(self, module: str, name: str) -> Any:
-            _checked(allowlist, module, name, None)
-            return super().find_class(module, name)
-
-    with open(p, "rb") as fh:
-        return _Unpickler(fh).load()
+    """Unpickle with the restricted unpickler (``_unpickler``): the second, independent defence."""
+    try:
+        with open(p, "rb") as fh:
+            if joblib_format:
+                # joblib's own decompression helper (a private name, hence the error below).
+                try:
+                    from joblib.numpy_pickle_utils import _validate_fileobject_and_memmap
+                except ImportError as exc:  # pragma: no cover - depends on the joblib version
+                    raise BadInputError(
+                        f"{p}: this joblib version has no known decompression helper",
+                        hint="pip install 'joblib>=1.3'",
+                    ) from exc
+                with _validate_fileobject_and_memmap(fh, str(p), None) as (fobj, _):
+                    return joblib_unpickler(str(p), fobj, allowlist).load()
+            return RestrictedUnpickler(fh, allowlist).load()
+    except ChainproofError:
+        raise
+    except RecursionError as exc:
+        raise MalformedFileError(f"{p}: pickle nests too deeply to load", hint=None) from exc
+    except Exception as exc:  # any failure of the loader is a bad file, never a traceback
+        raise MalformedFileError(
+            f"{p}: the restricted unpickler could not load the file: "
+            f"{type(exc).__name__}: {exc}",
+            hint="the file may be damaged or need a callable the allowlist does not cover",
+        ) from exc
