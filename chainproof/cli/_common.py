@@ -240,9 +240,14 @@ def tidy_help(command: Any, ctx_factory: Callable[[Any], Any] | None = None) -> 
         if help_option is not None:
             params.append(help_option)
     for param in params:
-        if getattr(param, "param_type_name", "") != "option":
-            continue
         if not hasattr(param, "display_type_rich") or param.metavar is not None:
+            continue
+        if getattr(param, "param_type_name", "") == "argument":
+            # `{path} <path>` -> `PATH`, as click shows arguments.
+            param.metavar = (param.name or "arg").upper()
+            setattr(param, "display_type_rich", lambda *args, **kwargs: None)  # noqa: B010
+            continue
+        if getattr(param, "param_type_name", "") != "option":
             continue
         if getattr(param, "is_flag", False):
             param.metavar = ""
