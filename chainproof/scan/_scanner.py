@@ -34,12 +34,22 @@ from chainproof.scan._formats import (
     NPY_MAGIC,
     FormatError,
     check_safetensors,
-    external_location_problem,
     looks_like_safetensors,
     parse_npy_header,
-    walk_onnx,
 )
 from chainproof.scan._model import FileResult, Finding, ScanReport, Verdict
+from chainproof.scan._parsers import (
+    GGUF_MAGIC,
+    HDF5_MAGIC,
+    Construct,
+    ParseFailed,
+    ParserMissing,
+    check_gguf,
+    check_hdf5,
+    check_keras_json,
+    check_onnx,
+    parse_onnx,
+)
 from chainproof.scan._pickle import (
     OPNAMES,
     Hit,
@@ -227,6 +237,11 @@ def _scan_pickles(
 
 
 def _detect(head: bytes, size: int | None) -> str:
+    """The format by magic bytes; ``onnx?``/``pickle?`` are guesses a parser must confirm."""
+    if head.startswith(GGUF_MAGIC):
+        return "gguf"
+    if head.startswith(HDF5_MAGIC):
+        return "hdf5"
     if head.startswith(NPY_MAGIC):
         return "npy"
     if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
@@ -313,6 +328,8 @@ def _scan_stream(
                 _spool(src, tmp, label)
                 return _scan_zip(tmp, tmp.seek(0, 2), label, acc, scan, depth)
         return _scan_zip(fh, size, label, acc, scan, depth)
+    if kind in ("gguf", "hdf5"):
+        return _scan_by_path(kind, fh, src, size, label, acc, depth, model_dir)
     if kind == "7z":
         _carve(src, label, acc, scan)
         acc.uninspectable.append(
@@ -366,10 +383,12 @@ def _scan_stream(
         with tempfile.TemporaryFile() as tmp:
             _spool(src, tmp, label)
             return _scan_stream(tmp, size, label, acc, scan, depth, model_dir)
+    onnx_missing = False
     if kind == "onnx?" and size is not None and seekable:
-        fmt = _scan_onnx(src, size, label, acc, model_dir)
+        fmt = _scan_onnx(fh, size, label, acc, model_dir)
         if fmt == "onnx":
             return fmt
+        onnx_missing = fmt == "onnx-missing"
         # Not ONNX after all: fall through to the pickle guess with a fresh reader.
         fh.seek(0)
         src = Source(fh, size=size)
@@ -378,9 +397,62 @@ def _scan_stream(
         fmt = _scan_pickles(src, label, acc, scan, fmt="pickle", guessed=True)
         if fmt != "unknown":
             return fmt
-    acc.unknown.append(f"{label}: not a recognised model format (pickle, joblib, PyTorch, "
-                       "numpy, safetensors, ONNX, zip/tar)")
+    acc.unknown.append(
+        f"{label}: not a recognised model format (pickle, joblib, PyTorch, numpy, safetensors, "
+        "ONNX, Keras, HDF5, GGUF, zip/tar)"
+        + ("; it may be ONNX, but the onnx package is not installed" if onnx_missing else "")
+    )
     return "unknown"
+
+
+def _construct_findings(
+    found: list[Construct], label: str, fmt: str, acc: _Acc
+) -> None:
+    for c in found:
+        acc.findings.append(
+            Finding(label, fmt, 0, c.offset, c.module, c.name, c.kind, "high", c.reason)
+        )
+
+
+def _scan_by_path(
+    kind: str,
+    fh: IO[bytes],
+    src: Source,
+    size: int | None,
+    label: str,
+    acc: _Acc,
+    depth: int,
+    model_dir: Path | None,
+) -> str:
+    """HDF5 and GGUF readers need a file: the file itself, or a bounded temp copy of a member."""
+    name = getattr(fh, "name", None)
+    if depth == 0 and isinstance(name, str) and os.path.isfile(name):
+        return _parse_path(kind, Path(name), label, acc, model_dir)
+    if size is not None and size > MAX_SPOOL:
+        acc.uninspectable.append(f"{label}: {kind} member larger than {MAX_SPOOL} bytes")
+        return kind
+    with tempfile.NamedTemporaryFile(suffix=f".{kind}") as tmp:
+        _spool(src, tmp, label)
+        tmp.flush()
+        return _parse_path(kind, Path(tmp.name), label, acc, None)
+
+
+def _parse_path(kind: str, path: Path, label: str, acc: _Acc, model_dir: Path | None) -> str:
+    try:
+        if kind == "gguf":
+            found, notes = check_gguf(path)
+        else:
+            found, notes = check_hdf5(path, model_dir)
+    except ParserMissing as exc:
+        acc.unknown.append(f"{label}: {kind.upper()} file, but {exc}: not inspected")
+        return kind
+    except ParseFailed as exc:
+        acc.malformed.append(f"{label}: {exc}")
+        return kind
+    acc.recognised += 1
+    _construct_findings(found, label, kind, acc)
+    acc.notes.extend(f"{label}: {n}" for n in notes)
+    return kind
 
 
 def _replay(src: Source) -> IO[bytes]:
@@ -455,33 +527,42 @@ def _scan_npy(src: Source, label: str, acc: _Acc, scan: _Scan) -> str:
     return "numpy-npy"
 
 
-def _scan_onnx(src: Source, size: int, label: str, acc: _Acc, model_dir: Path | None) -> str:
-    try:
-        info = walk_onnx(src, size)
-    except FormatError as exc:
-        if src.offset() < 64:
-            return "unknown"
-        acc.malformed.append(f"{label}: ONNX protobuf does not parse: {exc}")
-        return "onnx"
-    if not info.has_graph:
+#: protobuf refuses messages over 2 GiB; ONNX files that large keep tensors as external data.
+MAX_ONNX = 2 * 1024**3
+
+
+def _scan_onnx(fh: IO[bytes], size: int, label: str, acc: _Acc, model_dir: Path | None) -> str:
+    """Parse with the onnx package's protobuf classes and walk every message generically.
+
+    Returns "onnx" when it is ONNX, "unknown" when it is not (the caller tries other guesses),
+    "onnx-missing" when the onnx package is not installed.
+    """
+    if size > MAX_ONNX:
         return "unknown"
+    fh.seek(0)
+    data = fh.read(size)
+    try:
+        model = parse_onnx(data)
+    except ParserMissing:
+        return "onnx-missing"
+    if model is None:
+        return "unknown"
+    try:
+        found, notes = check_onnx(model, model_dir)
+    except ParseFailed as exc:
+        acc.malformed.append(f"{label}: {exc}")
+        return "onnx"
     acc.recognised += 1
-    for offset, entries in info.external:
-        location = entries.get("location", "")
-        problem = external_location_problem(location, model_dir)
-        if problem:
-            acc.findings.append(
-                Finding(label, "onnx", 0, offset, "onnx.external_data", location,
-                        "external_data", "high", problem)
-            )
-        elif model_dir is not None and not (model_dir / location).exists():
-            acc.notes.append(f"{label}: external data file {location!r} is missing")
-    acc.notes.append(f"{label}: ONNX model, {len(info.external)} external tensors")
+    _construct_findings(found, label, "onnx", acc)
+    acc.notes.extend(f"{label}: {n}" for n in notes)
     return "onnx"
 
 
 def _zip_kind(members: list[ZipMember]) -> str:
     files = [m for m in members if not m.is_dir]
+    names = {m.name for m in files}
+    if "config.json" in names and "metadata.json" in names:
+        return "keras"  # Keras v3 .keras: config.json, metadata.json, model.weights.h5
     if any(m.name == "data.pkl" or m.name.endswith("/data.pkl") for m in files):
         return "pytorch-zip"
     if files and all(m.name.endswith(".npy") for m in files):
@@ -508,6 +589,9 @@ def _scan_zip(
         if m.is_dir:
             continue
         mlabel = f"{label}!{m.name}"
+        if kind == "keras" and m.name in ("config.json", "metadata.json"):
+            _scan_keras_json(fh, m, size, mlabel, acc)
+            continue
         if kind == "pytorch-zip" and _TORCH_STORAGE.search(m.name):
             # Tensor storage: torch reads these as raw bytes, never unpickles them.
             skipped += 1
@@ -533,6 +617,31 @@ def _scan_zip(
     if skipped:
         acc.notes.append(f"{label}: {skipped} tensor storage members skipped (raw bytes)")
     return kind
+
+
+MAX_KERAS_JSON = 64 * 1024 * 1024
+
+
+def _scan_keras_json(fh: IO[bytes], m: ZipMember, size: int, mlabel: str, acc: _Acc) -> None:
+    """config.json is what Keras deserializes (classes by module and name): judge it."""
+    try:
+        stream, _length = open_member(fh, m, size)
+        raw = stream.read(MAX_KERAS_JSON + 1)
+    except (ContainerError, OSError, EOFError, zlib_error()) as exc:
+        acc.malformed.append(f"{mlabel}: {exc}")
+        return
+    if len(raw) > MAX_KERAS_JSON:
+        acc.uninspectable.append(f"{mlabel}: larger than {MAX_KERAS_JSON} bytes")
+        return
+    try:
+        found, notes = check_keras_json(raw, m.name)
+    except ParseFailed as exc:
+        acc.malformed.append(f"{mlabel}: {exc}")
+        return
+    if m.name == "config.json":
+        _construct_findings(found, mlabel, "keras", acc)
+        acc.notes.extend(f"{mlabel}: {n}" for n in notes)
+    acc.recognised += 1
 
 
 def zlib_error() -> type[Exception]:
@@ -611,7 +720,7 @@ def scan_file(path: Path, *, allowlist: Allowlist, display: str | None = None) -
     try:
         size = os.fstat(fh.fileno()).st_size
         fmt = _scan_stream(fh, size, label, acc, scan, 0, path.parent)
-        if fmt not in ("zip", "pytorch-zip", "numpy-npz") and size > 22:
+        if fmt not in ("zip", "pytorch-zip", "numpy-npz", "keras") and size > 22:
             _polyglot_check(fh, size, label, acc, scan)
     except ContainerError as exc:
         acc.uninspectable.append(f"{label}: {exc}")

@@ -1,0 +1,343 @@
+"""Issue 13: real parsers for ONNX, Keras (.keras and legacy .h5), HDF5 and GGUF.
+
+Each malicious input is refused with a finding naming the file and the construct; each benign
+control of the same format (built by the format's own library) passes. Files are never loaded by
+the format's runtime, and every refusal also checks the file is unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from chainproof.scan import FileResult, scan_path
+
+onnx = pytest.importorskip("onnx")
+h5py = pytest.importorskip("h5py")
+gguf = pytest.importorskip("gguf")
+from onnx import TensorProto, helper  # noqa: E402
+
+
+def scan_one(p: Path) -> FileResult:
+    before = p.read_bytes()
+    r = scan_path(p).files[0]
+    assert p.read_bytes() == before
+    return r
+
+
+def constructs(r: FileResult) -> set[tuple[str, str]]:
+    return {(f.opcode, f.name) for f in r.findings}
+
+
+# ---- ONNX ----------------------------------------------------------------------------------------
+
+
+def _external(name: str, location: str) -> TensorProto:
+    t = helper.make_tensor(name, TensorProto.FLOAT, [1], [1.0])
+    t.ClearField("float_data")
+    t.data_location = TensorProto.EXTERNAL
+    e = t.external_data.add()
+    e.key, e.value = "location", location
+    return t
+
+
+def _model(
+    nodes: list[Any],
+    *,
+    functions: list[Any] | None = None,
+    sparse: list[Any] | None = None,
+    opsets: list[Any] | None = None,
+) -> onnx.ModelProto:
+    graph = helper.make_graph(
+        nodes, "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
+    if sparse:
+        graph.sparse_initializer.extend(sparse)
+    return helper.make_model(
+        graph,
+        functions=functions or [],
+        opset_imports=opsets or [helper.make_opsetid("", 18)],
+    )
+
+
+def _save(tmp_path: Path, model: onnx.ModelProto, name: str = "m.onnx") -> Path:
+    p = tmp_path / name
+    p.write_bytes(model.SerializeToString())
+    return p
+
+
+def test_onnx_benign_model_with_function_and_subgraph_is_clean(tmp_path: Path) -> None:
+    fn = helper.make_function(
+        "local.fns", "Twice", ["a"], ["b"], [helper.make_node("Add", ["a", "a"], ["b"])],
+        [helper.make_opsetid("", 18)],
+    )
+    then_g = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["t"])], "then", [],
+        [helper.make_tensor_value_info("t", TensorProto.FLOAT, [1])],
+    )
+    nodes = [
+        helper.make_node("Twice", ["x"], ["x2"], domain="local.fns"),
+        helper.make_node("Constant", [], ["c"], value=helper.make_tensor(
+            "c", TensorProto.BOOL, [], [True])),
+        helper.make_node("If", ["c"], ["y"], then_branch=then_g, else_branch=then_g),
+    ]
+    model = _model(nodes, functions=[fn], opsets=[helper.make_opsetid("", 18),
+                                                  helper.make_opsetid("local.fns", 1)])
+    onnx.checker.check_model(model)  # a real, valid model
+    r = scan_one(_save(tmp_path, model))
+    assert (r.format, r.verdict) == ("onnx", "clean"), r
+
+
+def test_onnx_external_data_in_function_default_attribute(tmp_path: Path) -> None:
+    """Issue 13 item 2: this spot scanned clean; ONNX Runtime reads external data from it."""
+    attr = helper.make_attribute("value", _external("secret", "../secret.bin"))
+    fn = helper.make_function(
+        "local.fns", "F", ["a"], ["b"], [helper.make_node("Identity", ["a"], ["b"])],
+        [helper.make_opsetid("", 18)], attributes=[], attribute_protos=[attr],
+    )
+    model = _model([helper.make_node("F", ["x"], ["y"], domain="local.fns")], functions=[fn],
+                   opsets=[helper.make_opsetid("", 18), helper.make_opsetid("local.fns", 1)])
+    p = _save(tmp_path, model)
+    r = scan_one(p)
+    assert r.verdict == "malicious"
+    f = r.findings[0]
+    assert (f.file, f.opcode, f.name) == (str(p), "external_data", "../secret.bin")
+    assert "functions[0].attribute_proto[0]" in f.reason
+
+
+def test_onnx_external_data_in_constant_node_control(tmp_path: Path) -> None:
+    node = helper.make_node("Constant", [], ["y"], value=_external("c", "../secret.bin"))
+    r = scan_one(_save(tmp_path, _model([node])))
+    assert r.verdict == "malicious" and ("external_data", "../secret.bin") in constructs(r)
+
+
+def test_onnx_external_data_in_subgraph(tmp_path: Path) -> None:
+    inner = helper.make_graph(
+        [helper.make_node("Constant", [], ["t"], value=_external("c", "/etc/passwd"))],
+        "then", [], [helper.make_tensor_value_info("t", TensorProto.FLOAT, [1])],
+    )
+    node = helper.make_node("If", ["x"], ["y"], then_branch=inner, else_branch=inner)
+    r = scan_one(_save(tmp_path, _model([node])))
+    assert r.verdict == "malicious"
+    assert ("external_data", "/etc/passwd") in constructs(r)
+    assert any("then_branch" in f.reason for f in r.findings)
+
+
+def test_onnx_external_data_in_sparse_initializer(tmp_path: Path) -> None:
+    values = _external("s", "../../x.bin")
+    indices = helper.make_tensor("i", TensorProto.INT64, [1], [0])
+    sparse = helper.make_sparse_tensor(values, indices, [4])
+    r = scan_one(_save(tmp_path, _model([helper.make_node("Identity", ["x"], ["y"])],
+                                         sparse=[sparse])))
+    assert r.verdict == "malicious" and ("external_data", "../../x.bin") in constructs(r)
+
+
+def test_onnx_custom_operator_domain(tmp_path: Path) -> None:
+    node = helper.make_node("RunShell", ["x"], ["y"], domain="evil.ops")
+    model = _model([node], opsets=[helper.make_opsetid("", 18), helper.make_opsetid("evil.ops", 1)])
+    r = scan_one(_save(tmp_path, model))
+    assert r.verdict == "malicious" and ("custom_op", "RunShell") in constructs(r)
+
+
+def test_onnx_external_data_inside_the_folder_is_clean(tmp_path: Path) -> None:
+    (tmp_path / "w.bin").write_bytes(b"\0" * 4)
+    node = helper.make_node("Constant", [], ["y"], value=_external("c", "w.bin"))
+    assert scan_one(_save(tmp_path, _model([node]))).verdict == "clean"
+
+
+# ---- Keras ---------------------------------------------------------------------------------------
+
+
+def _weights_h5(path: Path) -> None:
+    with h5py.File(path, "w") as f:
+        f.create_group("layers/dense/vars").create_dataset("0", data=np.ones((3, 2), "f4"))
+
+
+def _keras_zip(tmp_path: Path, layers: list[dict[str, Any]], name: str = "m.keras") -> Path:
+    """A .keras archive in Keras 3's layout, written without Keras."""
+    config = {"module": "keras", "class_name": "Sequential", "registered_name": None,
+              "config": {"name": "s", "layers": layers}}
+    _weights_h5(tmp_path / "w.h5")
+    p = tmp_path / name
+    with zipfile.ZipFile(p, "w") as z:
+        z.writestr("metadata.json", json.dumps({"keras_version": "3.15.1"}))
+        z.writestr("config.json", json.dumps(config))
+        z.write(tmp_path / "w.h5", "model.weights.h5")
+    return p
+
+
+DENSE = {"module": "keras.layers", "class_name": "Dense", "registered_name": None,
+         "config": {"units": 2, "kernel_initializer": {
+             "module": "keras.initializers", "class_name": "GlorotUniform", "config": {},
+             "registered_name": None}}}
+
+
+def test_keras_zip_benign_is_clean(tmp_path: Path) -> None:
+    r = scan_one(_keras_zip(tmp_path, [DENSE]))
+    assert (r.format, r.verdict) == ("keras", "clean"), r
+
+
+@pytest.mark.parametrize(
+    ("layer", "construct"),
+    [
+        ({"module": "keras.layers", "class_name": "Lambda", "registered_name": None,
+          "config": {"function": {"class_name": "__lambda__", "config": {"code": "4wEAAA=="}}}},
+         ("keras_layer", "Lambda")),
+        ({"module": "keras.layers", "class_name": "TFOpLambda", "config": {}},
+         ("keras_layer", "TFOpLambda")),
+        ({"module": "os", "class_name": "system", "config": {}, "registered_name": None},
+         ("keras_object", "system")),
+        ({"module": "keras.layers", "class_name": "Dense", "registered_name": "evil>Dense",
+          "config": {}}, ("keras_object", "evil>Dense")),
+        ({"module": "keras.layers", "class_name": "Dense", "config": {"activation": {
+            "module": "builtins", "class_name": "function", "config": "exec",
+            "registered_name": "function"}}}, ("keras_object", "exec")),
+    ],
+    ids=["lambda", "tfoplambda", "foreign-module", "registered-custom", "function-ref"],
+)
+def test_keras_zip_code_constructs_refused(
+    tmp_path: Path, layer: dict[str, Any], construct: tuple[str, str]
+) -> None:
+    p = _keras_zip(tmp_path, [DENSE, layer])
+    r = scan_one(p)
+    assert r.verdict == "malicious"
+    assert construct in constructs(r)
+    assert all(f.file == f"{p}!config.json" for f in r.findings)
+
+
+def test_real_keras_files_if_keras_is_installed(tmp_path: Path) -> None:
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    keras = pytest.importorskip("keras")
+    ok = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    ok.save(tmp_path / "ok.keras")
+    assert scan_one(tmp_path / "ok.keras").verdict == "clean"
+    bad = keras.Sequential([keras.Input((3,)), keras.layers.Lambda(lambda x: x * 2)])
+    bad.save(tmp_path / "bad.keras")
+    r = scan_one(tmp_path / "bad.keras")
+    assert r.verdict == "malicious" and ("keras_layer", "Lambda") in constructs(r)
+    bad.save(tmp_path / "bad.h5")  # legacy HDF5: the config is an attribute
+    r = scan_one(tmp_path / "bad.h5")
+    assert (r.format, r.verdict) == ("hdf5", "malicious")
+    assert ("keras_layer", "Lambda") in constructs(r)
+
+
+# ---- HDF5 ----------------------------------------------------------------------------------------
+
+
+def test_hdf5_weights_clean_and_detected_by_magic(tmp_path: Path) -> None:
+    p = tmp_path / "weights.bin"  # the extension says nothing: detection is by content
+    _weights_h5(p)
+    r = scan_one(p)
+    assert (r.format, r.verdict) == ("hdf5", "clean"), r
+
+
+def test_hdf5_external_link_and_external_storage(tmp_path: Path) -> None:
+    p = tmp_path / "m.h5"
+    with h5py.File(p, "w") as f:
+        f["leak"] = h5py.ExternalLink("/etc/passwd", "/")
+    r = scan_one(p)
+    assert r.verdict == "malicious" and ("hdf5_external_link", "leak") in constructs(r)
+    q = tmp_path / "s.h5"
+    with h5py.File(q, "w") as f:
+        f.create_dataset("d", shape=(4,), dtype="u1", external=[("../outside.bin", 0, 4)])
+    r = scan_one(q)
+    assert r.verdict == "malicious" and ("hdf5_external_storage", "d") in constructs(r)
+
+
+def test_legacy_h5_with_lambda_config(tmp_path: Path) -> None:
+    p = tmp_path / "legacy.h5"
+    with h5py.File(p, "w") as f:
+        f.attrs["model_config"] = json.dumps({"class_name": "Sequential", "config": {
+            "layers": [{"class_name": "Lambda", "config": {"function": ["4wEAAA==", None]}}]}})
+    r = scan_one(p)
+    assert r.verdict == "malicious" and ("keras_layer", "Lambda") in constructs(r)
+
+
+# ---- GGUF ----------------------------------------------------------------------------------------
+
+CHATML = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + "
+    "message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}"
+    "{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+MISTRAL = (
+    "{{ bos_token }}{% for message in messages %}{% if (message['role'] == 'user') != "
+    "(loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate') }}"
+    "{% endif %}{% if message['role'] == 'user' %}{{ '[INST] ' + message['content'] + "
+    "' [/INST]' }}{% elif message['role'] == 'assistant' %}{{ message['content'] + eos_token }}"
+    "{% endif %}{% endfor %}"
+)
+NAMESPACED = (
+    "{%- set ns = namespace(system='') -%}{%- for m in messages|selectattr('role', 'equalto', "
+    "'system') -%}{%- set ns.system = ns.system + m.content -%}{%- endfor -%}{{ ns.system }}"
+    "{%- for m in messages -%}{{ m.role ~ ': ' ~ m.content.strip() | trim }}{%- endfor -%}"
+)
+SSTI = {
+    "mro": "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+    "cycler": "{{ cycler.__init__.__globals__.os.popen('id').read() }}",
+    "attr-filter": "{{ ''|attr('__class__') }}",
+    "concat-key": "{{ messages['_' ~ '_class__'] }}",
+    "self-context": "{{ self._TemplateReference__context }}",
+    "method-call": "{{ messages.pop() }}",
+}
+
+
+def _gguf(path: Path, template: str | None) -> Path:
+    w = gguf.GGUFWriter(path, "llama")
+    if template is not None:
+        w.add_chat_template(template)
+    w.add_tensor("w", np.ones((2, 3), dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+@pytest.mark.parametrize("template", [None, CHATML, MISTRAL, NAMESPACED],
+                         ids=["none", "chatml", "mistral", "namespace"])
+def test_gguf_benign_headers_and_templates_are_clean(tmp_path: Path, template: str | None) -> None:
+    r = scan_one(_gguf(tmp_path / "m.gguf", template))
+    assert (r.format, r.verdict) == ("gguf", "clean"), r
+
+
+@pytest.mark.parametrize("name", sorted(SSTI))
+def test_gguf_chat_template_injection_refused(tmp_path: Path, name: str) -> None:
+    p = _gguf(tmp_path / "m.gguf", SSTI[name])
+    r = scan_one(p)
+    assert r.verdict == "malicious", r
+    assert all(f.opcode == "chat_template" and f.file == str(p) for f in r.findings)
+
+
+def test_gguf_truncated_is_malformed_not_pickle(tmp_path: Path) -> None:
+    p = _gguf(tmp_path / "m.gguf", CHATML)
+    p.write_bytes(p.read_bytes()[:40])
+    r = scan_one(p)
+    assert r.format == "gguf" and r.verdict == "malformed"
+
+
+def test_gguf_and_hdf5_inside_a_zip(tmp_path: Path) -> None:
+    g = _gguf(tmp_path / "in.gguf", SSTI["mro"])
+    z = tmp_path / "bundle.zip"
+    with zipfile.ZipFile(z, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.write(g, "model.gguf")
+    r = scan_one(z)
+    assert r.verdict == "malicious" and r.findings[0].file == f"{z}!model.gguf"
+
+
+# ---- unknown -------------------------------------------------------------------------------------
+
+
+def test_unparsed_formats_are_unknown_not_clean(tmp_path: Path) -> None:
+    p = tmp_path / "model.tflite"
+    p.write_bytes(b"\x1c\x00\x00\x00TFL3" + b"\x00" * 64)
+    r = scan_one(p)
+    assert r.verdict == "unknown" and "not a recognised model format" in (r.error or "")
