@@ -31,8 +31,12 @@ from scipy import stats
 
 from chainproof.errors import BadInputError, NotFoundError, StepFailedError
 from chainproof.validate._io import read_table
+from chainproof.validate.findings import Finding, highest, sort_findings
 
 DEFAULT_TIMEOUT = 120.0
+# A changed output whose differences touch fewer probe rows than this, with no structural
+# kind of change, is a warning rather than a failure.
+MINOR_CHANGE_SHARE = 0.01
 
 _RUNNER = r"""
 import importlib.util, sys, traceback
@@ -94,13 +98,60 @@ class FeatureMeaningReport:
         return tuple(c.column for c in self.columns if c.status != "same")
 
     @property
+    def findings(self) -> tuple[Finding, ...]:
+        """One finding per output column that is not the same: a removed output or a changed
+        meaning is ``fail``; a change confined to under ``MINOR_CHANGE_SHARE`` of the probe rows
+        with no structural kind (scale, sign, buckets, type...) and an added output are
+        ``warn`` (nothing downstream consumed an added output yet)."""
+        out = []
+        for c in self.columns:
+            if c.status == "same":
+                continue
+            share = c.details.get("changed_share")
+            minor = (
+                c.status == "changed"
+                and set(c.kinds) <= {"values"}
+                and isinstance(share, float)
+                and share < MINOR_CHANGE_SHARE
+            )
+            sev = "warn" if c.status == "added" or minor else "fail"
+            what = {
+                "added": "output added",
+                "removed": "output removed",
+            }.get(c.status, "meaning changed: " + "/".join(c.kinds))
+            if isinstance(share, float):
+                what += f" ({share:.2%} of probe rows)"
+            slope = c.details.get("slope")
+            if "scale" in c.kinds and isinstance(slope, float):
+                what += f", slope {slope:.4g}"
+            out.append(
+                Finding(
+                    "feature_meaning",
+                    sev,
+                    what,
+                    column=c.column,
+                    effect=share if isinstance(share, float) else None,
+                    effect_name="changed_share" if isinstance(share, float) else None,
+                    details={"kinds": list(c.kinds), "status": c.status},
+                )
+            )
+        return sort_findings(out)
+
+    @property
+    def severity(self) -> str | None:
+        return highest(f.severity for f in self.findings)
+
+    @property
     def passed(self) -> bool:
-        """True when every output column means the same on the probe (a pure refactor)."""
-        return not self.changed
+        """True when no output column changed meaning or disappeared (a pure refactor, or only
+        added outputs, which are warnings)."""
+        return self.severity != "fail"
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "passed": self.passed,
+            "severity": self.severity,
+            "findings": [f.to_dict() for f in self.findings],
             "old_code": self.old_code,
             "new_code": self.new_code,
             "probe_rows": self.probe_rows,
@@ -111,7 +162,9 @@ class FeatureMeaningReport:
     def to_html(self) -> str:
         from chainproof.validate._html import features_section, render_page
 
-        return render_page("Feature meaning check", self.passed, features_section(self))
+        return render_page(
+            "Feature meaning check", self.passed, features_section(self), self.severity
+        )
 
 
 def _clean(x: Any) -> Any:

@@ -117,6 +117,26 @@ def _clean(x: Any) -> Any:
     return x
 
 
+# Within one severity, the order a reviewer wants to read them in.
+_CHECK_ORDER = {
+    c: i
+    for i, c in enumerate(
+        (
+            "rows",
+            "schema",
+            "label_flip",
+            "label_prior",
+            "label_issue_rate",
+            "label_conflicts",
+            "class_shift",
+            "label_drift",
+            "drift",
+            "feature_meaning",
+        )
+    )
+}
+
+
 def sort_findings(findings: Iterable[Finding]) -> tuple[Finding, ...]:
     """Most severe first, then by check, column and class (deterministic)."""
     return tuple(
@@ -124,6 +144,7 @@ def sort_findings(findings: Iterable[Finding]) -> tuple[Finding, ...]:
             findings,
             key=lambda f: (
                 -severity_rank(f.severity),
+                _CHECK_ORDER.get(f.check, len(_CHECK_ORDER)),
                 f.check,
                 f.column or "",
                 f.label_class or "",

@@ -715,7 +715,8 @@ class LabelChecker:
         )
         shifts: tuple[ClassShift, ...] = ()
         if reference is not None and current is not None and cfg.class_shift:
-            shifts = class_shifts(reference, current, cfg, drifted=drifted)
+            skip = {*drop_features, *self.key_columns}
+            shifts = class_shifts(reference, current, cfg, drifted=drifted, exclude=skip)
         comps, findings = _evaluate(
             label_column, cfg, stats, ref_stats, reference_issue_rate, shifts, suspects, notes
         )
@@ -990,6 +991,7 @@ def class_shifts(
     config: LabelConfig | None = None,
     *,
     drifted: Collection[str] = (),
+    exclude: Collection[str] = (),
 ) -> tuple[ClassShift, ...]:
     """Per-class feature shifts between two profiles built with the same ``label_column``.
 
@@ -1001,6 +1003,8 @@ def class_shifts(
     for cls in sorted(set(reference.by_class) & set(current.by_class)):
         rp, cp = reference.by_class[cls], current.by_class[cls]
         for feat, rc in rp.columns.items():
+            if feat in exclude:
+                continue
             cc = cp.columns.get(feat)
             if rc.numeric is None or cc is None or cc.numeric is None:
                 continue

@@ -77,7 +77,8 @@ def test_gate_fails_against_clean_reference() -> None:
     assert not rep.passed
     assert any("reference" in p for p in rep.labels.problems)
     ok = validate_dataset(clean, reference=clean, label_column="label", config=cfg)
-    assert ok.labels is not None and ok.labels.passed, ok.labels.problems
+    assert ok.labels is not None
+    assert ok.labels.passed, ok.labels.problems
 
 
 def test_duplicates_and_conflicting_labels() -> None:
