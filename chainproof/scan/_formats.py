@@ -1,4 +1,4 @@
-"""Parsers for the non-pickle formats: numpy ``.npy`` headers, safetensors, ONNX (wire format).
+"""Parsers for numpy ``.npy`` headers and safetensors, and the external-data location rule.
 
 All of them read through :class:`~chainproof.scan._pickle.Source` and skip tensor bytes.
 """
@@ -9,7 +9,7 @@ import ast
 import json
 import os
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -196,106 +196,7 @@ def check_safetensors(src: Source, size: int | None) -> tuple[int, list[str]]:
     return len(spans), notes
 
 
-# ---- ONNX (protobuf wire format) -----------------------------------------------------------------
-
-# Sub-messages to descend into, per message type (field number -> message type). Everything else
-# is checked for wire-level validity and skipped, tensor bytes included.
-_ONNX_SCHEMA: dict[str, dict[int, str]] = {
-    "Model": {7: "Graph", 20: "Training", 25: "Function"},
-    "Training": {1: "Graph", 2: "Graph"},
-    "Function": {7: "Node"},
-    "Graph": {1: "Node", 5: "Tensor", 15: "Sparse"},
-    "Node": {5: "Attr"},
-    "Attr": {5: "Tensor", 6: "Graph", 10: "Tensor", 11: "Graph", 22: "Sparse", 23: "Sparse"},
-    "Sparse": {1: "Tensor", 2: "Tensor"},
-    "Tensor": {13: "Entry"},
-    "Entry": {},
-}
-_MAX_PB_DEPTH = 64
-
-
-@dataclass
-class OnnxInfo:
-    has_graph: bool = False
-    fields: int = 0
-    external: list[tuple[int, dict[str, str]]] = field(default_factory=list)
-
-
-def _varint(src: Source, where: str) -> int:
-    src.fill(10)
-    buf, pos = src.buf, src.pos
-    result = 0
-    shift = 0
-    for i in range(10):
-        if pos + i >= len(buf):
-            raise FormatError(f"protobuf varint truncated at {where}")
-        b = buf[pos + i]
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            src.pos = pos + i + 1
-            return result
-        shift += 7
-    raise FormatError(f"protobuf varint too long at {where}")
-
-
-def _pb_walk(src: Source, end: int, msg: str, depth: int, info: OnnxInfo) -> dict[str, str]:
-    if depth > _MAX_PB_DEPTH:
-        raise FormatError("ONNX protobuf nests too deeply")
-    schema = _ONNX_SCHEMA[msg]
-    entry: dict[str, str] = {}
-    entries: dict[str, str] = {}
-    tensor_off = src.offset()
-    while src.offset() < end:
-        at = src.offset()
-        tag = _varint(src, f"offset {at}")
-        fnum, wire = tag >> 3, tag & 7
-        if fnum == 0:
-            raise FormatError(f"protobuf field number 0 at offset {at}")
-        info.fields += 1
-        if wire == 0:
-            _varint(src, f"offset {at}")
-        elif wire == 1:
-            if not src.skip(8):
-                raise FormatError(f"protobuf fixed64 truncated at offset {at}")
-        elif wire == 5:
-            if not src.skip(4):
-                raise FormatError(f"protobuf fixed32 truncated at offset {at}")
-        elif wire == 2:
-            n = _varint(src, f"offset {at}")
-            sub_end = src.offset() + n
-            if sub_end > end:
-                raise FormatError(f"protobuf field {fnum} at offset {at} runs past its parent")
-            if msg == "Model" and fnum == 7:
-                info.has_graph = True
-            if fnum in schema:
-                got = _pb_walk(src, sub_end, schema[fnum], depth + 1, info)
-                if msg == "Tensor" and fnum == 13 and "key" in got:
-                    entries[got["key"]] = got.get("value", "")
-            elif msg == "Entry" and fnum in (1, 2) and n <= 65536:
-                raw = src.read(n)
-                if raw is None:
-                    raise FormatError(f"protobuf string truncated at offset {at}")
-                try:
-                    entry["key" if fnum == 1 else "value"] = raw.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    raise FormatError(f"ONNX string at offset {at} is not UTF-8") from exc
-            elif not src.skip(n):
-                raise FormatError(f"protobuf field {fnum} at offset {at} is truncated")
-            if src.offset() != sub_end:
-                raise FormatError(f"protobuf message at offset {at} does not end at its length")
-        else:
-            raise FormatError(f"protobuf wire type {wire} at offset {at} is not valid here")
-    if src.offset() != end:
-        raise FormatError("protobuf message overruns its length")
-    if msg == "Tensor" and entries:
-        info.external.append((tensor_off, entries))
-    return entry
-
-
-def walk_onnx(src: Source, size: int) -> OnnxInfo:
-    info = OnnxInfo()
-    _pb_walk(src, size, "Model", 0, info)
-    return info
+# ---- external data locations (ONNX, HDF5) -------------------------------------------------------
 
 
 def external_location_problem(location: str, model_dir: Path | None) -> str | None:
