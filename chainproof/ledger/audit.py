@@ -305,6 +305,11 @@ def _entry(fields: dict[str, Any]) -> LogEntry:
 def _check_nodes(session: Session, tree: _Tree, problem: Callable[[str], None]) -> None:
     """Compare every stored node with the recomputed tree, one level at a time as one byte
     string (a per-row comparison in Python costs seconds at a million entries)."""
+    stray = session.execute(select(func.count()).where(LogNodeRow.id < node_key(1, 0))
+                            ).scalar_one()
+    if stray:
+        problem(f"{stray} stored tree node(s) at level 0: leaves live in log_entries, so these "
+                "rows were inserted outside chainproof")
     top = session.execute(select(func.max(LogNodeRow.id))).scalar_one()
     stored_top = -1 if top is None else top >> NODE_INDEX_BITS
     # Level 0 is each entry's leaf_hash, already checked against its body.
