@@ -15,15 +15,20 @@ do beyond it, on purpose:
 - resource names are never split on ':' for ``files`` bundles, so such names are fine;
 - bundle JSON with duplicate keys is refused (parser-differential protection).
 
-Certificate bundles: :func:`verify_model_certificate` checks the chain up to a caller-given
-trust anchor (signature, issuer and validity at the leaf's notBefore, CA flag on issuers, signing
-key usage on the leaf), then verifies the envelope with the leaf's key. No revocation or
-transparency-log checks (neither does model_signing for certificates).
+Certificate bundles: :func:`verify_model_certificate` validates the chain up to a caller-given
+trust anchor with ``cryptography.x509.verification`` (RFC 5280 path validation at the leaf's
+notBefore, including pathLenConstraint and keyCertSign) and the OpenSSF end-entity rules
+(extendedKeyUsage codeSigning, optionally the leaf's identity), then verifies the envelope with
+the leaf's key. No revocation or transparency-log checks (neither does model_signing for
+certificates).
+
+Empty models are refused at sign and at verify (the OpenSSF model signing spec's MUST-reject
+rule: a signature over no file vouches for nothing, and a model whose every file is ignored
+would verify against any signature over nothing).
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -38,9 +43,9 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from chainproof.attest import dsse
+from chainproof.attest._x509 import verify_signing_chain
 from chainproof.attest.keys import PublicKey, Signer, Verifier, hash_for_curve, key_id
 from chainproof.attest.statement import MODEL_SIGNING_V1, Statement, Subject, loads_strict
 from chainproof.errors import (
@@ -258,6 +263,12 @@ def sign_model(
     ignores = sorted(set(ignores))
     _check_no_symlinks(model_dir, ignores)
     resources = _model_resources(model_dir, ignores, hash_type)
+    if not resources:
+        raise BadInputError(
+            f"model {model_dir} has no files to sign (it is empty, or every file is ignored)",
+            hint="a signature over no file vouches for nothing (OpenSSF model signing: an empty "
+            "model MUST be rejected); check the path and the ignore paths",
+        )
     serialization_args: dict[str, Any] = {
         "method": "files",
         "hash_type": hash_type,
@@ -651,6 +662,11 @@ def _verify_with(
     bundle = _read_bundle(signature_path)
     payload, signer_ids = _check_signatures(bundle, trusted, threshold, where)
     predicate_type, model_name, args, expected = _parse_payload(payload, where)
+    if not expected:
+        raise SignatureError(
+            f"{where} covers no file (an empty model)",
+            hint="OpenSSF model signing: a signature of an empty model MUST be rejected",
+        )
     method, hash_type, shard_size, allow_symlinks, signed_ignores = _serialization_params(
         args, where
     )
@@ -695,6 +711,12 @@ def _verify_with(
         actual = _shard_resources(model_dir, ignores, shard_size)
         problems = _compare(expected, actual)
         problems += _unbound_empty_files(model_dir, ignores)
+    if not actual:
+        raise SignatureError(
+            f"model {model_dir} has no files left to verify (it is empty, or every file is "
+            "ignored)",
+            hint="OpenSSF model signing: an empty model MUST be rejected; check the ignore paths",
+        )
     if problems:
         raise SignatureError(
             f"model {model_dir} does not match its signature {signature_path}",
@@ -753,66 +775,6 @@ def verify_model(
 # --- certificates -------------------------------------------------------------------------------
 
 
-def _verify_chain(
-    chain: Sequence[x509.Certificate], anchors: Sequence[x509.Certificate], where: str
-) -> x509.Certificate:
-    leaf = chain[0]
-    # model_signing checks the chain at the leaf's notBefore (signing time proxy).
-    at = leaf.not_valid_before_utc
-    pool = list(chain[1:]) + list(anchors)
-    anchor_fps = {a.fingerprint(hashes.SHA256()) for a in anchors}
-    current = leaf
-    for _depth in range(10):
-        if not current.not_valid_before_utc <= at <= current.not_valid_after_utc:
-            raise SignatureError(
-                f"{where}: certificate {current.subject.rfc4514_string()} was not valid at "
-                f"{at.isoformat()}",
-                hint="the certificate chain has expired or is not yet valid",
-            )
-        if current.fingerprint(hashes.SHA256()) in anchor_fps:
-            break
-        issuer = None
-        for cand in pool:
-            try:
-                current.verify_directly_issued_by(cand)
-            except (ValueError, TypeError, InvalidSignature):
-                continue
-            issuer = cand
-            break
-        if issuer is None:
-            raise SignatureError(
-                f"{where}: no trusted issuer for {current.subject.rfc4514_string()}",
-                hint="pass the CA certificates the signer's certificate chains up to",
-            )
-        try:
-            bc = issuer.extensions.get_extension_for_class(x509.BasicConstraints).value
-        except x509.ExtensionNotFound:
-            bc = None
-        if bc is None or not bc.ca:
-            raise SignatureError(
-                f"{where}: issuer {issuer.subject.rfc4514_string()} is not a CA certificate",
-                hint="the chain is not a valid certificate path",
-            )
-        current = issuer
-    else:
-        raise SignatureError(f"{where}: certificate chain too long", hint="max depth 10")
-    usable = False
-    with contextlib.suppress(x509.ExtensionNotFound):
-        usable = leaf.extensions.get_extension_for_class(x509.KeyUsage).value.digital_signature
-    if not usable:
-        try:
-            eku = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-            usable = ExtendedKeyUsageOID.CODE_SIGNING in eku
-        except x509.ExtensionNotFound:
-            pass
-    if not usable:
-        raise SignatureError(
-            f"{where}: the signing certificate is not allowed to sign",
-            hint="it needs KeyUsage digitalSignature or ExtendedKeyUsage codeSigning",
-        )
-    return leaf
-
-
 def verify_model_certificate(
     model_dir: Path,
     signature_path: Path,
@@ -820,16 +782,22 @@ def verify_model_certificate(
     *,
     ignore_paths: Iterable[str | os.PathLike[str]] = (),
     ignore_git_paths: bool = True,
+    identity: str | None = None,
 ) -> VerifiedModel:
     """Verify a certificate-signed model signature: chain to ``trust_anchors``, then the
-    envelope with the leaf certificate's public key, then the model's files."""
+    envelope with the leaf certificate's public key, then the model's files.
+
+    The chain is validated by ``cryptography.x509.verification`` (RFC 5280: pathLenConstraint,
+    keyCertSign on issuers, validity at the leaf's notBefore, ...) with the OpenSSF end-entity
+    rules of :mod:`chainproof.attest._x509` (extendedKeyUsage codeSigning). ``identity``, if
+    given, must be one of the leaf's subjectAltName values (email, URI or DNS name).
+    Raises :class:`SignatureError` for any failed check.
+    """
     if not trust_anchors:
         raise BadInputError("no trust anchors given", hint="pass the CA certificate(s)")
     where = f"model signature {signature_path}"
     chain = read_bundle_certificates(Path(signature_path))
-    if not chain:
-        raise SignatureError(f"{where} carries no certificate", hint="use verify_model with a key")
-    leaf = _verify_chain(chain, trust_anchors, where)
+    leaf = verify_signing_chain(chain, trust_anchors, where, identity=identity)
     pub = leaf.public_key()
     if not isinstance(pub, ec.EllipticCurvePublicKey):
         raise SignatureError(f"{where}: the signing certificate's key is not ECDSA", hint="")

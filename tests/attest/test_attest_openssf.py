@@ -159,7 +159,7 @@ def test_vector_certificate(ms_vectors: Path, name: str, tmp_path: Path) -> None
     root = x509.load_pem_x509_certificate((keys / "ca-cert.pem").read_bytes())
     verify_model_certificate(folder, folder / "model.sig", [root], ignore_paths=["ignore-me"])
     # 3. A CA with the same name as the real intermediate, but another key, is not an issuer.
-    with pytest.raises(SignatureError, match="no trusted issuer"):
+    with pytest.raises(SignatureError, match="does not chain to a trusted CA"):
         verify_model_certificate(folder, folder / "model.sig", [_self_signed_ca()],
                                  ignore_paths=["ignore-me"])
     # 4. The right chain but a changed model is still refused.
@@ -569,3 +569,217 @@ def test_blake3_bundles_interoperate(model: Path, tmp_path: Path) -> None:
         verify_model(model, ms_sig, key.public_key())
     with pytest.raises(BadInputError, match="unsupported hash type"):
         sign_model(model, key, sig, hash_type="md5")
+
+
+# --- X.509 chains (issue 13): RFC 5280 through cryptography.x509.verification -------------------
+
+
+def _name(cn: str) -> x509.Name:
+    from cryptography.x509.oid import NameOID
+
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def _issue(
+    cn: str,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None,
+    *,
+    ca: bool,
+    path_len: int | None = None,
+    key_cert_sign: bool = True,
+    digital_signature: bool = True,
+    eku: list[x509.ObjectIdentifier] | None = None,
+    san: str | None = None,
+    days: int = 3650,
+) -> x509.Certificate:
+    import datetime
+
+    from cryptography.hazmat.primitives import hashes
+
+    start = datetime.datetime(2025, 1, 1, tzinfo=datetime.UTC)
+    issuer_name = issuer[0].subject if issuer else _name(cn)
+    signer = issuer[1] if issuer else key
+    b = (
+        x509.CertificateBuilder()
+        .subject_name(_name(cn))
+        .issuer_name(issuer_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + datetime.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=path_len), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=digital_signature, content_commitment=False,
+                key_encipherment=not digital_signature and not ca, data_encipherment=False,
+                key_agreement=False, key_cert_sign=ca and key_cert_sign, crl_sign=ca,
+                encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(signer.public_key()), critical=False
+        )
+    )
+    if eku is not None:
+        b = b.add_extension(x509.ExtendedKeyUsage(eku), critical=False)
+    if san is not None:
+        b = b.add_extension(x509.SubjectAlternativeName([x509.RFC822Name(san)]), critical=False)
+    return b.sign(signer, hashes.SHA256())
+
+
+CODE_SIGNING = x509.oid.ExtendedKeyUsageOID.CODE_SIGNING
+SERVER_AUTH = x509.oid.ExtendedKeyUsageOID.SERVER_AUTH
+
+
+def _pki(**over: Any) -> tuple[x509.Certificate, list[x509.Certificate], ec.EllipticCurvePrivateKey]:
+    """root -> intermediate -> leaf; ``over`` changes one constraint. Returns (root, chain, key)."""
+    rk, ik, lk = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
+    root = _issue("root", rk, None, ca=True, path_len=over.get("root_path_len"))
+    inter = _issue("inter", ik, (root, rk), ca=True,
+                   key_cert_sign=over.get("inter_key_cert_sign", True))
+    leaf = _issue("leaf", lk, (inter, ik), ca=False,
+                  eku=over.get("eku", [CODE_SIGNING]),
+                  digital_signature=over.get("digital_signature", True),
+                  san=over.get("san", "alice@example.com"))
+    return root, [leaf, inter], lk
+
+
+def _cert_signed(model: Path, tmp_path: Path, chain: list[x509.Certificate],
+                 key: ec.EllipticCurvePrivateKey) -> Path:
+    from cryptography.hazmat.primitives import serialization
+
+    sig = tmp_path / "model.sig"
+    sign_model(model, key, sig)
+    bundle = _bundle(sig)
+    bundle["verificationMaterial"] = {
+        "x509CertificateChain": {"certificates": [
+            {"rawBytes": base64.b64encode(c.public_bytes(serialization.Encoding.DER)).decode()}
+            for c in chain
+        ]},
+        "tlogEntries": [],
+    }
+    sig.write_text(json.dumps(bundle))
+    return sig
+
+
+def test_certificate_chain_control_verifies(model: Path, tmp_path: Path) -> None:
+    root, chain, key = _pki()
+    sig = _cert_signed(model, tmp_path, chain, key)
+    result = verify_model_certificate(model, sig, [root], identity="alice@example.com")
+    assert len(result.resources) == 5
+
+
+@pytest.mark.parametrize(
+    ("over", "message"),
+    [
+        ({"root_path_len": 0}, "path length"),
+        ({"inter_key_cert_sign": False}, "keyCertSign|key usage|KeyUsage"),
+        ({"eku": [SERVER_AUTH]}, "codeSigning"),
+        ({"eku": None}, "ExtendedKeyUsage|2.5.29.37|missing required extension"),
+        ({"digital_signature": False}, "digitalSignature"),
+    ],
+    ids=["pathlen-exceeded", "ca-without-keycertsign", "eku-not-codesigning", "no-eku",
+         "ku-without-digitalsignature"],
+)
+def test_certificate_chain_constraints_refused(
+    model: Path, tmp_path: Path, over: dict[str, Any], message: str
+) -> None:
+    """One RFC 5280 / OpenSSF constraint broken per case; ``openssl verify`` and model_signing
+    refuse the first two (issue 13 item 5); the rest are the code-signing leaf rules."""
+    root, chain, key = _pki(**over)
+    sig = _cert_signed(model, tmp_path, chain, key)
+    before = sig.read_bytes()
+    with pytest.raises(SignatureError, match=message):
+        verify_model_certificate(model, sig, [root])
+    assert sig.read_bytes() == before
+
+
+def test_certificate_chain_pathlen_refused_by_openssl_too(model: Path, tmp_path: Path) -> None:
+    """The differential control: openssl agrees the pathLen-0 chain is invalid."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl binary not installed")
+    from cryptography.hazmat.primitives import serialization
+
+    for over, ok in (({}, True), ({"root_path_len": 0}, False)):
+        root, chain, _ = _pki(**over)
+        files = []
+        for name, cert in (("root", root), ("inter", chain[1]), ("leaf", chain[0])):
+            p = tmp_path / f"{name}.pem"
+            p.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+            files.append(p)
+        run = subprocess.run(
+            ["openssl", "verify", "-attime", "1735776000", "-CAfile", str(files[0]),
+             "-untrusted", str(files[1]), str(files[2])],
+            capture_output=True, text=True, check=False,
+        )
+        assert (run.returncode == 0) == ok, run.stdout + run.stderr
+
+
+def test_certificate_identity_and_anchor_refused(model: Path, tmp_path: Path) -> None:
+    root, chain, key = _pki()
+    sig = _cert_signed(model, tmp_path, chain, key)
+    with pytest.raises(SignatureError, match="identity is not 'mallory@example.com'"):
+        verify_model_certificate(model, sig, [root], identity="mallory@example.com")
+    other_root, _, _ = _pki()
+    with pytest.raises(SignatureError, match="does not chain to a trusted CA"):
+        verify_model_certificate(model, sig, [other_root])
+    # the leaf alone, without its intermediate, does not reach the root either
+    (tmp_path / "leaf-only").mkdir()
+    sig2 = _cert_signed(model, tmp_path / "leaf-only", chain[:1], key)
+    with pytest.raises(SignatureError, match="does not chain to a trusted CA"):
+        verify_model_certificate(model, sig2, [root])
+
+
+# --- OpenSSF MUST-reject: empty models (issue 13 item 6) ----------------------------------------
+
+
+def test_empty_model_refused_at_sign(tmp_path: Path, p256_key: ec.EllipticCurvePrivateKey) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    sig = tmp_path / "model.sig"
+    with pytest.raises(BadInputError, match="no files to sign"):
+        sign_model(empty, p256_key, sig)
+    assert not sig.exists()
+    only_ignored = tmp_path / "ignored"
+    (only_ignored / ".git").mkdir(parents=True)
+    (only_ignored / ".git" / "HEAD").write_text("ref: main")
+    (only_ignored / ".gitignore").write_text("*.tmp")
+    (only_ignored / "scratch").write_text("x")
+    with pytest.raises(BadInputError, match="no files to sign"):
+        sign_model(only_ignored, p256_key, sig, ignore_paths=["scratch"])
+    assert not sig.exists()
+
+
+def test_empty_model_signature_refused_at_verify(
+    tmp_path: Path, p256_key: ec.EllipticCurvePrivateKey
+) -> None:
+    """A signed statement over zero resources (made by hand: sign_model refuses to) is refused,
+    whatever directory it is checked against."""
+    import hashlib
+
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "w.bin").write_bytes(b"w")
+    sig = tmp_path / "model.sig"
+    sign_model(model, p256_key, sig)
+    bundle = _bundle(sig)
+    payload = _payload(bundle)
+    payload["predicate"]["resources"] = []
+    payload["subject"][0]["digest"]["sha256"] = hashlib.sha256(b"").hexdigest()
+    _resign(bundle, json.dumps(payload).encode(), p256_key)
+    sig.write_text(json.dumps(bundle))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for target in (empty, model):
+        with pytest.raises(SignatureError, match="covers no file"):
+            verify_model(target, sig, p256_key.public_key())
+
+
+def test_model_with_every_file_ignored_refused_at_verify(signed: Signed) -> None:
+    model, sig, key = signed
+    everything = [p.name for p in model.iterdir() if p.name != sig.name]
+    with pytest.raises(SignatureError, match="no files left to verify"):
+        verify_model(model, sig, key.public_key(), ignore_paths=everything)
