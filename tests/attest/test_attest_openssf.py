@@ -634,7 +634,10 @@ CODE_SIGNING = x509.oid.ExtendedKeyUsageOID.CODE_SIGNING
 SERVER_AUTH = x509.oid.ExtendedKeyUsageOID.SERVER_AUTH
 
 
-def _pki(**over: Any) -> tuple[x509.Certificate, list[x509.Certificate], ec.EllipticCurvePrivateKey]:
+Pki = tuple[x509.Certificate, list[x509.Certificate], ec.EllipticCurvePrivateKey]
+
+
+def _pki(**over: Any) -> Pki:
     """root -> intermediate -> leaf; ``over`` changes one constraint. Returns (root, chain, key)."""
     rk, ik, lk = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
     root = _issue("root", rk, None, ca=True, path_len=over.get("root_path_len"))
@@ -721,7 +724,7 @@ def test_certificate_chain_pathlen_refused_by_openssl_too(model: Path, tmp_path:
 def test_certificate_identity_and_anchor_refused(model: Path, tmp_path: Path) -> None:
     root, chain, key = _pki()
     sig = _cert_signed(model, tmp_path, chain, key)
-    with pytest.raises(SignatureError, match="identity is not 'mallory@example.com'"):
+    with pytest.raises(SignatureError, match=r"identity is not 'mallory@example\.com'"):
         verify_model_certificate(model, sig, [root], identity="mallory@example.com")
     other_root, _, _ = _pki()
     with pytest.raises(SignatureError, match="does not chain to a trusted CA"):
