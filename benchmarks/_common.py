@@ -250,3 +250,44 @@ class Http:
         if self.conn is not None:
             self.conn.close()
             self.conn = None
+
+
+# --- CPU accounting -------------------------------------------------------------------------------
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def process_cpu(pids: Sequence[int]) -> dict[int, float]:
+    """CPU seconds (user + system) used so far by each live process in ``pids``."""
+    out = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        out[pid] = (int(fields[11]) + int(fields[12])) / _TICK
+    return out
+
+
+def group_pids(pgid: int) -> list[int]:
+    """Every live process in process group ``pgid`` (a server and its workers)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(fields[2]) == pgid:
+                pids.append(int(entry.name))
+    return pids
+
+
+def postgres_backends(dbname: str) -> list[int]:
+    """PIDs of the PostgreSQL backends connected to ``dbname`` (they do the SQL's work)."""
+    import psycopg
+
+    dsn = PG_ADMIN.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return [int(r[0]) for r in conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s", (dbname,)).fetchall()]

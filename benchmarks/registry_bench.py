@@ -48,6 +48,7 @@ import contextlib
 import hashlib
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -73,8 +74,11 @@ from _common import (
     create_database,
     drop_database,
     free_port,
+    group_pids,
     loadavg,
     percentile,
+    postgres_backends,
+    process_cpu,
     server,
     stamp,
 )
@@ -126,8 +130,9 @@ class ChainproofSystem:
     name = "chainproof"
     calls_per_write = 3
 
-    def __init__(self, port: int, token: str) -> None:
+    def __init__(self, port: int, token: str, pgid: int) -> None:
         self.port = port
+        self.pgid = pgid
         self.headers = {"Authorization": f"Bearer {token}"}
 
     @staticmethod
@@ -173,8 +178,9 @@ class MlflowSystem:
     calls_per_write = 4
     api = "/api/2.0/mlflow"
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, pgid: int) -> None:
         self.port = port
+        self.pgid = pgid
         self.headers: dict[str, str] = {}
         self.experiment = ""
         self.run_id = ""
@@ -259,8 +265,9 @@ class Phase:
     read_latency: dict[str, list[float]] = field(default_factory=dict)
     calls: dict[str, list[float]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
-    lock_waits: float | None = None  # mean backends waiting on a lock (chainproof only)
+    lock_waits: float | None = None  # mean backends waiting on a lock
     active: float | None = None
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds: server, database, client
 
     @property
     def write_rate(self) -> float:
@@ -377,6 +384,19 @@ def lock_sampler(dbname: str | None, phase_box: list[Phase]) -> Iterator[None]:
             phase_box[0].lock_waits = sum(w for _, w in samples) / len(samples)
 
 
+def _cpu_snapshot(system: System, pg_db: str | None) -> dict[str, dict[int, float]]:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {"server": process_cpu(group_pids(system.pgid)),
+            "database": process_cpu(postgres_backends(pg_db)) if pg_db else {},
+            "client": {0: usage.ru_utime + usage.ru_stime}}
+
+
+def _cpu_delta(before: dict[str, dict[int, float]], after: dict[str, dict[int, float]]
+               ) -> dict[str, float]:
+    return {part: sum(v - before[part].get(pid, 0.0) for pid, v in after[part].items())
+            for part in after}
+
+
 def measure(system: System, clients: int, seconds: float, counter: Iterator[int],
             pg_db: str | None) -> tuple[Phase, Phase, int]:
     """Both phases at ``clients``; each on fresh models (so a listing's length does not depend
@@ -395,9 +415,12 @@ def measure(system: System, clients: int, seconds: float, counter: Iterator[int]
         http.close()
         box: list[Phase] = []
         stamp(f"{system.name}, {clients} clients, {label} phase: start")
+        before = _cpu_snapshot(system, pg_db)
         with lock_sampler(pg_db, box):
             phase = run_phase(system, label, writers, readers, seconds, counter, prefix)
             box.append(phase)
+        # Backends that connected during the phase count from zero (pools grow on demand).
+        phase.cpu = _cpu_delta(before, _cpu_snapshot(system, pg_db))
         stamp(f"{system.name}, {clients} clients, {label} phase: end")
         if phase.errors:
             raise RuntimeError(f"{system.name} {label} at {clients} clients: "
@@ -425,6 +448,15 @@ def _print_phase(system: System, clients: int, p: Phase) -> None:
     if p.lock_waits is not None:
         line += (f"\n  {'':10s} {'':11s} {'':5s}  PostgreSQL: {p.active:.1f} backends busy on "
                  f"average, {p.lock_waits:.1f} of them waiting on a lock")
+    if p.cpu and p.write_ops and not p.readers:
+        per_op = {k: v / p.write_ops * 1000 for k, v in p.cpu.items()}
+        total = per_op["server"] + per_op.get("database", 0.0)
+        line += (f"\n  {'':10s} {'':11s} {'':5s}  CPU per write op: server "
+                 f"{per_op['server']:.1f} ms + database {per_op.get('database', 0.0):.1f} ms "
+                 f"(+ client {per_op['client']:.1f} ms) -> {cores()} cores allow at most "
+                 f"{cores() * 1000 / total:.0f} writes/s of server + database work "
+                 f"({p.cpu['server'] + p.cpu.get('database', 0.0) + p.cpu['client']:.1f} of "
+                 f"{cores() * p.elapsed:.1f} core-seconds used by both + client)")
     print(line, flush=True)
 
 
@@ -520,10 +552,10 @@ def main() -> int:
             cmd = [sys.executable, "-m", "uvicorn", "chainproof.api.factory:app", "--factory",
                    "--workers", str(args.workers), "--host", "127.0.0.1", "--port",
                    str(cp_port), "--log-level", "warning", "--no-access-log"]
-            stack.enter_context(server(cmd, cwd=project, env=clean_env(), port=cp_port,
-                                       health="/v1/health", what="chainproof server",
-                                       log=RUN_DIR / "chainproof.log"))
-            systems: list[System] = [ChainproofSystem(cp_port, token)]
+            cp_proc = stack.enter_context(server(
+                cmd, cwd=project, env=clean_env(), port=cp_port, health="/v1/health",
+                what="chainproof server", log=RUN_DIR / "chainproof.log"))
+            systems: list[System] = [ChainproofSystem(cp_port, token, cp_proc.pid)]
             print(f"chainproof server: uvicorn, {args.workers} worker processes, "
                   f"{'PostgreSQL' if pg else 'SQLite'}")
             if mlflow is not None:
@@ -541,10 +573,10 @@ def main() -> int:
                 cmd = [str(mlflow), "server", "--backend-store-uri", ml_url,
                        "--artifacts-destination", str(home / "artifacts"),
                        "--host", "127.0.0.1", "--port", str(ml_port)]
-                stack.enter_context(server(cmd, cwd=home, env=clean_env(), port=ml_port,
-                                           health="/health", what="MLflow server",
-                                           log=RUN_DIR / "mlflow.log"))
-                ml = MlflowSystem(ml_port)
+                ml_proc = stack.enter_context(server(
+                    cmd, cwd=home, env=clean_env(), port=ml_port, health="/health",
+                    what="MLflow server", log=RUN_DIR / "mlflow.log"))
+                ml = MlflowSystem(ml_port, ml_proc.pid)
                 systems.append(ml)
                 print(f"MLflow server: {version}, its default workers, "
                       f"{'PostgreSQL' if pg else 'SQLite'}")
@@ -557,10 +589,28 @@ def main() -> int:
                     http.close()
             size_before = log_size(project)
             cp_writes = cp_models = 0
+            # Warm-up, not reported: every worker process imports, connects and compiles its
+            # lazy parts on its first requests (MLflow's do so visibly).
+            stamp("warm-up: start")
+            for system in systems:
+                http = Http(system.port, system.headers)
+                warm = min(8, most)
+                for c in range(warm):
+                    system.create_model(http, f"warm-{c}")
+                http.close()
+                phase = run_phase(system, "warm-up", warm, 0, min(3.0, args.seconds), counter,
+                                  "warm")
+                if phase.errors:
+                    raise RuntimeError(f"{system.name} warm-up: {phase.errors[0]}")
+                if isinstance(system, ChainproofSystem):
+                    cp_writes += phase.write_ops
+                    cp_models += warm
+            stamp("warm-up: end")
             results: dict[tuple[str, int], tuple[Phase, Phase]] = {}
             for clients in client_counts:
                 for system in systems:
-                    pg_db = CP_DB if pg and isinstance(system, ChainproofSystem) else None
+                    pg_db = (CP_DB if isinstance(system, ChainproofSystem) else ML_DB) \
+                        if pg else None
                     w, m, seeded = measure(system, clients, args.seconds, counter, pg_db)
                     results[(system.name, clients)] = (w, m)
                     if isinstance(system, ChainproofSystem):
