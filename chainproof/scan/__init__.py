@@ -1,11 +1,13 @@
 """Static scanning of model files: allowlist-based, never imports or runs anything from a file.
 
 ``scan_path(path)`` detects each file's format by content (pickle protocols 0-5, joblib,
-PyTorch zip / legacy / tar checkpoints, numpy .npy/.npz, safetensors, ONNX, zip/tar/gzip/...
-containers), walks every pickle stream a loader would unpickle, and judges every callable
-reference against an allowlist (``default_allowlist.yaml``, extensible with ``load_allowlist``).
-``safe_load(path)`` loads a file that scanned clean with the safest loader for its format.
-See docs/scanning.md.
+PyTorch zip / legacy / tar checkpoints, numpy .npy/.npz, safetensors, ONNX, Keras .keras, HDF5,
+GGUF, zip/tar/gzip/... containers), walks every pickle stream a loader would unpickle, and judges
+every callable reference and what it is called with against an allowlist
+(``default_allowlist.yaml``, extensible with ``load_allowlist``); the other formats are parsed
+with their own libraries (onnx, h5py, gguf, jinja2). ``safe_load(path)`` loads a file that
+scanned clean with the safest loader for its format; pickles through a restricted unpickler that
+enforces the same rules again on the real objects. See docs/scanning.md.
 """
 
 from chainproof.scan._model import FileResult, Finding, ScanReport, Verdict
