@@ -1,38 +1,58 @@
 # Two entry points for a fresh machine: `make demo` and `make test`.
+# Both install from requirements/lock.txt (pinned versions; `make lock` regenerates it):
+# the demo only the runtime, the tests the `dev` extra as well.
 PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
-STAMP   := $(VENV)/.installed
+LOCK    := requirements/lock.txt
+PIP     := $(BIN)/python -m pip --disable-pip-version-check
+RUNTIME := $(VENV)/.installed-runtime
+DEV     := $(VENV)/.installed-dev
 PYTEST_ARGS ?= -n 2
 
-.PHONY: demo test install lint typecheck postgres bench clean
+.PHONY: demo test install install-dev lint typecheck postgres bench lock test-newest clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
+	$(PIP) install --quiet --quiet --upgrade pip
 
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+$(RUNTIME): pyproject.toml $(LOCK) | $(BIN)/python
+	$(PIP) install --quiet --quiet -c $(LOCK) -e .
+	touch $(RUNTIME)
 
-install: $(STAMP)
+$(DEV): pyproject.toml $(LOCK) | $(BIN)/python
+	$(PIP) install --quiet --quiet -c $(LOCK) -e '.[dev]'
+	touch $(DEV) $(RUNTIME)
+
+install: $(RUNTIME)
+
+install-dev: $(DEV)
 
 # Start the local PostgreSQL cluster if it is not accepting connections (CI machines have it installed).
 postgres:
 	@pg_isready -q -h 127.0.0.1 -p 5432 || \
 	  (pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start && sleep 2 && pg_isready -h 127.0.0.1 -p 5432)
 
-demo: install
+demo: $(RUNTIME)
 	$(BIN)/chainproof demo
 
-test: install postgres
+test: $(DEV) postgres
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-lint: install
+lint: $(DEV)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-bench: install
+# Re-resolve the newest versions pyproject.toml allows and pin them in requirements/lock.txt.
+lock:
+	PY=$(PY) .ci/lock
+
+# The suite against the newest versions pyproject.toml allows (not the lock), in .venv/newest:
+# breakage from a new upstream release shows here before users see it.
+test-newest: postgres
+	PY=$(PY) .ci/test-newest $(PYTEST_ARGS)
+
+bench: $(DEV)
 	@echo "each benchmark is one command; see benchmarks/README.md"
 
 clean:

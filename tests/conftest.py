@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 import uuid
 from collections.abc import Iterator
@@ -27,6 +28,63 @@ PG_ADMIN_URL = os.environ.get("CHAINPROOF_TEST_PG", "postgresql+psycopg://postgr
 def shared_vectors() -> Path:
     """The peers' test material: ``<repo>/../shared/vectors`` (as laid out in CI)."""
     return REPO.parent / "shared" / "vectors"
+
+
+# --- CI strictness: what may skip on a laptop must fail in CI -------------------------------------
+
+def in_ci() -> bool:
+    """``CI=true`` (or 1/yes): set by CI runners, and by `.ci/run`."""
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+# What the test suite imports beyond the runtime dependencies (the `dev` extra installs them).
+TEST_DEPENDENCIES = ("moto", "model_signing", "OpenSSL", "hypothesis", "schemathesis", "torch",
+                     "onnx", "safetensors", "polars", "xdist")
+
+# Skip reasons that mean "something the run should have had is missing": in CI they fail.
+_MISSING = re.compile(r"could not import|No module named|not installed|not importable|"
+                      r"vectors|\.\./shared|shared/", re.IGNORECASE)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if not in_ci() or hasattr(session.config, "workerinput"):
+        return
+    import importlib.util
+
+    problems = []
+    if not shared_vectors().is_dir():
+        problems.append(f"the shared test vectors are missing: expected {shared_vectors()} "
+                        "(CI lays shared/ beside the clone)")
+    missing = [name for name in TEST_DEPENDENCIES if importlib.util.find_spec(name) is None]
+    if missing:
+        problems.append("test dependencies are not installed: " + ", ".join(missing)
+                        + " (pip install -c requirements/lock.txt -e '.[dev]')")
+    if problems:
+        pytest.exit("CI=true and the run is incomplete:\n  " + "\n  ".join(problems),
+                    returncode=1)
+
+
+def _fail_missing_skip(report: pytest.CollectReport | pytest.TestReport) -> None:
+    if not (in_ci() and report.skipped):
+        return
+    reason = str(report.longrepr[-1]) if isinstance(report.longrepr, tuple) else str(
+        report.longrepr)
+    if _MISSING.search(reason):
+        report.outcome = "failed"
+        report.longrepr = f"CI=true: this would have been skipped ({reason}); in CI a missing " \
+                          "test dependency or vector folder fails the run"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    _fail_missing_skip(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
+    outcome = yield
+    _fail_missing_skip(outcome.get_result())
 
 
 @pytest.fixture(autouse=True)

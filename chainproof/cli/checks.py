@@ -79,6 +79,7 @@ def scan(
     rules = load_allowlist(allowlist)
     path = Path(target)
     recorded = None
+    shown_as: tuple[str, str] | None = None
     if path.exists() or path.is_symlink():
         report = scan_path(path, allowlist=rules)
     elif not _looks_like_ref(target):
@@ -90,20 +91,22 @@ def scan(
             version = cp.resolve(target)
             local = cp.materialize(version)
             report = scan_path(local, allowlist=rules)
+            shown_as = (str(local), version.ref)
             recorded = cp.record_report(report_kind="scan", subjects=[version.ref],
                                         report=report.to_dict(), passed=report.clean,
                                         name=f"{version.name}-scan", namespace=version.namespace)
     if json_out:
         emit_json({**report.to_dict(), "recorded_as": recorded.ref if recorded else None})
     else:
-        _render_scan(report)
+        _render_scan(report, shown_as)
         if recorded is not None:
             out.print(f"recorded signed scan report {recorded.ref}", highlight=False)
     if report.exit_code:
         raise typer.Exit(report.exit_code)
 
 
-def _render_scan(report: Any) -> None:
+def _render_scan(report: Any, shown_as: tuple[str, str] | None = None) -> None:
+    """One row per file; an asset's files are named by its ref, not the local cache path."""
     table = Table("file", "format", "verdict", "findings")
     table.columns[0].overflow = "fold"
     for f in report.files:
@@ -111,5 +114,8 @@ def _render_scan(report: Any) -> None:
         detail = "; ".join(f"{x.module}.{x.name} @{x.offset} ({x.reason})" for x in f.findings[:3])
         if len(f.findings) > 3:
             detail += f"; +{len(f.findings) - 3} more"
-        table.add_row(str(f.path), f.format, f"[{style}]{f.verdict}[/]", detail or (f.error or ""))
+        name = str(f.path)
+        if shown_as is not None and name.startswith(shown_as[0]):
+            name = shown_as[1] + name[len(shown_as[0]):]
+        table.add_row(name, f.format, f"[{style}]{f.verdict}[/]", detail or (f.error or ""))
     out.print(table)

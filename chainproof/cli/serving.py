@@ -26,8 +26,10 @@ def demo(
     """The warehouse pipeline end to end, then the seed's attacks, each caught by a control
     with the log entry or report as evidence (exit 1 if any attack is missed)."""
     from chainproof.demo import run_demo
+    from chainproof.demo._show import path_hint
 
     result = run_demo(scenario=scenario, db=db, store=store, console=out, rows=rows)
+    path_hint(out)
     if not result.ok:
         raise typer.Exit(1)
 

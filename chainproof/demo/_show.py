@@ -26,7 +26,15 @@ def banner(con: Console, demo: Demo, scenario: str | None) -> None:
         "tickets;\nthree models; every stage a separate identity with its own signing key; "
         f"then {what}.\n"
         f"[dim]database: {_redact(cp.settings.db_url)}   store: {cp.settings.store}[/]",
-        border_style="blue"))
+        border_style="blue"), soft_wrap=False)
+
+
+def _fold(table: Table) -> Table:
+    """Long names wrap onto a second line instead of being cut ("warehouse/fraud-r…") when the
+    terminal is narrow (80 columns)."""
+    for column in table.columns:
+        column.overflow = "fold"
+    return table
 
 
 def _redact(url: str) -> str:
@@ -43,7 +51,7 @@ def actors(con: Console, demo: Demo, table: dict[str, tuple[str, str]]) -> None:
     out.add_column("does")
     for name, (kind, does) in table.items():
         out.add_row(name, kind, does)
-    con.print(out)
+    con.print(_fold(out))
     con.print("  trust policy v1: only data-eng registers data and labels, only ml-eng code; "
               "each step kind has exactly one signer")
 
@@ -55,7 +63,7 @@ def assets(con: Console, demo: Demo, names: list[str]) -> None:
     for name in names:
         v = demo.cp.resolve(demo.refs[name])
         out.add_row(v.ref, v.kind.value, v.created_by, v.digest[:19] + "…", f"{v.size:,} B")
-    con.print(out)
+    con.print(_fold(out))
 
 
 def models(con: Console, rows: list[tuple[Any, str, str, dict[str, Any], str, Any]]) -> None:
@@ -67,7 +75,7 @@ def models(con: Console, rows: list[tuple[Any, str, str, dict[str, Any], str, An
                           if isinstance(v, float) and k != "positive_rate")
         out.add_row(f"{model}\n[dim]{task.title}[/]", shown, metrics_ref,
                     f"{scan_ref}: " + ("[green]clean[/]" if scan.clean else "[red]NOT clean[/]"))
-    con.print(out)
+    con.print(_fold(out))
 
 
 def gates(con: Console, results: list[tuple[Any, Any]]) -> None:
@@ -81,7 +89,7 @@ def gates(con: Console, results: list[tuple[Any, Any]]) -> None:
             out.add_row(f"{gate.model}@{gate.version}" if first else "", outcome.rule,
                         ("[green]✓[/] " if outcome.passed else "[red]✗[/] ") + outcome.detail)
             first = False
-    con.print(out)
+    con.print(_fold(out))
     con.print("  requested by svc-deployer, approved by approver-alice and approver-bob "
               "(signed), executed by svc-deployer under a signed gate decision")
 
@@ -108,7 +116,7 @@ def predictions(con: Console, demo: Demo) -> None:
                     f"{fraud['probabilities'][i][1]:.3f}",
                     f"{delay['predictions'][i]:.1f} d", str(tickets["ticket_id"].iloc[i]),
                     str(priority["predictions"][i]))
-    con.print(out)
+    con.print(_fold(out))
     for served in demo.service.status().values():
         con.print(f"  GET /status: {served.ref} → v{served.version} "
                   f"{(served.digest or '')[:19]}… verified {served.verified_at}")
@@ -205,7 +213,7 @@ def explain(con: Console, demo: Demo, ref: str) -> None:
                     f"{demo.service.where if demo.service else ''} serves "
                     f"{(served.digest or 'nothing')[:19]}…", "svc-predict",
                     "[green]identical bytes[/]" if same else "[red]DIFFERENT[/]")
-    con.print(out)
+    con.print(_fold(out))
     verdict = ("[green]every link verified[/]" if answer["verified"] and chain.ok
                else "[red]some links failed verification[/]")
     con.print(f"  {verdict} under trust policy v{chain.policy_version} "
@@ -221,7 +229,7 @@ def summary(con: Console, result: DemoResult) -> None:
         row = attempt.row
         out.add_row(Text(row.attack), Text(row.control),
                     Text(row.outcome, style=_STYLE[attempt.outcome]), Text(row.evidence))
-    con.print(out)
+    con.print(_fold(out))
     for error in result.errors:
         con.print(Text("error: " + error, style="bold red"))
     caught = sum(a.outcome is Outcome.CAUGHT for a in result.attempts)
@@ -233,4 +241,22 @@ def summary(con: Console, result: DemoResult) -> None:
     con.print("[bold green]OK[/]" if result.ok else "[bold red]NOT OK[/]")
 
 
-__all__ = ["actors", "assets", "banner", "explain", "models", "predictions", "summary"]
+def path_hint(con: Console) -> None:
+    """After the closing hint: `chainproof` is often not on PATH after `make demo` (it lives in
+    .venv/bin); say which command to type instead, or how to activate the venv."""
+    import shutil
+    import sys
+    from pathlib import Path
+
+    exe = Path(sys.executable).parent / "chainproof"
+    found = shutil.which("chainproof")
+    if found is not None and exe.exists() and Path(found).resolve() == exe.resolve():
+        return
+    if not exe.exists():
+        return
+    con.print(f"[dim]`chainproof` is not on your PATH: type {exe} instead, or first run "
+              f"`source {exe.parent / 'activate'}`[/]", highlight=False)
+
+
+__all__ = ["actors", "assets", "banner", "explain", "models", "path_hint", "predictions",
+           "summary"]
