@@ -107,13 +107,16 @@ def _breakdown(profile: Path) -> dict[str, float]:
     raw = pstats.Stats(str(profile)).stats  # type: ignore[attr-defined]
     out = {"profiled total": max(ct for (_, _, _, ct, _) in raw.values()), "command": 0.0,
            "hashing": 0.0, "file I/O": 0.0, "imports": 0.0}
-    for (file, _, func), (_, _, tottime, cumtime, _) in raw.items():
+    for (file, _, func), (_, _, tottime, cumtime, callers) in raw.items():
         name = _builtin(func)
         if func == "run" and file.endswith("subprocess.py"):
             out["command"] = max(out["command"], cumtime)
         elif (name == "update" and ("HASH" in func or "blake3" in func)) or \
                 name == "openssl_sha256":
             out["hashing"] += tottime
+            for (cfile, _, cfunc), caller in callers.items():
+                where = f"hashing in {Path(cfile).parent.name}/{Path(cfile).name}:{cfunc}"
+                out[where] = out.get(where, 0.0) + caller[2]
         elif name in _IO:
             out["file I/O"] += tottime
         elif func == "_find_and_load":
@@ -224,6 +227,10 @@ def main() -> int:
                   f"{parts['hashing'] / budget_hash:.2f}x the budget's hashing) + file I/O "
                   f"{parts['file I/O']:.2f} + imports {parts['imports']:.2f} + the rest "
                   f"{parts['rest (fixed)']:.2f}")
+            print("  hashing by caller: " + ", ".join(
+                f"{k.removeprefix('hashing in ')} {v:.2f} s" for k, v in sorted(
+                    parts.items(), key=lambda kv: -kv[1])
+                if k.startswith("hashing in ") and v >= 0.01))
             print(f"  unprofiled fixed work (run - command - hashing - I/O): {fixed:.2f} s, of "
                   f"which interpreter start {interpreter:.2f} s; over budget's fixed "
                   f"{BUDGET_FIXED} s: {max(0.0, fixed - BUDGET_FIXED):.2f} s")
