@@ -20,7 +20,7 @@ import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from chainproof.errors import BadInputError, NotFoundError
 from chainproof.scan._containers import (
@@ -331,9 +331,14 @@ def _scan_stream(
     if kind in ("gguf", "hdf5"):
         return _scan_by_path(kind, fh, src, size, label, acc, depth, model_dir)
     if kind == "7z":
+        if depth >= MAX_DEPTH:
+            acc.uninspectable.append(f"{label}: containers nested deeper than {MAX_DEPTH}")
+            return "7z"
+        if _scan_7z(fh, src, size, seekable, label, acc, scan, depth):
+            return "7z"
         _carve(src, label, acc, scan)
         acc.uninspectable.append(
-            f"{label}: 7z archives cannot be opened by chainproof (only carved for pickles)"
+            f"{label}: 7z archive cannot be opened (py7zr not installed); only carved for pickles"
         )
         return "7z"
     if kind == "pytorch-legacy":
@@ -453,6 +458,111 @@ def _parse_path(kind: str, path: Path, label: str, acc: _Acc, model_dir: Path | 
     _construct_findings(found, label, kind, acc)
     acc.notes.extend(f"{label}: {n}" for n in notes)
     return kind
+
+
+class _SpoolFactory:
+    """py7zr's writer factory: each member into a spooled temp file, all of them bounded."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, IO[bytes]] = {}
+
+    def create(self, filename: str) -> Any:
+        import py7zr.io
+
+        factory = self
+
+        class _Spool(py7zr.io.Py7zIO):
+            def __init__(self) -> None:
+                self.fh = tempfile.SpooledTemporaryFile(max_size=1 << 24)  # noqa: SIM115
+                factory.files[filename] = self.fh
+
+            def write(self, s: bytes | bytearray) -> int:
+                return self.fh.write(s)
+
+            def read(self, size: int | None = None) -> bytes:
+                return self.fh.read(-1 if size is None else size)
+
+            def seek(self, offset: int, whence: int = 0) -> int:
+                return self.fh.seek(offset, whence)
+
+            def flush(self) -> None:
+                self.fh.flush()
+
+            def size(self) -> int:
+                pos = self.fh.tell()
+                end = self.fh.seek(0, 2)
+                self.fh.seek(pos)
+                return end
+
+        return _Spool()
+
+
+def _scan_7z(
+    fh: IO[bytes],
+    src: Source,
+    size: int | None,
+    seekable: bool,
+    label: str,
+    acc: _Acc,
+    scan: _Scan,
+    depth: int,
+) -> bool:
+    """Open a 7z archive with py7zr and scan every member by content. False: py7zr missing."""
+    try:
+        import py7zr
+        from py7zr.exceptions import Bad7zFile, PasswordRequired, UnsupportedCompressionMethodError
+    except ImportError:
+        return False
+    if not seekable or size is None:
+        tmp = tempfile.TemporaryFile()  # noqa: SIM115 - closed below
+        _spool(src, tmp, label)
+        archive_fh: IO[bytes] = tmp
+    else:
+        fh.seek(0)
+        archive_fh, tmp = fh, None
+    factory = _SpoolFactory()
+    try:
+        with py7zr.SevenZipFile(archive_fh, "r", max_extract_size=MAX_SPOOL) as z:
+            infos = [i for i in z.list() if not i.is_directory]
+            if len(infos) > MAX_MEMBERS:
+                acc.uninspectable.append(f"{label}: more than {MAX_MEMBERS} 7z members")
+                return True
+            if z.needs_password():
+                acc.uninspectable.append(f"{label}: 7z archive is encrypted (password-protected)")
+                return True
+            z.extract(factory=factory)
+    except PasswordRequired:
+        acc.uninspectable.append(f"{label}: 7z archive is encrypted (password-protected)")
+        return True
+    except UnsupportedCompressionMethodError as exc:
+        acc.uninspectable.append(f"{label}: 7z compression method not supported: {exc}")
+        return True
+    except (Bad7zFile, EOFError, OSError, ValueError, KeyError, IndexError, lzma.LZMAError,
+            py7zr.exceptions.ArchiveError) as exc:
+        acc.malformed.append(f"{label}: 7z archive cannot be read: {type(exc).__name__}: {exc}")
+        return True
+    finally:
+        if tmp is not None:
+            tmp.close()
+    acc.recognised += 1
+    for info in infos:
+        member = factory.files.get(info.filename)
+        if member is None:
+            continue
+        mlabel = f"{label}!{info.filename}"
+        with member:
+            length = member.seek(0, 2)
+            member.seek(0)
+            sub = _Acc(mlabel)
+            try:
+                fmt = _scan_stream(member, length, mlabel, sub, scan, depth + 1, None)
+            except ContainerError as exc:
+                sub.malformed.append(f"{mlabel}: {exc}")
+                fmt = "unreadable"
+            zm = ZipMember(info.filename, 0, 0, length, length, 0, False)
+            _merge_member(acc, sub, zm, fmt, "7z")
+    acc.notes.append(f"{label}: 7z archive with {len(infos)} members, opened with py7zr")
+    return True
 
 
 def _replay(src: Source) -> IO[bytes]:

@@ -341,3 +341,43 @@ def test_unparsed_formats_are_unknown_not_clean(tmp_path: Path) -> None:
     p.write_bytes(b"\x1c\x00\x00\x00TFL3" + b"\x00" * 64)
     r = scan_one(p)
     assert r.verdict == "unknown" and "not a recognised model format" in (r.error or "")
+
+
+# ---- 7z (py7zr) ----------------------------------------------------------------------------------
+
+
+def _sevenzip(path: Path, members: dict[str, bytes], password: str | None = None) -> Path:
+    py7zr = pytest.importorskip("py7zr")
+    with py7zr.SevenZipFile(path, "w", password=password) as z:
+        if password:
+            z.set_encrypted_header(True)
+        for name, data in members.items():
+            z.writestr(data, name)
+    return path
+
+
+def test_7z_members_are_opened_and_scanned(tmp_path: Path) -> None:
+    """LZMA-compressed members: carving for stored pickles finds nothing, py7zr opens them."""
+    import io
+    import pickle
+
+    import scan_asm as a
+
+    arr = io.BytesIO()
+    np.save(arr, np.arange(4))
+    good = _sevenzip(tmp_path / "ok.7z", {"w.npy": arr.getvalue(),
+                                         "m.pkl": pickle.dumps({"a": 1}, protocol=4)})
+    r = scan_one(good)
+    assert (r.format, r.verdict) == ("7z", "clean"), r
+    payload = a.call1("os", "system", "true") * 40  # compressible: not stored as-is
+    bad = _sevenzip(tmp_path / "bad.7z", {"dir/model.pkl": payload})
+    assert a.call1("os", "system", "true") not in bad.read_bytes()  # really compressed
+    r = scan_one(bad)
+    assert r.verdict == "malicious"
+    assert r.findings[0].file == f"{bad}!dir/model.pkl" and r.findings[0].name == "system"
+
+
+def test_7z_encrypted_is_not_inspectable(tmp_path: Path) -> None:
+    enc = _sevenzip(tmp_path / "enc.7z", {"m.pkl": b"\x80\x04K\x01."}, password="secret")
+    r = scan_one(enc)
+    assert r.verdict == "not_inspectable", r
