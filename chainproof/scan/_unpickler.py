@@ -274,8 +274,8 @@ class _Guard:
         parts: tuple[Any, ...] = (
             state if isinstance(state, tuple) and len(state) == 2 else (state,)
         )
-        if getattr(type(inst), "__setstate__", None) is not None:
-            parts = ()  # the class's own __setstate__ receives the state as data
+        # Checked even when the class has its own __setstate__: many (sklearn's BaseEstimator)
+        # just update __dict__, and an instance __setstate__ shadows the class's next time.
         for part in parts:
             if not isinstance(part, dict):
                 continue

@@ -149,6 +149,13 @@ VARIANTS: dict[str, Any] = {
         + a.NONE + a.EMPTY_DICT + a.binunicode("__reduce__") + g("numpy", "log") + a.SETITEM
         + a.TUPLE2 + a.BUILD + a.STOP
     ),
+    # An allowlisted class whose own __setstate__ updates __dict__ (sklearn's BaseEstimator):
+    # the instance __setstate__ it stores would shadow the class's at the next BUILD.
+    "build-dunder-via-class-setstate": lambda m: (
+        a.proto(2) + g("sklearn.linear_model._logistic", "LogisticRegression") + a.EMPTY_TUPLE
+        + a.NEWOBJ + a.EMPTY_DICT + a.binunicode("__setstate__") + g("numpy", "log")
+        + a.SETITEM + a.BUILD + a.binunicode("x") + a.BUILD + a.STOP
+    ),
     # A function hidden in a list handed to a constructor.
     "function-in-list-arg": lambda m: (
         a.proto(2) + g("pandas", "Series") + a.EMPTY_LIST + g("builtins", "getattr")
