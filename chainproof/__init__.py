@@ -25,11 +25,22 @@ _default: Any = None
 
 
 def connect(path: str | Path | None = None, *, identity: str | None = None) -> Any:
-    """Open the workspace containing ``path`` (default: the current folder), or the database and
-    store named by ``CHAINPROOF_DB`` / ``CHAINPROOF_STORE``."""
+    """The operations (:class:`chainproof.surface.Operations`): the team server named by
+    ``CHAINPROOF_SERVER`` (with ``CHAINPROOF_TOKEN`` and the local key in
+    ``CHAINPROOF_SIGNING_KEY``; no workspace needed), else the workspace containing ``path``
+    (default: the current folder), or the database and store named by ``CHAINPROOF_DB`` /
+    ``CHAINPROOF_STORE``."""
+    # Imported here, not at the top: `import chainproof` stays cheap for tools that only need
+    # its errors (the CLI's --help), and the facade pulls in the whole package.
+    import os
+
+    from chainproof.client import RemoteChainproof
     from chainproof.service import Chainproof
     from chainproof.workspace import load_settings
 
+    server = os.environ.get("CHAINPROOF_SERVER")
+    if server and path is None:
+        return RemoteChainproof(server, os.environ.get("CHAINPROOF_TOKEN", ""))
     settings = load_settings(Path(path) if path else None, identity=identity)
     return Chainproof.open(settings)
 
@@ -61,9 +72,7 @@ def load(ref: str, *, connection: Any = None, allow_override: bool = False) -> P
     cp = connection or _connection()
     _, at, tail = ref.rpartition("@")
     if at and tail and not tail.isdigit():
-        from chainproof.serve import load_verified
-
-        return load_verified(cp, ref, allow_override=allow_override).path
+        return Path(cp.load_model(ref, allow_override=allow_override).path)
     return Path(cp.materialize(cp.resolve(ref)))
 
 

@@ -20,16 +20,36 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from chainproof import capture, errors, identities
-from chainproof.attest import IN_TOTO_PAYLOAD_TYPE, Signer, Statement, sign_envelope
-from chainproof.digest import Manifest, digest_path
-from chainproof.errors import ChainproofError, StepFailedError
+from chainproof import capture, errors, identities, wire
+from chainproof.attest import (
+    CHAINPROOF_APPROVAL_V1,
+    CHAINPROOF_PROMOTION_DECISION_V1,
+    IN_TOTO_PAYLOAD_TYPE,
+    SLSA_PROVENANCE_V1,
+    Signer,
+    Statement,
+    parse_provenance,
+    sign_envelope,
+)
+from chainproof.digest import Manifest, digest_path, hash_bytes
+from chainproof.errors import ChainproofError, SignatureError, StepFailedError
+from chainproof.ledger import checkpoint as cpmod
+from chainproof.ledger.witness import CheckpointMemory, default_checkpoint_folder
 from chainproof.lineage.graph import LineageGraph
 from chainproof.records.assets import AssetKind, AssetVersion
 from chainproof.records.names import DEFAULT_NAMESPACE
 from chainproof.records.steps import OutputSpec, Step, StepStatus, now
-from chainproof.service import AddResult, RegisteredVersion, StepResult, media_type_for
+from chainproof.service import (
+    AddResult,
+    RegisteredVersion,
+    StepResult,
+    StepSubmission,
+    StoredOutput,
+    media_type_for,
+)
 from chainproof.workflows import Workflows
 
 
@@ -178,11 +198,54 @@ class RemoteChainproof(Workflows):
                                        cache_dir=cache_dir or Path.home() / ".cache" / "chainproof",
                                        signing_key_path=key)
         self._signer: Signer | None = None
+        self._receipts: list[str] = []
+        self._stored_environment: str | None = None
+        self._log_checked = False
+        self._memory = CheckpointMemory(
+            Path(os.environ.get("CHAINPROOF_CHECKPOINTS") or default_checkpoint_folder()),
+            server.rstrip("/"))
 
     # --- plumbing ---------------------------------------------------------------------------------
 
     def close(self) -> None:
         self._http.close()
+
+    def check_log(self) -> None:
+        """Verify the server's newest signed checkpoint and a consistency proof from the newest
+        one this client verified before (remembered per server in ``CHAINPROOF_CHECKPOINTS``,
+        default ``~/.config/chainproof/checkpoints``), then remember it. A smaller tree
+        (rollback) or an inconsistent one (split view) raises LedgerIntegrityError naming both
+        heads. The log's public key is pinned on first contact (or given by
+        ``CHAINPROOF_LOG_PUBKEY``); a server presenting another key is refused."""
+        verifier = self._log_verifier()
+        try:
+            note = self._request("GET", "/v1/audit/head")["note"]
+        except errors.NotFoundError:
+            return  # a log without a checkpoint yet: nothing to remember
+        self._memory.refresh(note, lambda old, new: self._request(
+            "GET", "/v1/audit/consistency", params={"old": old, "new": new}), verifier)
+
+    def _log_verifier(self) -> cpmod.CheckpointVerifier:
+        answer = self._request("GET", "/v1/log-key")
+        pinned_path = self._memory.path.with_suffix(".pub.pem")
+        given = os.environ.get("CHAINPROOF_LOG_PUBKEY")
+        if given:
+            pem = Path(given).read_bytes()
+        elif pinned_path.exists():
+            pem = pinned_path.read_bytes()
+        else:
+            pem = str(answer["public_pem"]).encode()
+            pinned_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            pinned_path.write_bytes(pem)
+        if pem.strip() != str(answer["public_pem"]).encode().strip():
+            raise errors.LedgerIntegrityError(
+                f"the server {self.settings.server} presents another log key than the one "
+                "this client pinned", hint=f"if the log key was really replaced, delete "
+                                          f"{pinned_path}; otherwise report this server")
+        key = serialization.load_pem_public_key(pem)
+        if not isinstance(key, ed25519.Ed25519PublicKey):
+            raise errors.LedgerIntegrityError("the log's public key is not an Ed25519 key")
+        return cpmod.CheckpointVerifier(str(answer["origin"]), key)
 
     def __enter__(self) -> RemoteChainproof:
         return self
@@ -191,6 +254,12 @@ class RemoteChainproof(Workflows):
         self.close()
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        if not self._log_checked:
+            self._log_checked = True
+            self.check_log()
+        return self._request(method, path, **kwargs)
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
@@ -228,33 +297,88 @@ class RemoteChainproof(Workflows):
             self._signer = identities.load_signer(self.settings.signing_key_path)
         return self._signer
 
-    def _sign(self, prepared: dict[str, Any]) -> str | None:
+    def _sign(self, prepared: dict[str, Any], expect: dict[str, Any],
+              predicate_type: str) -> str | None:
+        """Sign the statement the server prepared, but only if it is the statement this client
+        means to sign: its predicate type and every field in ``expect`` (request id, decision,
+        model, version, alias, reason...) must be what the caller asked for. A server that
+        swaps the request, the model or the decision gets a SignatureError, and nothing is
+        signed."""
         if prepared.get("payload") is None:
             return None
         payload = base64.b64decode(prepared["payload"])
-        Statement.from_bytes(payload)  # refuse to sign anything that is not a statement
+        statement = Statement.from_bytes(payload)  # refuse anything that is not a statement
+        problems = []
+        if statement.predicate_type != predicate_type:
+            problems.append(f"predicate type {statement.predicate_type!r}, not "
+                            f"{predicate_type!r}")
+        for key, want in expect.items():
+            got = statement.predicate.get(key)
+            if got != want:
+                problems.append(f"{key} is {got!r}, not {want!r}")
+        if problems:
+            raise SignatureError(
+                "the server asked to sign a statement other than the one requested: "
+                + "; ".join(problems), hint="report this server; nothing was signed")
+        return sign_envelope(payload, IN_TOTO_PAYLOAD_TYPE, [self.signer]).to_json()
+
+    def _sign_step(self, prepared: dict[str, Any], sub: StepSubmission) -> str | None:
+        """Sign a step's provenance only if it describes exactly this step: its id, kind and
+        builder, the output digests this client uploaded, and its inputs as dependencies."""
+        if prepared.get("payload") is None:
+            return None
+        payload = base64.b64decode(prepared["payload"])
+        statement = Statement.from_bytes(payload)
+        problems = []
+        if statement.predicate_type != SLSA_PROVENANCE_V1:
+            problems.append(f"predicate type {statement.predicate_type!r}")
+        else:
+            view = parse_provenance(statement)
+            if (view.invocation_id, view.step_kind) != (sub.id, sub.kind):
+                problems.append(f"it describes step {view.step_kind} {view.invocation_id}, "
+                                f"not {sub.kind} {sub.id}")
+            subjects = {s.digest.get("sha256") for s in statement.subjects}
+            if subjects != {o.digest.split(":", 1)[1] for o in sub.outputs}:
+                problems.append("its subjects are not the outputs this client uploaded")
+            deps = {i.name for i in view.inputs}
+            wanted = {i if "/" in i.split("@", 1)[0] else f"{sub.namespace}/{i}"
+                      for i in sub.inputs}
+            if not wanted <= deps:
+                problems.append(f"inputs missing from its dependencies: {sorted(wanted - deps)}")
+        if problems:
+            raise SignatureError("the server asked to sign provenance for another step: "
+                                 + "; ".join(problems),
+                                 hint="report this server; nothing was signed")
         return sign_envelope(payload, IN_TOTO_PAYLOAD_TYPE, [self.signer]).to_json()
 
     # --- bytes ------------------------------------------------------------------------------------
 
-    def _upload_file(self, path: Path, digest: str) -> None:
+    def _upload_file(self, path: Path, digest: str) -> str:
+        """Upload one blob; the server's receipt proving this identity uploaded it."""
         with path.open("rb") as fh:
-            self._call("PUT", f"/v1/blobs/{digest}", content=fh,
-                       headers={"Content-Type": "application/octet-stream"})
+            answer = self._call("PUT", f"/v1/blobs/{digest}", content=fh,
+                                headers={"Content-Type": "application/octet-stream"})
+        return str(answer.get("receipt", ""))
 
     def _upload(self, path: Path) -> tuple[str, int, bool]:
         computed = digest_path(path)
         if computed.is_directory:
             assert computed.manifest is not None
             for entry in computed.manifest.entries:
-                self._upload_file(path / entry.path, f"sha256:{entry.digest}")
+                self._receipts.append(self._upload_file(path / entry.path,
+                                                        f"sha256:{entry.digest}"))
             with tempfile.NamedTemporaryFile() as tmp:
                 tmp.write(computed.manifest.canonical_bytes())
                 tmp.flush()
-                self._upload_file(Path(tmp.name), computed.ref)
+                self._receipts.append(self._upload_file(Path(tmp.name), computed.ref))
         else:
-            self._upload_file(path, computed.ref)
+            self._receipts.append(self._upload_file(path, computed.ref))
         return computed.ref, computed.size, computed.is_directory
+
+    def _take_receipts(self) -> list[str]:
+        """The receipts of everything uploaded since the last binding request (sent with it)."""
+        taken, self._receipts = self._receipts[-10_000:], []
+        return taken
 
     def _download(self, digest: str, dest: Path, *, within: str | None = None) -> None:
         partial = dest.with_name(dest.name + f".partial-{uuid.uuid4().hex[:8]}")
@@ -308,10 +432,11 @@ class RemoteChainproof(Workflows):
             namespace: str = DEFAULT_NAMESPACE, media_type: str | None = None) -> AddResult:
         path = Path(path)
         digest, _, is_dir = self._upload(path)
-        body = {"namespace": namespace, "name": name, "kind": str(AssetKind.parse(str(kind))),
-                "digest": digest, "is_directory": is_dir,
-                "media_type": media_type or media_type_for(path, is_dir)}
-        answer = self._call("POST", "/v1/assets", json=body)
+        body = wire.AssetBody(namespace=namespace, name=name, kind=AssetKind.parse(str(kind)),
+                              digest=digest, is_directory=is_dir,
+                              media_type=media_type or media_type_for(path, is_dir),
+                              receipts=self._take_receipts())
+        answer = self._call("POST", "/v1/assets", json=body.model_dump(mode="json"))
         return AddResult(_version(answer), bool(answer["created"]))
 
     def resolve(self, ref: str, *, namespace: str | None = None) -> AssetVersion:
@@ -358,7 +483,7 @@ class RemoteChainproof(Workflows):
                     command: Sequence[str] = (), parameters: dict[str, Any] | None = None,
                     started_at: str, ended_at: str | None = None, error: str | None = None,
                     namespace: str = DEFAULT_NAMESPACE, cwd: Path | None = None) -> StepResult:
-        stored = []
+        stored: list[StoredOutput] = []
         if error is None:
             for spec in outputs:
                 if not spec.path.exists():
@@ -367,32 +492,67 @@ class RemoteChainproof(Workflows):
             if error is None:
                 for spec in outputs:
                     digest, size, is_dir = self._upload(spec.path)
-                    stored.append({"kind": spec.kind.value, "name": spec.name,
-                                   "namespace": spec.namespace, "digest": digest, "size": size,
-                                   "is_directory": is_dir,
-                                   "media_type": media_type_for(spec.path, is_dir)})
-        env = capture.environment()
-        body = {"id": uuid.uuid4().hex, "kind": kind, "namespace": namespace,
-                "inputs": [str(i) for i in inputs], "outputs": stored,
-                "command": list(command), "parameters": parameters or {},
-                "started_at": started_at, "ended_at": ended_at or now(),
-                "environment": env.summary(),
-                "code_revision": capture.code_revision(cwd).to_dict(), "error": error}
+                    stored.append(StoredOutput(spec.kind, spec.name, spec.namespace, digest,
+                                               size, is_dir, media_type_for(spec.path, is_dir)))
+        sub = StepSubmission(
+            id=uuid.uuid4().hex, kind=kind, namespace=namespace,
+            inputs=tuple(str(i) for i in inputs), outputs=tuple(stored),
+            command=tuple(command), parameters=dict(parameters or {}), started_at=started_at,
+            ended_at=ended_at or now(), environment=self._environment(),
+            code_revision=capture.code_revision(cwd).to_dict(), error=error)
+        step = wire.StepBody.of(sub).model_dump(mode="json")
+        receipts = self._take_receipts()
         envelope = None
         if stored and error is None:
-            envelope = self._sign(self._call("POST", "/v1/steps/prepare", json=body))
-        answer = self._call("POST", "/v1/steps", json={"step": body, "envelope": envelope})
+            prepared = self._call("POST", "/v1/steps/prepare",
+                                  json={"step": step, "receipts": receipts})
+            envelope = self._sign_step(prepared, sub)
+        answer = self._call("POST", "/v1/steps", json={"step": step, "envelope": envelope,
+                                                       "receipts": receipts})
         if error:
             raise StepFailedError(f"step {kind} failed: {error}",
                                   hint="the failure is recorded; no outputs were registered")
         return StepResult(_step(answer["step"]), [_version(v) for v in answer["outputs"]])
 
+    def _environment(self) -> dict[str, Any]:
+        """The step's environment summary; the full distribution list it points at is uploaded
+        once per client, so the record's promise that the store holds it is kept."""
+        env = capture.environment()
+        if self._stored_environment != env.distributions_digest:
+            with tempfile.NamedTemporaryFile() as tmp:
+                data = capture.distributions_blob(env.distributions)
+                tmp.write(data)
+                tmp.flush()
+                self._upload_file(Path(tmp.name), "sha256:" + hash_bytes(data))
+            self._stored_environment = env.distributions_digest
+        return env.summary()
+
     def load_model(self, ref: str, *, allow_override: bool = False,
-                   dest: Path | None = None) -> RemoteLoaded:
+                   dest: Path | None = None, full_rehash: bool = True) -> RemoteLoaded:
+        """The server verifies decision, approvals, chain and scan; this client then downloads
+        the bytes and re-hashes them against the approved digest (always in full)."""
         data = self._call("GET", f"/v1/load/{ref}", params={"allow_override": allow_override})
         version = self.resolve(data["asset"])
-        path = self.materialize(version, dest)
+        if version.digest != data["digest"]:
+            raise errors.UnapprovedModelError(
+                f"{ref}: the server approved {data['digest']} but its asset {data['asset']} "
+                f"holds {version.digest}", hint="report this server")
+        target = dest or self.settings.cache_dir / version.hexdigest / version.name
+        # No size-and-mtime shortcut here, whatever ``full_rehash`` says: a cached copy is
+        # re-hashed like a download, and a stale one is fetched again.
+        if target.exists() and digest_path(target).ref != version.digest:
+            if target.is_file():
+                target.unlink()
+            else:
+                shutil.rmtree(target)
+        path = self.materialize(version, target)
         return RemoteLoaded(path, data)
+
+    def record_deployment(self, model: str, alias: str, version: int, digest: str,
+                          decision: str | None, where: str) -> None:
+        body = wire.DeploymentBody(model=model, alias=alias, version=version, digest=digest,
+                                   decision=decision, where=where)
+        self._call("POST", "/v1/deployments", json=body.model_dump(mode="json"))
 
     # --- identities, keys, roles, tokens, trust ---------------------------------------------------
 
@@ -409,8 +569,9 @@ class RemoteChainproof(Workflows):
                               json={"identity": identity, "public_pem": public_pem.decode(),
                                     "reason": reason})["keyid"])
 
-    def revoke_key(self, keyid: str, reason: str) -> None:
-        self._call("POST", f"/v1/keys/{keyid}/revoke", json={"reason": reason})
+    def revoke_key(self, keyid: str, reason: str, *, compromised: bool = False) -> None:
+        self._call("POST", f"/v1/keys/{keyid}/revoke",
+                   json={"reason": reason, "compromised": compromised})
 
     def key_list(self, identity: str | None = None) -> list[dict[str, Any]]:
         return list(self._call("GET", "/v1/keys",
@@ -476,9 +637,10 @@ class RemoteChainproof(Workflows):
     def register_model_stored(self, model: str, *, digest: str, asset_name: str | None = None,
                               media_type: str = "application/octet-stream",
                               is_directory: bool = False) -> RegisteredVersion:
-        answer = self._call("POST", "/v1/model-versions", json={
-            "model": model, "digest": digest, "asset_name": asset_name,
-            "media_type": media_type, "is_directory": is_directory})
+        body = wire.ModelVersionBody(model=model, digest=digest, asset_name=asset_name,
+                                     media_type=media_type, is_directory=is_directory,
+                                     receipts=self._take_receipts())
+        answer = self._call("POST", "/v1/model-versions", json=body.model_dump(mode="json"))
         return _registered(answer)
 
     def set_alias(self, model: str, version: int, alias: str) -> None:
@@ -517,7 +679,9 @@ class RemoteChainproof(Workflows):
     def review(self, request_id: str, decision: str, reason: str | None) -> dict[str, Any]:
         body = {"decision": decision, "reason": reason}
         envelope = self._sign(self._call("POST", f"/v1/promotions/{request_id}/reviews/prepare",
-                                         json=body))
+                                         json=body),
+                              {"request": request_id, "decision": decision, "reason": reason},
+                              CHAINPROOF_APPROVAL_V1)
         return dict(self._call("POST", f"/v1/promotions/{request_id}/reviews",
                                json={**body, "envelope": envelope}))
 
@@ -534,19 +698,29 @@ class RemoteChainproof(Workflows):
                           ) -> tuple[RemoteGate, str]:
         prepared = self._call("POST", f"/v1/promotions/{request_id}/execute/prepare",
                               json={"auto": auto})
+        envelope = self._sign(prepared, {"request": request_id, "result": "allowed"},
+                              CHAINPROOF_PROMOTION_DECISION_V1)
         answer = self._call("POST", f"/v1/promotions/{request_id}/execute",
-                            json={"auto": auto, "envelope": self._sign(prepared)})
+                            json={"auto": auto, "envelope": envelope})
         return RemoteGate(answer), str(answer["decision"])
 
     def force_promotion(self, model: str, version: int, alias: str,
                         reason: str) -> tuple[RemoteGate, str]:
         body = {"model": model, "version": version, "alias": alias, "reason": reason}
         prepared = self._call("POST", "/v1/promotions/force/prepare", json=body)
-        answer = self._call("POST", "/v1/promotions/force",
-                            json={**body, "envelope": self._sign(prepared)})
+        envelope = self._sign(prepared, {"version": version, "alias": alias,
+                                         "result": "override", "reason": reason},
+                              CHAINPROOF_PROMOTION_DECISION_V1)
+        answer = self._call("POST", "/v1/promotions/force", json={**body, "envelope": envelope})
         return RemoteGate(answer), str(answer["decision"])
 
     # --- audit ------------------------------------------------------------------------------------
+
+    def log_head(self) -> dict[str, Any]:
+        return dict(self._call("GET", "/v1/audit/head"))
+
+    def consistency(self, old: int, new: int) -> dict[str, Any]:
+        return dict(self._call("GET", "/v1/audit/consistency", params={"old": old, "new": new}))
 
     def audit_verify(self, witness_notes: Sequence[str] = ()) -> RemoteAuditReport:
         return RemoteAuditReport(self._call("POST", "/v1/audit/verify",

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from chainproof.attest import (
     Signer,
@@ -28,9 +29,7 @@ from chainproof.digest import hash_bytes
 from chainproof.errors import BadInputError, ConflictError, NotFoundError, WorkspaceError
 from chainproof.records.log import Action
 from chainproof.records.names import check_name
-
-if TYPE_CHECKING:
-    from chainproof.service import Chainproof, Transaction
+from chainproof.transaction import Transaction
 
 IDENTITY_KINDS = ("person", "service")
 BUILDER_PREFIX = "https://chainproof.dev/identity/"
@@ -70,7 +69,7 @@ def load_signer(path: Path) -> Signer:
     return Signer.from_private_key(key)
 
 
-def create_identity(cp: Chainproof, tx: Transaction, name: str, kind: str = "person") -> None:
+def create_identity(tx: Transaction, name: str, kind: str = "person") -> None:
     check_name(name, what="identity")
     if kind not in IDENTITY_KINDS:
         raise BadInputError(f"unknown identity kind {kind!r}", hint="use person or service")
@@ -83,7 +82,7 @@ def create_identity(cp: Chainproof, tx: Transaction, name: str, kind: str = "per
            detail={"name": name, "kind": kind, "created_at": tx.time, "created_by": tx.actor})
 
 
-def register_key(cp: Chainproof, tx: Transaction, identity: str, public_pem: bytes) -> str:
+def register_key(tx: Transaction, identity: str, public_pem: bytes) -> str:
     if tx.session.get(IdentityRow, identity) is None:
         raise NotFoundError(f"no identity named {identity!r}",
                             hint="create it first: `chainproof identity create NAME`")
@@ -102,7 +101,10 @@ def register_key(cp: Chainproof, tx: Transaction, identity: str, public_pem: byt
     return keyid
 
 
-def revoke_key(cp: Chainproof, tx: Transaction, keyid: str, reason: str) -> None:
+def revoke_key(tx: Transaction, keyid: str, reason: str, *, compromised: bool = False) -> None:
+    """Revoke a key from now on. ``compromised``: also withdraw every signature it ever made
+    (approvals, decisions and provenance it signed stop counting; see
+    :mod:`chainproof.signatures`)."""
     if not reason.strip():
         raise BadInputError("a revocation needs a reason", hint='--reason "laptop stolen"')
     row = tx.session.get(KeyRow, keyid)
@@ -114,20 +116,20 @@ def revoke_key(cp: Chainproof, tx: Transaction, keyid: str, reason: str) -> None
     row.revoked_reason = reason
     row.revoke_seq = tx.appender.size
     tx.log(Action.KEY_REVOKE, f"key:{keyid}",
-           detail={"keyid": keyid, "revoked_at": tx.time, "reason": reason})
+           detail={"keyid": keyid, "revoked_at": tx.time, "reason": reason,
+                   "compromised": compromised})
 
 
-def keys(cp: Chainproof, identity: str | None = None) -> list[dict[str, Any]]:
-    with cp.session() as session:
-        query = select(KeyRow).order_by(KeyRow.registered_at)
-        if identity:
-            query = query.where(KeyRow.identity == identity)
-        return [{"keyid": k.keyid, "identity": k.identity, "registered_at": k.registered_at,
-                 "revoked_at": k.revoked_at, "revoked_reason": k.revoked_reason}
-                for k in session.execute(query).scalars()]
+def keys(session: Session, identity: str | None = None) -> list[dict[str, Any]]:
+    query = select(KeyRow).order_by(KeyRow.registered_at)
+    if identity:
+        query = query.where(KeyRow.identity == identity)
+    return [{"keyid": k.keyid, "identity": k.identity, "registered_at": k.registered_at,
+             "revoked_at": k.revoked_at, "revoked_reason": k.revoked_reason}
+            for k in session.execute(query).scalars()]
 
 
-def set_trust_policy(cp: Chainproof, tx: Transaction, text: str) -> int:
+def set_trust_policy(tx: Transaction, text: str) -> int:
     parse_trust_policy(text)  # refuse a bad document before anything is written
     latest = tx.session.execute(
         select(TrustPolicyRow.version).order_by(TrustPolicyRow.version.desc()).limit(1)
@@ -142,14 +144,13 @@ def set_trust_policy(cp: Chainproof, tx: Transaction, text: str) -> int:
     return version
 
 
-def trust_policy(cp: Chainproof) -> tuple[TrustPolicy, str | None]:
+def trust_policy(session: Session) -> tuple[TrustPolicy, str | None]:
     """The newest trust policy and its document (the built-in default when none was set)."""
-    with cp.session() as session:
-        row = session.execute(select(TrustPolicyRow).order_by(TrustPolicyRow.version.desc())
-                              .limit(1)).scalar_one_or_none()
-        if row is None:
-            return DEFAULT_POLICY, None
-        return parse_trust_policy(row.document, version=row.version), row.document
+    row = session.execute(select(TrustPolicyRow).order_by(TrustPolicyRow.version.desc())
+                          .limit(1)).scalar_one_or_none()
+    if row is None:
+        return DEFAULT_POLICY, None
+    return parse_trust_policy(row.document, version=row.version), row.document
 
 
 def public_key_pem(private: Path) -> bytes:

@@ -14,22 +14,31 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from chainproof import identities
-from chainproof.attest import Envelope, Statement, Verifier, load_public_key, verify_envelope
+from chainproof import catalog, identities, signatures
+from chainproof.access import grants
+from chainproof.attest import Envelope, Statement
 from chainproof.attest.statement import SLSA_PROVENANCE_V1, parse_provenance
 from chainproof.attest.trust import TrustPolicy
-from chainproof.db.tables import AttestationRow, KeyRow, LogEntryRow
+from chainproof.context import Context
+from chainproof.db.tables import AttestationRow, LogEntryRow
 from chainproof.errors import ChainproofError, ProvenanceError
-from chainproof.records.assets import SOURCE_KINDS, AssetVersion
+from chainproof.records.assets import SOURCE_KINDS, AssetKind, AssetVersion
+from chainproof.records.names import parse_ref
 from chainproof.records.steps import Step
 
-if TYPE_CHECKING:
-    from chainproof.service import Chainproof
+#: Kinds of registered source data; a model's chain must reach one of them (I9).
+_DATA_KINDS = frozenset({AssetKind.DATASET, AssetKind.LABELS})
+#: Kinds whose chain must end in registered data.
+_TRAINED_KINDS = frozenset({AssetKind.MODEL, AssetKind.FEATURES})
+#: Input categories of a trust-policy rule that name data.
+_DATA_CATEGORIES = frozenset({"source:dataset", "source:labels", "step:features",
+                              "source:features"})
 
 
 @dataclass
@@ -66,10 +75,6 @@ class ChainReport:
                 "links": [link.to_dict() for link in self.links]}
 
 
-def _no_roles(identity: str, role: str, namespace: str) -> bool:
-    return False
-
-
 @dataclass
 class _StepVerdict:
     problems: list[str]
@@ -79,32 +84,44 @@ class _StepVerdict:
     keyid: str | None
 
 
-def check_chain(cp: Chainproof, ref: str, *, now: datetime | None = None,
-                has_role: Any = _no_roles) -> ChainReport:
-    """Check every link and return the report (problems included); see :func:`verify_chain`."""
-    graph = cp.lineage(ref)
-    policy, _ = identities.trust_policy(cp)
+def check_chain(ctx: Context, ref: str, *, now: datetime | None = None,
+                session: Session | None = None) -> ChainReport:
+    """Check every link and return the report (problems included); see :func:`verify_chain`.
+
+    The one chain verifier: the promotion gate, ``verify``, ``pull``, ``load`` and ``serve``
+    all call it. ``role:NAME`` signers in the trust policy are resolved against the role
+    grants (:func:`chainproof.access.grants.has_role`)."""
     moment = now or datetime.now(UTC)
-    with cp.session() as session:
-        keys = {k.keyid: k for k in session.execute(select(KeyRow)).scalars()}
-        attestations: dict[str, list[AttestationRow]] = {}
-        if graph.steps:
-            rows = session.execute(select(AttestationRow).where(
-                AttestationRow.step_id.in_(list(graph.steps)))).scalars().all()
-            for row in rows:
-                attestations.setdefault(row.step_id or "", []).append(row)
-            seqs = [r.log_seq for r in rows]
-            logged = {seq: orjson.loads(body) for seq, body in session.execute(
-                select(LogEntryRow.seq, LogEntryRow.body).where(LogEntryRow.seq.in_(seqs)))}
-        else:
-            logged = {}
+    if session is not None:
+        return _check_chain(ctx, session, ref, moment)
+    with ctx.session() as own:
+        return _check_chain(ctx, own, ref, moment)
+
+
+def _check_chain(ctx: Context, session: Session, ref: str, moment: datetime) -> ChainReport:
+    graph = catalog.lineage(session, parse_ref(ref))
+    policy, _ = identities.trust_policy(session)
+
+    def has_role(identity: str, role: str, namespace: str) -> bool:
+        return grants.has_role(session, identity, role, namespace)
+
+    attestations: dict[str, list[AttestationRow]] = {}
+    logged: dict[int, Any] = {}
+    if graph.steps:
+        rows = session.execute(select(AttestationRow).where(
+            AttestationRow.step_id.in_(list(graph.steps)))).scalars().all()
+        for row in rows:
+            attestations.setdefault(row.step_id or "", []).append(row)
+        seqs = [r.log_seq for r in rows]
+        logged = {seq: orjson.loads(body) for seq, body in session.execute(
+            select(LogEntryRow.seq, LogEntryRow.body).where(LogEntryRow.seq.in_(seqs)))}
     verdicts: dict[str, _StepVerdict] = {}
     links = []
     for version in sorted(graph.versions.values(), key=lambda v: (v.created_at, v.ref)):
         link = Link(ref=version.ref, kind=version.kind.value, digest=version.digest,
                     step=version.producer_step)
         try:
-            cp.verify_blob(version)
+            catalog.verify_blob(ctx.store, version)
             link.checks.append("stored bytes re-hash to the digest")
         except ChainproofError as exc:
             link.problems.append(f"stored bytes: {exc.message}")
@@ -114,9 +131,9 @@ def check_chain(cp: Chainproof, ref: str, *, now: datetime | None = None,
             step = graph.steps[version.producer_step]
             verdict = verdicts.get(step.id)
             if verdict is None:
-                verdict = _check_step(step, graph.versions, attestations.get(step.id, []), keys,
-                                      logged, policy, has_role, moment,
-                                      {sid: s.kind for sid, s in graph.steps.items()})
+                verdict = _check_step(session, step, graph.versions,
+                                      attestations.get(step.id, []), logged, policy, has_role,
+                                      moment, {sid: s.kind for sid, s in graph.steps.items()})
                 verdicts[step.id] = verdict
             link.signer, link.keyid = verdict.signer, verdict.keyid
             link.checks.extend(verdict.checks)
@@ -130,12 +147,21 @@ def check_chain(cp: Chainproof, ref: str, *, now: datetime | None = None,
             elif verdict.subjects:
                 link.checks.append("signed statement names this version and digest")
         links.append(link)
+    root = graph.versions.get(graph.root)
+    if root is not None and root.kind in _TRAINED_KINDS and not any(
+            v.producer_step is None and v.kind in _DATA_KINDS for v in graph.versions.values()):
+        # I9: a chain must end in registered source data; code alone trains nothing.
+        for link in links:
+            if link.ref == root.ref:
+                link.problems.append(
+                    f"{root.ref}: its chain does not end in registered source data (no "
+                    "dataset or labels version upstream): data from nowhere")
     return ChainReport(target=graph.root, policy_version=policy.version, links=links)
 
 
-def verify_chain(cp: Chainproof, ref: str, **kwargs: Any) -> ChainReport:
+def verify_chain(ctx: Context, ref: str, **kwargs: Any) -> ChainReport:
     """Verify the chain; raise :class:`ProvenanceError` naming every failed link."""
-    report = check_chain(cp, ref, **kwargs)
+    report = check_chain(ctx, ref, **kwargs)
     if not report.ok:
         problems = [f"{link.ref}: {p}" for link in report.links for p in link.problems]
         error = ProvenanceError(
@@ -164,8 +190,8 @@ def _check_source(version: AssetVersion, policy: TrustPolicy, has_role: Any, lin
     link.checks.append(f"registered source {version.kind.value} by {version.created_by}")
 
 
-def _check_step(step: Step, versions: dict[str, AssetVersion], rows: list[AttestationRow],
-                keys: dict[str, KeyRow], logged: dict[int, Any], policy: TrustPolicy,
+def _check_step(session: Session, step: Step, versions: dict[str, AssetVersion],
+                rows: list[AttestationRow], logged: dict[int, Any], policy: TrustPolicy,
                 has_role: Any, now: datetime, step_kinds: dict[str, str]) -> _StepVerdict:
     problems: list[str] = []
     checks: list[str] = []
@@ -180,36 +206,23 @@ def _check_step(step: Step, versions: dict[str, AssetVersion], rows: list[Attest
             or entry.get("detail", {}).get("payload_digest") != row.payload_digest):
         problems.append(f"{tag}: its attestation is not the one recorded in the audit log")
         signed_at = row.created_at
+        signed_seq = None
     else:
         signed_at = entry["time"]
-    # Only keys registered to the identity that ran the step are trusted for it.
-    own = {k.keyid: k for k in keys.values() if k.identity == step.identity}
+        signed_seq = row.log_seq
     try:
         envelope = Envelope.from_json(row.envelope)
     except ChainproofError as exc:
         return _StepVerdict([f"{tag}: attestation is malformed: {exc.message}"], [], set(),
                             step.identity, None)
     used = next((s.keyid for s in envelope.signatures if s.keyid), None) or row.keyid
-    key = keys.get(used)
-    if key is None:
-        problems.append(f"{tag}: signed by key {used[:16]}…, which is not registered")
-    elif key.identity != step.identity:
-        problems.append(f"{tag}: signed by a key of {key.identity}, but the step ran as "
-                        f"{step.identity}")
-    else:
-        if key.registered_at > signed_at:
-            problems.append(f"{tag}: signed at {signed_at}, before its key was registered "
-                            f"({key.registered_at})")
-        if key.revoked_at is not None and key.revoked_at <= signed_at:
-            problems.append(f"{tag}: signed at {signed_at} by key {used[:16]}…, revoked at "
-                            f"{key.revoked_at} ({key.revoked_reason})")
-    trusted = {k.keyid: Verifier.from_public_key(load_public_key(k.public_pem.encode()))
-               for k in own.values()}
     if "sha256:" + hashlib.sha256(envelope.payload).hexdigest() != row.payload_digest:
         problems.append(f"{tag}: the attestation's payload is not the one whose digest was "
                         "logged (it was replaced)")
     try:
-        payload = verify_envelope(envelope, trusted, threshold=1)
+        # Only keys of the identity that ran the step, trusted when the log recorded it.
+        payload, _ = signatures.verify_signed(session, envelope, step.identity,
+                                              signed_seq)
         checks.append(f"DSSE signature by {step.identity} key {used[:12]}… verifies")
     except ChainproofError as exc:
         problems.append(f"{tag}: signature does not verify: {exc.message}")
@@ -247,6 +260,7 @@ def _check_step(step: Step, versions: dict[str, AssetVersion], rows: list[Attest
         else:
             checks.append(f"{step.identity} may attest {step.kind} under policy "
                           f"v{policy.version}")
+        categories = set()
         for ref in step.inputs:
             source = versions.get(ref)
             if source is None:
@@ -255,9 +269,17 @@ def _check_step(step: Step, versions: dict[str, AssetVersion], rows: list[Attest
                              if source.producer_step else None)
             category = (f"step:{producer_kind}" if producer_kind
                         else f"source:{source.kind.value}")
+            categories.add(category)
             if not rule.allows_input(category):
                 problems.append(f"{tag}: input {ref} ({category}) is not an allowed input of "
                                 f"{step.kind} steps under trust policy v{policy.version}")
+        # The data kinds a rule lists are requirements, not only permissions: a step whose rule
+        # names data inputs must consume at least one of them (no model from nowhere).
+        wanted_data = {c for c in rule.inputs if c in _DATA_CATEGORIES}
+        if wanted_data and not categories & wanted_data:
+            problems.append(f"{tag}: consumes none of the data its trust policy requires "
+                            f"({', '.join(sorted(wanted_data))}): its output came from no "
+                            "registered data")
         if rule.max_age is not None:
             age = now - datetime.fromisoformat(signed_at)
             if age > rule.max_age:

@@ -22,7 +22,8 @@ from typing import Any
 from chainproof.errors import BadInputError
 from chainproof.records.assets import AssetKind
 from chainproof.records.names import DEFAULT_NAMESPACE
-from chainproof.service import Chainproof, OutputSpec, StepResult, now
+from chainproof.records.steps import OutputSpec, now
+from chainproof.service import Chainproof, StepResult
 
 
 class StepRecorder:

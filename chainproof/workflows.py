@@ -16,14 +16,18 @@ import rfc8785
 
 from chainproof.errors import BadInputError
 from chainproof.records.assets import AssetKind, AssetVersion
-from chainproof.records.names import DEFAULT_NAMESPACE, check_name, parse_ref
+from chainproof.records.names import DEFAULT_NAMESPACE, check_kind, check_name, parse_ref
 from chainproof.records.steps import OutputSpec, now
+from chainproof.validate import Profile, profile_reference, validate_dataset
 
 
 class Workflows:
     """Mixin: needs ``resolve``, ``materialize``, ``add``, ``record_step`` and ``settings``."""
 
     settings: Any
+    #: The exit status of the last command :meth:`run` ran, when it failed (the CLI passes it
+    #: through as its own).
+    returncode: int | None = None
 
     def resolve(self, ref: str, *, namespace: str | None = None) -> AssetVersion:
         raise NotImplementedError
@@ -68,14 +72,24 @@ class Workflows:
             run_env[key] = str(local)
             substitutions[f"{{input:{version.name}}}"] = str(local)
         argv = [substitute(arg, substitutions) for arg in command]
+        before = {spec.path: _stat(spec.path) for spec in outputs}
         started = now()
         error = None
         try:
             done = subprocess.run(argv, cwd=cwd, env=run_env, check=False)
             if done.returncode != 0:
                 error = f"command exited with status {done.returncode}: {' '.join(argv)}"
+                self.returncode = done.returncode
         except OSError as exc:
             error = f"command could not start: {exc}"
+        if error is None:
+            # An output must be written by this step: a file left over from an earlier run,
+            # untouched by the command, is not its output (no stale model registered).
+            stale = [str(p) for p, seen in before.items() if seen is not None
+                     and seen == _stat(p)]
+            if stale:
+                error = ("outputs were not written by the command (left over from before it "
+                         "started): " + ", ".join(stale))
         return self.record_step(kind=kind, inputs=all_inputs, outputs=outputs, command=argv,
                                 parameters=parameters, started_at=started, error=error,
                                 namespace=namespace, cwd=cwd)
@@ -84,7 +98,7 @@ class Workflows:
                       passed: bool, name: str, namespace: str | None = None) -> AssetVersion:
         """Store a report about ``subjects`` as a signed ``report`` asset produced by a step
         that consumed them, so it sits in their lineage and can serve as promotion evidence."""
-        check_name(report_kind, what="report kind")
+        check_kind(report_kind, what="report kind")
         ns = namespace or (parse_ref(subjects[0]).namespace if subjects else DEFAULT_NAMESPACE)
         document: dict[str, Any] = {"report_kind": report_kind, "passed": passed,
                     "subjects": [{"ref": r, "digest": self.resolve(r, namespace=ns).digest}
@@ -109,8 +123,6 @@ class Workflows:
         per digest and cached. With ``record`` the report becomes a signed ``validation``
         report asset in the dataset's lineage (promotion evidence). Returns (report, report
         asset, reference ref)."""
-        from chainproof.validate import Profile, profile_reference, validate_dataset
-
         current = self.resolve(ref)
         if reference is None and current.version > 1:
             reference = f"{current.namespace}/{current.name}@{current.version - 1}"
@@ -144,6 +156,19 @@ class Workflows:
                                           name=f"{current.name}-validation",
                                           namespace=current.namespace)
         return report, recorded, reference_version.ref if reference_version else None
+
+
+def _stat(path: Path) -> tuple[int, int, int] | None:
+    """(inode, size, mtime in ns) of a file, or of a directory's newest entry; None if absent."""
+    try:
+        if path.is_dir():
+            stats = [p.stat() for p in path.rglob("*")] or [path.stat()]
+            newest = max(stats, key=lambda st: st.st_mtime_ns)
+            return (newest.st_ino, sum(st.st_size for st in stats), newest.st_mtime_ns)
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def code_name(path: Path) -> str:

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
+import json
 import secrets
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Engine, bindparam, select
 from sqlalchemy.orm import Session
 
 from chainproof.access.matrix import NamespaceMode, Permission, Role, permissions
 from chainproof.db.engine import query_driver
-from chainproof.db.tables import IdentityRow, NamespaceRow, RoleGrantRow, TokenRow
+from chainproof.db.tables import IdentityRow, LogEntryRow, NamespaceRow, RoleGrantRow, TokenRow
 from chainproof.errors import (
     AuthenticationError,
     BadInputError,
@@ -22,9 +24,7 @@ from chainproof.errors import (
 )
 from chainproof.records.log import Action
 from chainproof.records.names import check_name
-
-if TYPE_CHECKING:
-    from chainproof.service import Transaction
+from chainproof.transaction import Transaction
 
 TOKEN_PREFIX = "cpt_"
 GLOBAL = "*"
@@ -56,21 +56,52 @@ def grants_of(session: Session, identity: str) -> list[tuple[str, str]]:
             session.connection().execute(_GRANTS_OF, {"identity": identity})]
 
 
-def allowed(session: Session, identity: str, permission: Permission, namespace: str) -> bool:
+def permitted(session: Session, identity: str, namespace: str) -> frozenset[Permission]:
+    """Every permission ``identity`` holds in ``namespace`` (one query). The one place a
+    permission is decided: every other check calls this."""
     rows = session.connection().execute(
         _GRANTS_WITH_MODE, {"identity": identity, "namespace": namespace}).all()
     if not rows:
-        return False  # no grants at all: nothing is allowed, whatever the namespace's mode
+        return frozenset()  # no grants at all: nothing is allowed, whatever the mode
     mode = NamespaceMode(rows[0].mode) if rows[0].mode and namespace != GLOBAL \
         else NamespaceMode.GOVERNED
-    return permission in permissions([(r.role, r.namespace) for r in rows], namespace, mode)
+    return permissions([(r.role, r.namespace) for r in rows], namespace, mode)
+
+
+def allowed(session: Session, identity: str, permission: Permission, namespace: str) -> bool:
+    return permission in permitted(session, identity, namespace)
 
 
 def has_role(session: Session, identity: str, role: str, namespace: str) -> bool:
-    import fnmatch
-
     return any(r == role and (p == namespace or fnmatch.fnmatchcase(namespace, p))
                for r, p in grants_of(session, identity))
+
+
+def holds_role_from_another(session: Session, identity: str, role: str, namespace: str,
+                            as_of: int | None = None) -> bool:
+    """Whether ``identity`` held ``role`` in ``namespace`` (now, or just before audit-log
+    position ``as_of``) through a grant made by another identity. Past roles are replayed from
+    the log's ``role.grant``/``role.revoke`` entries, not read from editable rows."""
+    held: dict[tuple[str, str], str] = {}
+    if as_of is None:
+        for r in session.execute(select(RoleGrantRow).where(
+                RoleGrantRow.identity == identity, RoleGrantRow.role == role)).scalars():
+            held[(r.role, r.namespace)] = r.granted_by
+    else:
+        for seq, action, body in session.execute(
+                select(LogEntryRow.seq, LogEntryRow.action, LogEntryRow.body).where(
+                    LogEntryRow.object.startswith(f"role:{identity}:{role}:", autoescape=True),
+                    LogEntryRow.seq < as_of).order_by(LogEntryRow.seq)):
+            del seq
+            detail = json.loads(bytes(body))["detail"]
+            key = (str(detail["role"]), str(detail["namespace"]))
+            if action == Action.ROLE_GRANT.value:
+                held[key] = str(detail.get("granted_by"))
+            else:
+                held.pop(key, None)
+    return any(r == role and granter != identity
+               and (p == namespace or fnmatch.fnmatchcase(namespace, p))
+               for (r, p), granter in held.items())
 
 
 def denied(identity: str, permission: Permission, namespace: str, what: str, message: str,

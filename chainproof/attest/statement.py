@@ -22,6 +22,7 @@ from typing import Any
 import rfc8785
 
 from chainproof.errors import BadInputError, MalformedFileError, ProvenanceError
+from chainproof.records.names import KIND_PATTERN
 
 __all__ = [
     "CHAINPROOF_APPROVAL_V1",
@@ -57,8 +58,8 @@ KNOWN_PREDICATE_TYPES = frozenset(
 )
 
 _BUILD_TYPE_PREFIX = "https://chainproof.dev/step/"
-_BUILD_TYPE_RE = re.compile(r"^https://chainproof\.dev/step/([a-z0-9][a-z0-9-]{0,62})/v1$")
-_STEP_KIND_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_BUILD_TYPE_RE = re.compile(rf"^https://chainproof\.dev/step/({KIND_PATTERN})/v1$")
+_STEP_KIND_RE = re.compile(rf"^{KIND_PATTERN}$")
 _HEX_RE = re.compile(r"^[0-9a-f]+$")
 _URI_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:\S+$")
 # Hex lengths of the in-toto digest algorithms we can check; others must still be lowercase hex.

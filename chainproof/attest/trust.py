@@ -89,6 +89,16 @@ class TrustPolicy:
         steps = found[1].steps
         return steps.get(kind) or steps.get("*")
 
+    def explicit_step_rule(self, namespace: str, kind: str) -> StepRule | None:
+        """The rule for ``kind`` steps in ``namespace`` if the policy names who signs them
+        (anything but the catch-all ``signers: ["*"]``); None otherwise. Evidence (scan,
+        validation, evaluation reports) counts only from such signers, or out of the box from
+        the governed namespace's evaluators."""
+        rule = self.step_rule(namespace, kind)
+        if rule is None or rule.signers == ("*",):
+            return None
+        return rule
+
     def allows_source(self, namespace: str, kind: str, identity: str,
                       has_role: Callable[[str, str, str], bool]) -> bool:
         found = self._rules(namespace)

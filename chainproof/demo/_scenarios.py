@@ -449,9 +449,44 @@ def unauthorized_promotion(demo: Demo) -> list[Attempt]:
         attempts.append(Attempt(scenario, *cases[1], Outcome.CAUGHT, _first_problem(exc),
                                 type(exc).__name__))
     attempts.append(_edit_alias(demo, scenario, *cases[2], rogue))
+    attempts.append(_forged_evidence(demo, scenario))
     for attempt in attempts:
         _say_attempt(demo, attempt)
     return attempts
+
+
+def _forged_evidence(demo: Demo, scenario: str) -> Attempt:
+    """The trainer, also a trainer in an experiment namespace, records there a passing scan
+    report and perfect metrics about its own unevaluated warehouse model, then asks for
+    production: evidence counts only from signers the governed namespace trusts for it."""
+    attack = ("forged evidence: the trainer records a passing scan and auc 0.99 about its own "
+              "model from the experiment namespace 'lab'")
+    control = "evidence trust: reports count only from the governed namespace's evaluators"
+    model = f"{NAMESPACE}/{FRAUD.model}"
+    demo.cp.set_namespace_mode("lab", "experiment")
+    demo.cp.grant_role("svc-trainer", "trainer", "lab")
+    trainer = demo.as_("svc-trainer")
+    ref = _unevaluated_model(demo)
+    version = _registered(demo, ref)
+    trainer.record_report(report_kind="scan", subjects=[ref], passed=True,
+                          report={"verdict": "clean", "note": "trust me"},
+                          name="self-scan", namespace="lab")
+    demo.say(f"  [red]svc-trainer[/] records in 'lab' a passing scan of its own {ref}")
+    try:
+        request = demo.as_("svc-deployer").request_promotion(model, version, "production")
+        demo.as_("svc-deployer").execute_promotion(request)
+    except PolicyViolationError as exc:
+        gate = getattr(exc, "gate", None)
+        scan = next((o for o in (gate.outcomes if gate else []) if o.rule == "evidence:scan"),
+                    None)
+        caught = scan is not None and not scan.passed
+        return Attempt(scenario, attack, control, Outcome.CAUGHT if caught else Outcome.MISSED,
+                       _short(f"evidence:scan: {scan.detail}" if scan else
+                              _failed_rules(exc), 220), type(exc).__name__)
+    except ChainproofError as exc:
+        return Attempt(scenario, attack, control, Outcome.CAUGHT, _first_problem(exc),
+                       type(exc).__name__)
+    return Attempt(scenario, attack, control, Outcome.MISSED, "the forged evidence counted")
 
 
 def _edit_alias(demo: Demo, scenario: str, attack: str, control: str, rogue: int) -> Attempt:

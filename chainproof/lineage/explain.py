@@ -8,28 +8,31 @@ digest and a verification status (its stored bytes re-hashed, I1).
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 from chainproof.errors import ChainproofError
 from chainproof.lineage.graph import LineageGraph
 from chainproof.records.assets import SOURCE_KINDS, AssetKind, AssetVersion
-
-if TYPE_CHECKING:
-    from chainproof.service import Chainproof
+from chainproof.store import ObjectStore
 
 _SMALL_JSON = 1_000_000
 
 
-def explain(cp: Chainproof, ref: str, *, verify: bool = True) -> dict[str, Any]:
-    up = cp.lineage(ref, direction="upstream")
-    down = cp.lineage(ref, direction="downstream")
+def explain(store: ObjectStore, up: LineageGraph, down: LineageGraph,
+            verify_blob: Callable[[AssetVersion], None] | None) -> dict[str, Any]:
+    """The answer for the version at the root of ``up`` (its upstream graph) and ``down``
+    (its downstream graph): data, code, intermediates, steps, metrics and reports, each with
+    its digest and verification status (``verify_blob`` re-hashes a version's stored bytes and
+    raises on a mismatch; None: not checked)."""
     target = up.versions[up.root]
+    verify = verify_blob is not None
 
     def status(version: AssetVersion) -> str:
-        if not verify:
+        if verify_blob is None:
             return "not checked"
         try:
-            cp.verify_blob(version)
+            verify_blob(version)
         except ChainproofError as exc:
             return f"FAILED: {exc.message}"
         return "verified"
@@ -55,7 +58,7 @@ def explain(cp: Chainproof, ref: str, *, verify: bool = True) -> dict[str, Any]:
         else:
             intermediate.append(item(v))
     steps = [_step_summary(s) for s in sorted(up.steps.values(), key=lambda s: s.started_at)]
-    metrics, reports = _evidence(cp, down, up, item)
+    metrics, reports = _evidence(store, down, up, item)
     incomplete = [v.ref for v in up.versions.values()
                   if v.producer_step is None and v.kind not in SOURCE_KINDS
                   and v.ref != up.root]
@@ -88,7 +91,7 @@ def _step_summary(step: Any) -> dict[str, Any]:
                             "distributions_digest": env.get("distributions_digest")}}
 
 
-def _evidence(cp: Chainproof, down: LineageGraph, up: LineageGraph,
+def _evidence(store: ObjectStore, down: LineageGraph, up: LineageGraph,
               item: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     metrics: list[dict[str, Any]] = []
     reports: list[dict[str, Any]] = []
@@ -101,7 +104,7 @@ def _evidence(cp: Chainproof, down: LineageGraph, up: LineageGraph,
             entry = item(v)
             if v.kind is AssetKind.METRICS and not v.is_directory and v.size <= _SMALL_JSON:
                 try:
-                    entry["values"] = json.loads(cp.store.read_bytes(v.digest))
+                    entry["values"] = json.loads(store.read_bytes(v.digest))
                 except (ChainproofError, ValueError):
                     entry["values"] = None
             (metrics if v.kind is AssetKind.METRICS else reports).append(entry)

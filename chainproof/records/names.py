@@ -16,7 +16,12 @@ from chainproof.errors import InvalidNameError, InvalidReferenceError
 DEFAULT_NAMESPACE = "default"
 MAX_VERSION = 2**31 - 1  # versions are 32-bit integers in every database
 
+MAX_NAME = 128
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
+#: Step and report kinds: they become part of the SLSA buildType URI
+#: (``https://chainproof.dev/step/<kind>/v1``), so lowercase letters, digits and '-', ≤ 63.
+KIND_PATTERN = r"[a-z0-9][a-z0-9-]{0,62}"
+_KIND_RE = re.compile(KIND_PATTERN)
 
 
 def check_name(name: str, *, what: str = "name") -> str:
@@ -44,6 +49,16 @@ def check_name(name: str, *, what: str = "name") -> str:
             "at most 128 characters",
         )
     return name
+
+
+def check_kind(kind: str, *, what: str = "step kind") -> str:
+    """Return ``kind`` if it is a valid step or report kind (lowercase letters, digits and '-',
+    starting with a letter or digit, at most 63 characters), else raise InvalidNameError."""
+    if isinstance(kind, str) and _KIND_RE.fullmatch(kind):
+        return kind
+    raise InvalidNameError(f"{what} {kind!r} is not valid",
+                           hint="use lowercase letters, digits and '-', at most 63 characters "
+                                "(e.g. train, evaluate, feature-build)")
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import hashlib
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import orjson
 import yaml
@@ -22,6 +22,7 @@ from sqlalchemy import bindparam, func, insert, select, text, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
+from chainproof import catalog, identities, provenance, signatures
 from chainproof.access import Permission
 from chainproof.access import grants as access
 from chainproof.attest import (
@@ -30,18 +31,16 @@ from chainproof.attest import (
     Envelope,
     Statement,
     Subject,
-    Verifier,
-    load_public_key,
-    verify_envelope,
 )
+from chainproof.context import Context
 from chainproof.db.tables import (
     AliasHistoryRow,
     AliasRow,
     ApprovalRow,
     AssetRow,
     AssetVersionRow,
+    AttestationRow,
     DecisionRow,
-    KeyRow,
     ModelRow,
     ModelVersionRow,
     PromotionPolicyRow,
@@ -55,7 +54,7 @@ from chainproof.errors import (
     NotFoundError,
     PolicyViolationError,
 )
-from chainproof.records.assets import AssetKind
+from chainproof.records.assets import AssetKind, AssetVersion
 from chainproof.records.log import Action
 from chainproof.records.names import DEFAULT_NAMESPACE, MAX_VERSION, check_name, parse_ref
 from chainproof.registry.policy import (
@@ -68,10 +67,7 @@ from chainproof.registry.policy import (
     evaluate,
     parse_policy,
 )
-
-if TYPE_CHECKING:
-    from chainproof.records.assets import AssetVersion
-    from chainproof.service import Chainproof, StagedOutput, Transaction
+from chainproof.transaction import Transaction
 
 _REPORT_LIMIT = 5_000_000
 
@@ -186,7 +182,7 @@ def version_key(session: Session, model: _Model, version: int) -> VersionKey:
                                                          "version": version}).one_or_none()
         if row is not None:
             return VersionKey(row.version, row.digest)
-    _version(session, model, version)  # raises the precise NotFoundError
+    model_version(session, model, version)  # raises the precise NotFoundError
     raise NotFoundError(f"{model_label(model.namespace, model.name)} has no version {version}")
 
 
@@ -200,9 +196,9 @@ def find_model(session: Session, model: str) -> ModelRow:
     return row
 
 
-def create_model(cp: Chainproof, tx: Transaction, model: str) -> ModelRow:
+def create_model(ctx: Context, tx: Transaction, model: str) -> ModelRow:
     ref = parse_ref(model)
-    cp.require(tx.session, Permission.WRITE_MODEL, ref.namespace, "register models")
+    ctx.require(tx.session, Permission.WRITE_MODEL, ref.namespace, "register models")
     exists = tx.session.execute(select(ModelRow).where(
         ModelRow.namespace == ref.namespace, ModelRow.name == ref.name)).scalar_one_or_none()
     if exists is not None:
@@ -217,13 +213,13 @@ def create_model(cp: Chainproof, tx: Transaction, model: str) -> ModelRow:
     return row
 
 
-def register_version(cp: Chainproof, tx: Transaction, model: str, asset_ref: str) -> int:
+def register_version(ctx: Context, tx: Transaction, model: str, asset_ref: str) -> int:
     """Pin an existing model asset version as ``model``'s next version."""
     # Permission first: an outsider learns nothing, not even whether the model exists.
-    cp.require(tx.session, Permission.WRITE_MODEL, parse_ref(model).namespace,
+    ctx.require(tx.session, Permission.WRITE_MODEL, parse_ref(model).namespace,
                "register model versions")
     row = find_model(tx.session, model)
-    version_row, asset = cp._find(tx.session, parse_ref(asset_ref, namespace=row.namespace))
+    version_row, asset = catalog.find(tx.session, parse_ref(asset_ref, namespace=row.namespace))
     if asset.kind != AssetKind.MODEL.value:
         raise BadInputError(f"{asset_ref} is a {asset.kind}, not a model",
                             hint="register the model file as a model asset first")
@@ -231,18 +227,18 @@ def register_version(cp: Chainproof, tx: Transaction, model: str, asset_ref: str
                 f"{asset.namespace}/{asset.name}@{version_row.version}")
 
 
-def register_stored_version(cp: Chainproof, tx: Transaction, model: str,
-                            staged: StagedOutput) -> tuple[int, AssetVersion, bool]:
+def register_stored_version(ctx: Context, tx: Transaction, model: str,
+                            staged: catalog.Staged) -> tuple[int, AssetVersion, bool]:
     """Register stored bytes as a model asset version (or find the version that holds exactly
     these bytes) and pin it as ``model``'s next version: one transaction, two log entries.
     Returns (model version, asset version, whether the asset version is new)."""
-    cp.require(tx.session, Permission.WRITE_MODEL, parse_ref(model).namespace,
+    ctx.require(tx.session, Permission.WRITE_MODEL, parse_ref(model).namespace,
                "register model versions")
     row = model_key(tx.session, model)
-    if staged.spec.kind is not AssetKind.MODEL:
-        raise BadInputError(f"{staged.spec.name} is registered as a {staged.spec.kind.value}, "
+    if staged.kind is not AssetKind.MODEL:
+        raise BadInputError(f"{staged.name} is registered as a {staged.kind.value}, "
                             "not a model")
-    asset, created, version_row_id = cp._register(tx, staged, row.namespace, producer=None)
+    asset, created, version_row_id = catalog.register(tx, staged, row.namespace, producer=None)
     return (_pin(tx, row, version_row_id, asset.digest,
                  f"{asset.namespace}/{asset.name}@{asset.version}"), asset, created)
 
@@ -264,7 +260,7 @@ def _pin(tx: Transaction, row: _Model, asset_version_id: int, digest: str,
     return version
 
 
-def _version(session: Session, model: _Model, version: int) -> ModelVersionRow:
+def model_version(session: Session, model: _Model, version: int) -> ModelVersionRow:
     if not 1 <= version <= MAX_VERSION:
         raise NotFoundError(f"{model_label(model.namespace, model.name)} has no version "
                             f"{version}", hint="versions run from 1")
@@ -287,6 +283,18 @@ def asset_ref_of(session: Session, mv: ModelVersionRow) -> str:
 # --- policy ---------------------------------------------------------------------------------------
 
 
+def policy_version(session: Session, version: int) -> PromotionPolicy:
+    """The promotion policy as it was at ``version`` (0: the built-in default)."""
+    if version == 0:
+        return DEFAULT_POLICY
+    row = session.execute(select(PromotionPolicyRow.document).where(
+        PromotionPolicyRow.version == version)).scalar_one_or_none()
+    if row is None:
+        raise NotFoundError(f"promotion policy version {version} does not exist",
+                            hint="run `chainproof audit verify`: the policy history was edited")
+    return _parsed_policy(row, version)
+
+
 def current_policy(session: Session) -> tuple[PromotionPolicy, str | None]:
     row = session.connection().execute(_LATEST_POLICY).one_or_none()
     if row is None:
@@ -301,8 +309,8 @@ def _parsed_policy(document: str, version: int) -> PromotionPolicy:
     return parse_policy(document, version=version)
 
 
-def set_policy(cp: Chainproof, tx: Transaction, document: str) -> int:
-    cp.require(tx.session, Permission.ADMIN, access.GLOBAL, "set the promotion policy")
+def set_policy(ctx: Context, tx: Transaction, document: str) -> int:
+    ctx.require(tx.session, Permission.ADMIN, access.GLOBAL, "set the promotion policy")
     parse_policy(document)
     latest = tx.session.execute(select(func.max(PromotionPolicyRow.version))).scalar_one() or 0
     digest = _sha(document.encode())
@@ -351,7 +359,7 @@ def _move(tx: Transaction, model: _Model, alias: str, mv: _Version, *,
                    "override": override, "reason": reason})
 
 
-def set_alias(cp: Chainproof, tx: Transaction, model: str, version: int, alias: str) -> None:
+def set_alias(ctx: Context, tx: Transaction, model: str, version: int, alias: str) -> None:
     """Move an unprotected alias directly (experiment work: ``staging``, ``candidate``...)."""
     namespace = parse_ref(model).namespace
     policy, _ = current_policy(tx.session)
@@ -361,7 +369,7 @@ def set_alias(cp: Chainproof, tx: Transaction, model: str, version: int, alias: 
             f"alias {alias!r} is protected: it moves only through a promotion",
             f"`chainproof promote {model}@{version} --to {alias}` opens a request")
     # Permission before the lookup: an outsider learns nothing, not even whether it exists.
-    cp.require(tx.session, Permission.MOVE_ALIAS, namespace, f"move alias {alias}")
+    ctx.require(tx.session, Permission.MOVE_ALIAS, namespace, f"move alias {alias}")
     row, pinned = model_and_version(tx.session, model, version)
     _move(tx, row, alias, pinned, decision_id=None, override=False, reason=None)
 
@@ -412,13 +420,13 @@ def resolve_alias(session: Session, model: str, alias: str) -> tuple[ModelRow, A
 # --- promotion ------------------------------------------------------------------------------------
 
 
-def request_promotion(cp: Chainproof, tx: Transaction, model: str, version: int,
+def request_promotion(ctx: Context, tx: Transaction, model: str, version: int,
                       alias: str, request_id: str | None = None) -> str:
     check_name(alias, what="alias")
     row = find_model(tx.session, model)
-    cp.require(tx.session, Permission.REQUEST_PROMOTION, row.namespace,
+    ctx.require(tx.session, Permission.REQUEST_PROMOTION, row.namespace,
                "request promotions")
-    mv = _version(tx.session, row, version)
+    mv = model_version(tx.session, row, version)
     policy, _ = current_policy(tx.session)
     request_id = request_id or uuid.uuid4().hex[:16]
     if tx.session.get(PromotionRequestRow, request_id) is not None:
@@ -436,7 +444,7 @@ def request_promotion(cp: Chainproof, tx: Transaction, model: str, version: int,
     return request_id
 
 
-def _request(session: Session, request_id: str) -> PromotionRequestRow:
+def promotion_request(session: Session, request_id: str) -> PromotionRequestRow:
     row = session.get(PromotionRequestRow, request_id)
     if row is None:
         raise NotFoundError(f"no promotion request {request_id}",
@@ -456,13 +464,13 @@ def _approval_statement(req: PromotionRequestRow, model: ModelRow, decision: str
                    "reason": reason, "approver": approver})
 
 
-def review(cp: Chainproof, tx: Transaction, request_id: str, decision: str,
+def review(ctx: Context, tx: Transaction, request_id: str, decision: str,
            reason: str | None, sign: Callable[[bytes], str]) -> None:
     """Record one approver's signed approval or rejection of a request."""
-    req = _request(tx.session, request_id)
+    req = promotion_request(tx.session, request_id)
     model = tx.session.get(ModelRow, req.model_id)
     assert model is not None
-    cp.require(tx.session, Permission.APPROVE, model.namespace, "approve promotions")
+    ctx.require(tx.session, Permission.APPROVE, model.namespace, "approve promotions")
     if req.status != "pending":
         raise ConflictError(f"promotion request {request_id} is {req.status}, not pending")
     if decision == "reject" and not (reason or "").strip():
@@ -477,7 +485,7 @@ def review(cp: Chainproof, tx: Transaction, request_id: str, decision: str,
         raise BadInputError(f"unknown review decision {decision!r}", hint="approve or reject")
     payload = _approval_statement(req, model, decision, reason, tx.actor).to_json_bytes()
     envelope = sign(payload)
-    keyid = cp._accept_signature(tx, envelope, payload)
+    keyid = signatures.accept_signature(tx, envelope, payload)
     tx.session.add(ApprovalRow(request_id=request_id, approver=tx.actor, decision=decision,
                                reason=reason, envelope=envelope, keyid=keyid,
                                created_at=tx.time, log_seq=tx.appender.size))
@@ -514,33 +522,43 @@ class GateResult:
                 "rules": [o.to_dict() for o in self.outcomes]}
 
 
-def evaluate_gate(cp: Chainproof, session: Session, model: ModelRow, version: int, alias: str,
-                  request: PromotionRequestRow | None) -> GateResult:
-    """Gather every fact the policy needs (verifying as it goes) and evaluate each rule."""
-    from chainproof.provenance import check_chain
+def evaluate_gate(ctx: Context, session: Session, model: ModelRow, version: int, alias: str,
+                  request: PromotionRequestRow | None, *, policy: PromotionPolicy | None = None,
+                  as_of: int | None = None) -> GateResult:
+    """Gather every fact the policy needs (verifying as it goes) and evaluate each rule.
 
-    policy, _ = current_policy(session)
+    The one gate: ``policy check``, ``execute`` and ``load`` all call it. By default it judges
+    now, under the current policy. ``load`` re-checks a past decision with the ``policy`` it
+    recorded and ``as_of`` its audit-log position: approvers' roles are those they held then
+    (from the log), so a later departure or a stricter policy does not unmake production.
+    Keys are always judged at the log position of each signature; a key revoked as
+    compromised withdraws its signatures whenever they were made."""
+    if policy is None:
+        policy, _ = current_policy(session)
     rule = policy.rule_for(model.namespace, model.name, alias)
-    mv = _version(session, model, version)
+    mv = model_version(session, model, version)
     asset_ref = asset_ref_of(session, mv)
 
     def role_check(identity: str, role: str, namespace: str) -> bool:
-        return access.has_role(session, identity, role, namespace)
+        # An approval counts only if the role came from someone else: an admin cannot make
+        # itself an approver.
+        return access.holds_role_from_another(session, identity, role, namespace, as_of)
 
-    chain = check_chain(cp, asset_ref, has_role=role_check)
+    chain = provenance.check_chain(ctx, asset_ref, session=session)
     chain_problems = [f"{link.ref}: {p}" for link in chain.links for p in link.problems]
-    graph = cp.lineage(asset_ref)
+    graph = catalog.lineage(session, parse_ref(asset_ref))
     authors = ({s.identity for s in graph.steps.values()}
                | {v.created_by for v in graph.versions.values()})
     inputs = sorted({(v.namespace, v.name) for v in graph.versions.values()
                      if v.kind in (AssetKind.DATASET, AssetKind.LABELS)})
-    evidence, metrics = _evidence(cp, session, [v.ref for v in graph.versions.values()],
-                                  asset_ref)
+    evidence, metrics = _evidence(ctx, session, graph.versions.values(), asset_ref,
+                                  model.namespace, rule, as_of)
     current = session.get(AliasRow, (model.id, alias))
     current_metrics = None
     if current is not None and current.version != version:
-        current_ref = asset_ref_of(session, _version(session, model, current.version))
-        current_metrics = _evidence(cp, session, [], current_ref)[1]
+        current_ref = asset_ref_of(session, model_version(session, model, current.version))
+        current_metrics = _evidence(ctx, session, [], current_ref, model.namespace, rule,
+                                    as_of)[1]
     approvals, rejections = [], []
     if request is not None:
         for row in session.execute(select(ApprovalRow).where(
@@ -564,15 +582,10 @@ def _check_approval(session: Session, row: ApprovalRow, request: PromotionReques
                     authors: set[str]) -> ApprovalFact:
     role = rule.approvals.role if rule.approvals else "approver"
     independent = row.approver not in authors
-    keys = {k.keyid: k for k in session.execute(
-        select(KeyRow).where(KeyRow.identity == row.approver)).scalars()}
     problem = None
     try:
-        envelope = Envelope.from_json(row.envelope)
-        trusted = {k.keyid: Verifier.from_public_key(load_public_key(k.public_pem.encode()))
-                   for k in keys.values()
-                   if k.revoked_at is None or k.revoked_at > row.created_at}
-        payload = verify_envelope(envelope, trusted, threshold=1)
+        # Keys trusted when the log recorded the approval (one authority: signatures).
+        payload, _ = signatures.verify_signed(session, row.envelope, row.approver, row.log_seq)
         statement = Statement.from_bytes(payload)
         p = statement.predicate
         if statement.predicate_type != CHAINPROOF_APPROVAL_V1:
@@ -590,58 +603,105 @@ def _check_approval(session: Session, row: ApprovalRow, request: PromotionReques
                         authored_in_chain=not independent, problem=problem)
 
 
-def _evidence(cp: Chainproof, session: Session, upstream_refs: Iterable[str],
-              model_ref: str) -> tuple[dict[str, bool], dict[str, float]]:
-    """Reports about the model or its inputs (report kind → all passed) and the newest signed
-    metrics recorded about the model."""
-    ids = []
-    for ref in {*upstream_refs, model_ref}:
-        row, _ = cp._find(session, parse_ref(ref))
-        ids.append(row.id)
+_SEVERITY_RANK = {"info": 0, "warn": 1, "fail": 2}
+
+
+def _evidence(ctx: Context, session: Session, upstream: Iterable[AssetVersion],
+              model_ref: str, governed: str, rule: Rule | None = None,
+              as_of: int | None = None) -> tuple[dict[str, bool], dict[str, float]]:
+    """Reports about the model or its inputs (report kind → passed) and the newest metrics
+    recorded about the model, counting only trustworthy evidence (I9):
+
+    * the producing step is of the report's kind (``scan``, ``validation``...; metrics come
+      from any step consuming the model), carries a signed attestation, and its signer is
+      trusted for that kind **in the governed namespace** ``governed`` — an explicit trust
+      policy rule for it there, or else (out of the box) the ``evaluator`` role there, granted
+      by someone else — wherever the step itself was recorded;
+    * every subject of a report names a version of the chain with its exact digest;
+    * order comes from the audit log (the step's log position), never from a client-chosen
+      time: the latest report about the same subjects supersedes earlier ones (a passing
+      re-validation of the same bytes replaces a failing one; both stay in the log).
+    A validation report carrying severities passes when nothing reaches the rule's
+    ``block_on`` severity for it (``fail`` by default)."""
+    chain_versions = {_full_ref(v.ref): v for v in upstream}
+    model = catalog.resolve(session, parse_ref(model_ref))
+    chain_versions[_full_ref(model.ref)] = model
+    ids = [catalog.find(session, parse_ref(ref))[0].id for ref in chain_versions]
     produced = session.execute(text(
         # step_outputs, not producer edges: a report or metrics file byte-identical to an
         # earlier one is the same version, but still evidence about this step's inputs.
-        "SELECT DISTINCT av.id, a.kind, av.digest, av.size, s.ended_at, si.version_id "
-        "FROM step_inputs si JOIN step_outputs so ON so.step_id = si.step_id "
+        "SELECT DISTINCT av.id, a.kind, av.digest, av.size, s.log_seq, si.version_id, s.id, "
+        "s.kind, s.identity FROM step_inputs si "
+        "JOIN step_outputs so ON so.step_id = si.step_id "
         "JOIN asset_versions av ON av.id = so.version_id "
         "JOIN assets a ON a.id = av.asset_id JOIN steps s ON s.id = si.step_id "
         "WHERE s.status = 'succeeded' AND si.version_id IN (" + ",".join(map(str, ids)) + ")"
-        " AND a.kind IN ('report', 'metrics') ORDER BY s.ended_at")).all() if ids else []
-    model_id = cp._find(session, parse_ref(model_ref))[0].id
-    chain = {_full_ref(r) for r in (*upstream_refs, model_ref)}
-    evidence: dict[str, bool] = {}
+        " AND a.kind IN ('report', 'metrics') ORDER BY s.log_seq")).all() if ids else []
+    model_id = catalog.find(session, parse_ref(model_ref))[0].id
+    trust, _ = identities.trust_policy(session)
+    attested = set(session.execute(select(AttestationRow.step_id).where(
+        AttestationRow.step_id.in_([r[6] for r in produced]))).scalars()) if produced else set()
+    block_on = dict(rule.evidence_block_on) if rule is not None else {}
+
+    def trusted(step_kind: str, signer: str) -> bool:
+        step_rule = trust.explicit_step_rule(governed, step_kind)
+        if step_rule is not None:
+            return step_rule.allows_signer(
+                signer, governed, lambda i, r, n: access.holds_role_from_another(
+                    session, i, r, n, as_of))
+        return access.holds_role_from_another(session, signer, "evaluator", governed, as_of)
+
+    latest: dict[tuple[str, frozenset[str]], bool] = {}
     metrics: dict[str, float] = {}
-    for _vid, kind, digest, size, _created, about in produced:
-        if size > _REPORT_LIMIT:
+    for _vid, kind, digest, size, seq, about, step_id, step_kind, signer in produced:
+        if size > _REPORT_LIMIT or step_id not in attested or (
+                as_of is not None and seq >= as_of):
             continue
         try:
-            doc = orjson.loads(cp.store.read_bytes(digest))
+            doc = orjson.loads(ctx.store.read_bytes(digest))
         except (ChainproofError, orjson.JSONDecodeError):
             continue
         if not isinstance(doc, dict):
             continue
         if kind == "report" and isinstance(doc.get("report_kind"), str):
-            # A report is evidence about this model only if everything it judged is in the
-            # model's chain: a failed check of a *later* data version says nothing about it.
+            report_kind = doc["report_kind"]
             subjects = doc.get("subjects")
-            if not isinstance(subjects, list) or not subjects or not all(
-                    isinstance(s, dict) and _full_ref(str(s.get("ref"))) in chain
-                    for s in subjects):
+            if (report_kind != step_kind or not isinstance(subjects, list) or not subjects
+                    or not trusted(step_kind, signer)):
                 continue
-            passed = doc.get("passed") is True
-            evidence[doc["report_kind"]] = evidence.get(doc["report_kind"], True) and passed
-        elif kind == "metrics" and about == model_id:
+            refs = []
+            for subject in subjects:
+                version = chain_versions.get(_full_ref(str(subject.get("ref")))) \
+                    if isinstance(subject, dict) else None
+                if version is None or subject.get("digest") != version.digest:
+                    break  # judged something outside the chain, or other bytes
+                refs.append(version.ref)
+            else:
+                latest[(report_kind, frozenset(refs))] = _report_passed(
+                    doc, block_on.get(report_kind))
+        elif kind == "metrics" and about == model_id and trusted(step_kind, signer):
             values = doc.get("metrics", doc)
             metrics = {k: float(v) for k, v in values.items()
                        if isinstance(v, int | float) and not isinstance(v, bool)}
+    evidence: dict[str, bool] = {}
+    for (report_kind, _), passed in latest.items():
+        evidence[report_kind] = evidence.get(report_kind, True) and passed
     return evidence, metrics
+
+
+def _report_passed(doc: dict[str, Any], block_on: str | None) -> bool:
+    report = doc.get("report")
+    severity = report.get("severity") if isinstance(report, dict) else None
+    if block_on is not None and severity in _SEVERITY_RANK:
+        return bool(_SEVERITY_RANK[str(severity)] < _SEVERITY_RANK[block_on])
+    return doc.get("passed") is True
 
 
 def _full_ref(ref: str) -> str:
     return ref if "/" in ref.split("@", 1)[0] else f"{DEFAULT_NAMESPACE}/{ref}"
 
 
-def _decide(cp: Chainproof, tx: Transaction, req: PromotionRequestRow, model: ModelRow,
+def _decide(ctx: Context, tx: Transaction, req: PromotionRequestRow, model: ModelRow,
             gate: GateResult, result: str, sign: Callable[[bytes], str], reason: str | None,
             decision_id: str, time: str) -> str:
     approvals = [{"approver": a.approver, "decision": a.decision, "keyid": a.keyid,
@@ -657,7 +717,7 @@ def _decide(cp: Chainproof, tx: Transaction, req: PromotionRequestRow, model: Mo
                    "executor": tx.actor, "time": time})
     payload = statement.to_json_bytes()
     envelope = sign(payload)
-    cp._accept_signature(tx, envelope, payload)
+    signatures.accept_signature(tx, envelope, payload)
     if tx.session.get(DecisionRow, decision_id) is not None:
         raise ConflictError(f"decision {decision_id} already exists")
     tx.session.add(DecisionRow(id=decision_id, request_id=req.id, result=result,
@@ -684,20 +744,20 @@ def decision_fields(envelope: str) -> tuple[str, str, str]:
                             hint="sign the statement returned by the prepare call") from None
 
 
-def execute(cp: Chainproof, tx: Transaction, request_id: str, sign: Callable[[bytes], str], *,
+def execute(ctx: Context, tx: Transaction, request_id: str, sign: Callable[[bytes], str], *,
             override_reason: str | None = None, decision_id: str | None = None,
             time: str | None = None, auto: bool = False) -> tuple[GateResult, str]:
     """Evaluate the gate for a pending request and, if it passes, move the alias under a signed
     decision. With ``override_reason`` (admins only) the alias moves even if rules fail, and
     the decision is marked as a break-glass override."""
-    req = _request(tx.session, request_id)
+    req = promotion_request(tx.session, request_id)
     model = tx.session.get(ModelRow, req.model_id)
     assert model is not None
     if override_reason is not None:
         if not override_reason.strip():
             raise BadInputError("a break-glass override needs a reason",
                                 hint='--reason "incident 4711: roll back now"')
-        cp.require(tx.session, Permission.ADMIN, model.namespace, "force a promotion")
+        ctx.require(tx.session, Permission.ADMIN, model.namespace, "force a promotion")
     elif auto:
         # "The request itself" executes when the policy allows it: only an approver who has
         # approved this request may trigger that, and only if the rule says auto_execute.
@@ -713,15 +773,22 @@ def execute(cp: Chainproof, tx: Transaction, request_id: str, sign: Callable[[by
                                 "an approval of this request by the caller",
                                 "ask a deployer to run `chainproof execute`")
     else:
-        cp.require(tx.session, Permission.EXECUTE_PROMOTION, model.namespace,
-                   "execute promotions")
+        ctx.require(tx.session, Permission.EXECUTE_PROMOTION, model.namespace,
+                    "execute promotions")
+        reviewed = tx.session.execute(select(ApprovalRow.approver).where(
+            ApprovalRow.request_id == request_id, ApprovalRow.approver == tx.actor)
+        ).scalar_one_or_none()
+        if reviewed is not None:
+            raise PolicyViolationError(
+                f"{tx.actor} reviewed promotion {request_id} and may not also execute it "
+                "(separation of duties)", hint="another deployer executes it")
     if req.status != "pending":
         raise ConflictError(f"promotion request {request_id} is {req.status}, not pending")
-    mv = _version(tx.session, model, req.version)
+    mv = model_version(tx.session, model, req.version)
     if mv.digest != req.digest:
         raise PolicyViolationError(f"request {request_id} was for digest {req.digest}, but the "
                                    f"registered version now says {mv.digest}")
-    gate = evaluate_gate(cp, tx.session, model, req.version, req.alias, req)
+    gate = evaluate_gate(ctx, tx.session, model, req.version, req.alias, req)
     if not gate.passed and override_reason is None:
         failed = [f"{o.rule}: {o.detail}" for o in gate.outcomes if not o.passed]
         error = PolicyViolationError(
@@ -731,7 +798,7 @@ def execute(cp: Chainproof, tx: Transaction, request_id: str, sign: Callable[[by
         error.gate = gate  # type: ignore[attr-defined]
         raise error
     result = "allowed" if gate.passed else "override"
-    decision_id = _decide(cp, tx, req, model, gate, result, sign, override_reason,
+    decision_id = _decide(ctx, tx, req, model, gate, result, sign, override_reason,
                           decision_id or uuid.uuid4().hex[:16], time or tx.time)
     req.status = "executed"
     _move(tx, model, req.alias, mv, decision_id=decision_id,
@@ -799,8 +866,10 @@ def decision_for_alias(session: Session, model: str, alias: str) -> dict[str, An
 def policy_text(policy: PromotionPolicy, document: str | None) -> str:
     if document is not None:
         return document
-    return "# built-in default\n" + yaml.safe_dump(
+    return ("# built-in default; protected aliases never go below this floor, whatever a\n"
+            "# policy says (lower is break-glass: promote --force)\n") + yaml.safe_dump(
         {"protected_aliases": list(policy.protected_aliases),
          "rules": [{"match": {"alias": a}, "approvals": {"min": 1, "role": "approver",
                                                          "independent": True},
-                    "provenance": True} for a in policy.protected_aliases]}, sort_keys=False)
+                    "provenance": True, "evidence": ["scan"]}
+                   for a in policy.protected_aliases]}, sort_keys=False)

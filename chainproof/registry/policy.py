@@ -20,6 +20,7 @@ requirements; every requirement is evaluated and reported, and all must pass::
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import operator
 import re
@@ -56,11 +57,35 @@ class Rule:
     input_namespaces: tuple[str, ...] = ()
     input_names: tuple[str, ...] = ()
     auto_execute: bool = False
+    #: Per evidence kind, the finding severity that blocks (``warn`` or ``fail``) for reports
+    #: that carry severities (validation); others pass or fail as a whole.
+    evidence_block_on: Mapping[str, str] = field(default_factory=dict)
 
     def matches(self, namespace: str, model: str, alias: str) -> bool:
         return (fnmatch.fnmatchcase(namespace, self.namespace)
                 and fnmatch.fnmatchcase(model, self.model)
                 and fnmatch.fnmatchcase(alias, self.alias))
+
+
+#: Aliases every policy protects, whatever its ``protected_aliases`` say (I11).
+FLOOR_ALIASES = ("production",)
+#: What a move onto a protected alias needs at the very least, whatever the policy says (I4,
+#: I11): one independent, signed approval by an approver; the provenance chain verified; a
+#: passing scan report about the candidate's exact bytes — the same things ``load`` demands of
+#: a production model, so the gate never promotes what the loader then refuses. Going below the
+#: floor is break-glass (``promote --force``), marked as an override everywhere.
+FLOOR = Rule(approvals=ApprovalRule(min=1, role="approver", independent=True), provenance=True,
+             evidence=("scan",))
+
+
+def with_floor(rule: Rule) -> Rule:
+    """``rule`` raised to :data:`FLOOR` where it asks for less (never lowered)."""
+    approvals = rule.approvals or FLOOR.approvals
+    assert approvals is not None and FLOOR.approvals is not None
+    approvals = ApprovalRule(min=max(approvals.min, FLOOR.approvals.min), role=approvals.role,
+                             independent=True)
+    evidence = tuple(dict.fromkeys((*rule.evidence, *FLOOR.evidence)))
+    return dataclasses.replace(rule, approvals=approvals, provenance=True, evidence=evidence)
 
 
 @dataclass(frozen=True)
@@ -70,18 +95,19 @@ class PromotionPolicy:
     version: int = 0
 
     def is_protected(self, alias: str) -> bool:
-        return any(fnmatch.fnmatchcase(alias, p) for p in self.protected_aliases)
+        return any(fnmatch.fnmatchcase(alias, p)
+                   for p in (*FLOOR_ALIASES, *self.protected_aliases))
 
     def rule_for(self, namespace: str, model: str, alias: str) -> Rule:
+        """The first rule matching, raised to the floor for a protected alias; a protected
+        alias no rule matches gets the floor itself."""
         for rule in self.rules:
             if rule.matches(namespace, model, alias):
-                return rule
-        # A protected alias with no matching rule still needs one independent approval and a
-        # verified chain: a policy can tighten the gate, never remove it.
-        return Rule(approvals=ApprovalRule())
+                return with_floor(rule) if self.is_protected(alias) else rule
+        return FLOOR if self.is_protected(alias) else Rule(approvals=None, provenance=False)
 
 
-DEFAULT_POLICY = PromotionPolicy(protected_aliases=("production",), rules=())
+DEFAULT_POLICY = PromotionPolicy(protected_aliases=FLOOR_ALIASES, rules=())
 
 
 # --- facts the registry gathers, and outcomes ----------------------------------------------------
@@ -254,9 +280,26 @@ def parse_policy(text: str, *, version: int = 0) -> PromotionPolicy:
             listed = inputs.get(key) or []
             if not isinstance(listed, list) or not all(isinstance(x, str) for x in listed):
                 raise _bad(f"{where}.inputs.{key}", "must be a list of names")
-        evidence = raw.get("evidence") or []
-        if not isinstance(evidence, list) or not all(isinstance(e, str) for e in evidence):
+        evidence_raw = raw.get("evidence") or []
+        evidence: list[str] = []
+        block_on: dict[str, str] = {}
+        if isinstance(evidence_raw, dict):
+            evidence_raw = [{k: v} for k, v in evidence_raw.items()]
+        if not isinstance(evidence_raw, list):
             raise _bad(f"{where}.evidence", "must be a list of report kinds")
+        for item in evidence_raw:
+            if isinstance(item, str):
+                evidence.append(item)
+                continue
+            if not isinstance(item, dict) or len(item) != 1:
+                raise _bad(f"{where}.evidence", "items are report kinds, or "
+                                                "{validation: {block_on: warn}}")
+            (kind, options), = item.items()
+            if not isinstance(options, dict) or set(options) - {"block_on"} or \
+                    options.get("block_on", "fail") not in ("warn", "fail"):
+                raise _bad(f"{where}.evidence.{kind}", "may hold block_on: warn or fail")
+            evidence.append(str(kind))
+            block_on[str(kind)] = str(options.get("block_on", "fail"))
         rules.append(Rule(namespace=str(match.get("namespace", "*")),
                           model=str(match.get("model", "*")), alias=str(match.get("alias", "*")),
                           approvals=approvals, provenance=bool(raw.get("provenance", True)),
@@ -264,6 +307,7 @@ def parse_policy(text: str, *, version: int = 0) -> PromotionPolicy:
                           regression=regression,
                           input_namespaces=tuple(inputs.get("namespaces") or ()),
                           input_names=tuple(inputs.get("names") or ()),
-                          auto_execute=bool(raw.get("auto_execute", False))))
+                          auto_execute=bool(raw.get("auto_execute", False)),
+                          evidence_block_on=block_on))
     return PromotionPolicy(protected_aliases=tuple(protected), rules=tuple(rules),
                            version=version)

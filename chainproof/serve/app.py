@@ -16,17 +16,14 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel, Field
 
 from chainproof.errors import ChainproofError
 from chainproof.scan import safe_load
-from chainproof.serve.load import LoadedModel, load_verified, split_alias_ref
-
-if TYPE_CHECKING:
-    from chainproof.service import Chainproof
+from chainproof.serve.load import split_alias_ref
 
 
 class PredictRequest(BaseModel):
@@ -37,7 +34,7 @@ class PredictRequest(BaseModel):
 @dataclass
 class Served:
     ref: str
-    loaded: LoadedModel | None = None
+    loaded: Any = None
     predictor: Any = None
     verified_at: str | None = None
     last_checked: str | None = None
@@ -63,7 +60,7 @@ def _now() -> str:
 class ModelServer:
     """Holds the served models and swaps them only after verification."""
 
-    def __init__(self, connect: Callable[[], Chainproof], refs: list[str], *,
+    def __init__(self, connect: Callable[[], Any], refs: list[str], *,
                  allow_override: bool = False, where: str | None = None) -> None:
         for ref in refs:
             split_alias_ref(ref)
@@ -82,7 +79,7 @@ class ModelServer:
         finally:
             cp.close()
 
-    def _refresh(self, cp: Chainproof, served: Served) -> None:
+    def _refresh(self, cp: Any, served: Served) -> None:
         served.last_checked = _now()
         model, alias = split_alias_ref(served.ref)
         try:
@@ -95,7 +92,10 @@ class ModelServer:
                 target["version"], target["digest"], target["decision"]):
             return
         try:
-            loaded = load_verified(cp, served.ref, allow_override=self.allow_override)
+            # Verified by the one loader (embedded, or the team server's plus a local
+            # re-hash), with a full re-hash: a served model never rests on a cache shortcut.
+            loaded = cp.load_model(served.ref, allow_override=self.allow_override,
+                                   full_rehash=True)
             predictor = safe_load(loaded.path)
             if not hasattr(predictor, "predict"):
                 raise TypeError(f"{type(predictor).__name__} has no predict()")
@@ -128,7 +128,7 @@ class ModelServer:
         return result
 
 
-def create_app(connect: Callable[[], Chainproof], refs: list[str], *,
+def create_app(connect: Callable[[], Any], refs: list[str], *,
                poll_seconds: float = 5.0, allow_override: bool = False) -> FastAPI:
     server = ModelServer(connect, refs, allow_override=allow_override)
     stop = threading.Event()

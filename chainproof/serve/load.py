@@ -18,20 +18,15 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
-from sqlalchemy import select
 
-from chainproof.attest import (
-    CHAINPROOF_PROMOTION_DECISION_V1,
-    Envelope,
-    Statement,
-    Verifier,
-    load_public_key,
-    verify_envelope,
-)
-from chainproof.db.tables import AliasRow, DecisionRow, KeyRow, PromotionRequestRow
+from chainproof import catalog, provenance, signatures
+from chainproof.access import Permission
+from chainproof.attest import CHAINPROOF_PROMOTION_DECISION_V1, Statement
+from chainproof.context import Context
+from chainproof.db.tables import AliasRow, DecisionRow, PromotionRequestRow
 from chainproof.digest import digest_path
 from chainproof.errors import (
     ChainproofError,
@@ -41,10 +36,8 @@ from chainproof.errors import (
     ScanRequiredError,
     UnapprovedModelError,
 )
+from chainproof.records.names import parse_ref
 from chainproof.registry import operations as registry
-
-if TYPE_CHECKING:
-    from chainproof.service import Chainproof
 
 
 @dataclass(frozen=True)
@@ -76,20 +69,30 @@ def split_alias_ref(ref: str) -> tuple[str, str]:
     return model, alias
 
 
-def load_verified(cp: Chainproof, ref: str, *, allow_override: bool = False,
+def load_verified(ctx: Context, ref: str, *, allow_override: bool = False,
                   dest: Path | None = None, full_rehash: bool = False,
                   require_scan: bool = True) -> LoadedModel:
     model_name, alias = split_alias_ref(ref)
     checks: list[str] = []
-    with cp.session() as session:
+    namespace = parse_ref(model_name).namespace
+    if not ctx.allowed(Permission.READ, namespace):
+        ctx.check_read(namespace, f"load {ref}")
+    with ctx.session() as session:
         model, target = registry.resolve_alias(session, model_name, alias)
-        cp._read_check(model.namespace, f"load {ref}")
-        mv = registry._version(session, model, target.version)
+        mv = registry.model_version(session, model, target.version)
         asset_ref = registry.asset_ref_of(session, mv)
-        if mv.digest != target.digest:
+        version = catalog.resolve(session, parse_ref(asset_ref))
+        # Every record that names these bytes must name the same digest: the alias, the
+        # registered version, the asset version it pins (and, below, the signed decision and
+        # the fetched bytes). Any disagreement means an edited registry.
+        digests = {"alias": target.digest, "model version": mv.digest,
+                   f"asset version {asset_ref}": version.digest}
+        if len(set(digests.values())) != 1:
             raise UnapprovedModelError(
-                f"{ref} points at digest {target.digest}, but version {mv.version} is "
-                f"{mv.digest}", hint="run `chainproof audit verify`: the registry was edited")
+                f"{ref}: the records disagree about its bytes: " + ", ".join(
+                    f"{k} says {v}" for k, v in digests.items()),
+                hint="run `chainproof audit verify`: the registry was edited")
+        checks.append("alias, model version and asset version name the same digest")
         if target.override:
             if not allow_override:
                 raise OverrideNotAllowedError(
@@ -98,19 +101,18 @@ def load_verified(cp: Chainproof, ref: str, *, allow_override: bool = False,
                     hint="pass allow_override=True (CLI: --allow-override) to load it anyway, "
                          "knowingly")
             checks.append("break-glass override accepted by the caller")
-        _check_decision(session, target, model, mv.digest, alias, checks,
-                        allow_override=allow_override)
+        recorded = _check_decision(session, target, model, mv.digest, alias, checks,
+                                   allow_override=allow_override)
         if not target.override:
-            _check_approvals(cp, session, target, model, checks)
-    chain = cp.verify_chain(asset_ref)
+            _check_approvals(ctx, session, target, model, recorded, checks)
+    chain = provenance.verify_chain(ctx, asset_ref)
     checks.append(f"provenance chain of {len(chain.links)} links verifies")
     if require_scan:
-        _check_scan(cp, asset_ref, mv.digest)
+        _check_scan(ctx, asset_ref, mv.digest)
         checks.append("a passing signed scan report covers these bytes")
-    version = cp.resolve(asset_ref)
-    target_path = dest or cp.settings.cache_dir / version.hexdigest / version.name
-    path = _fetch_verified(cp, version, target_path, full_rehash=full_rehash)
-    checks.append("fetched bytes re-hash to the approved digest")
+    target_path = dest or ctx.settings.cache_dir / version.hexdigest / version.name
+    path, how = _fetch_verified(ctx, version, target_path, full_rehash=full_rehash)
+    checks.append(how)
     return LoadedModel(path=path, model=registry.model_label(model.namespace, model.name),
                        alias=alias, version=mv.version, digest=mv.digest, asset=asset_ref,
                        decision=target.decision_id, override=bool(target.override),
@@ -118,7 +120,8 @@ def load_verified(cp: Chainproof, ref: str, *, allow_override: bool = False,
 
 
 def _check_decision(session: Any, target: AliasRow, model: Any, digest: str, alias: str,
-                    checks: list[str], *, allow_override: bool) -> None:
+                    checks: list[str], *, allow_override: bool) -> dict[str, Any]:
+    """Verify the signed decision behind the alias; its predicate (what the gate recorded)."""
     if target.decision_id is None:
         raise UnapprovedModelError(
             f"{model.name}@{alias} was not moved by a promotion decision",
@@ -127,11 +130,9 @@ def _check_decision(session: Any, target: AliasRow, model: Any, digest: str, ali
     if row is None:
         raise UnapprovedModelError(f"decision {target.decision_id} behind {model.name}@{alias} "
                                    "does not exist", hint="run `chainproof audit verify`")
-    keys = session.execute(select(KeyRow).where(KeyRow.identity == row.created_by)).scalars()
-    trusted = {k.keyid: Verifier.from_public_key(load_public_key(k.public_pem.encode()))
-               for k in keys if k.revoked_at is None or k.revoked_at > row.created_at}
     try:
-        payload = verify_envelope(Envelope.from_json(row.envelope), trusted, threshold=1)
+        payload, _ = signatures.verify_signed(session, row.envelope, row.created_by,
+                                              row.log_seq)
         statement = Statement.from_bytes(payload)
     except ChainproofError as exc:
         raise UnapprovedModelError(f"the promotion decision {row.id} does not verify: "
@@ -149,15 +150,22 @@ def _check_decision(session: Any, target: AliasRow, model: Any, digest: str, ali
         raise OverrideNotAllowedError(f"decision {row.id} is a {p.get('result')}, not an "
                                       "approval by the gate")
     checks.append(f"promotion decision {row.id} signed by {row.created_by} verifies")
+    return dict(p)
 
 
-def _check_approvals(cp: Chainproof, session: Any, target: AliasRow, model: Any,
-                     checks: list[str]) -> None:
+def _check_approvals(ctx: Context, session: Any, target: AliasRow, model: Any,
+                     recorded: dict[str, Any], checks: list[str]) -> None:
+    """The approvals behind the decision still count — judged by the one gate, under the
+    policy version the decision recorded and as of the decision's place in the log (roles
+    then; each signature's key at its own log position)."""
     row = session.get(DecisionRow, target.decision_id)
     request = session.get(PromotionRequestRow, row.request_id)
     if request is None:
         raise UnapprovedModelError(f"the request behind decision {row.id} is missing")
-    gate = registry.evaluate_gate(cp, session, model, request.version, request.alias, request)
+    version = recorded.get("policy_version")
+    policy = registry.policy_version(session, version if isinstance(version, int) else 0)
+    gate = registry.evaluate_gate(ctx, session, model, request.version, request.alias, request,
+                                  policy=policy, as_of=row.log_seq)
     approvals = [o for o in gate.outcomes if o.rule == "approvals"]
     if approvals and not approvals[0].passed:
         raise UnapprovedModelError(f"the approvals behind {model.name}@{target.alias} no longer "
@@ -167,13 +175,14 @@ def _check_approvals(cp: Chainproof, session: Any, target: AliasRow, model: Any,
         checks.append(f"approvals verify: {approvals[0].detail}")
 
 
-def _check_scan(cp: Chainproof, asset_ref: str, digest: str) -> None:
-    graph = cp.lineage(asset_ref, direction="downstream")
+def _check_scan(ctx: Context, asset_ref: str, digest: str) -> None:
+    with ctx.session() as session:
+        graph = catalog.lineage(session, parse_ref(asset_ref), "downstream")
     for version in graph.versions.values():
         if version.kind.value != "report":
             continue
         try:
-            doc = orjson.loads(cp.store.read_bytes(version.digest))
+            doc = orjson.loads(ctx.store.read_bytes(version.digest))
         except (ChainproofError, orjson.JSONDecodeError):
             continue
         if (isinstance(doc, dict) and doc.get("report_kind") == "scan" and doc.get("passed")
@@ -183,7 +192,10 @@ def _check_scan(cp: Chainproof, asset_ref: str, digest: str) -> None:
                             hint=f"run `chainproof scan {asset_ref}` (as an evaluator)")
 
 
-def _fetch_verified(cp: Chainproof, version: Any, path: Path, *, full_rehash: bool) -> Path:
+def _fetch_verified(ctx: Context, version: Any, path: Path, *,
+                    full_rehash: bool) -> tuple[Path, str]:
+    """The verified local copy and how it was verified (said honestly: a size-and-mtime
+    shortcut is reported as such, never as a re-hash)."""
     stamp = path.with_name(path.name + ".chainproof-verified")
     if path.exists() and not full_rehash and stamp.exists():
         try:
@@ -191,7 +203,8 @@ def _fetch_verified(cp: Chainproof, version: Any, path: Path, *, full_rehash: bo
             stat = path.stat()
             if (seen.get("digest") == version.digest and seen.get("size") == stat.st_size
                     and seen.get("mtime_ns") == stat.st_mtime_ns and path.is_file()):
-                return path
+                return path, ("cached copy trusted by size and mtime (it re-hashed to the "
+                              "approved digest when fetched; full_rehash=True re-hashes it)")
         except (OSError, ValueError):
             pass
     if path.exists():
@@ -202,11 +215,11 @@ def _fetch_verified(cp: Chainproof, version: Any, path: Path, *, full_rehash: bo
                 hint=f"delete {path}; it will be fetched and verified again")
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
-        cp.materialize(version, path)
+        catalog.materialize(ctx, version, path)
     if path.is_file():
         stat = path.stat()
         tmp = stamp.with_name(stamp.name + ".tmp")
         tmp.write_text(json.dumps({"digest": version.digest, "size": stat.st_size,
                                    "mtime_ns": stat.st_mtime_ns}))
         os.replace(tmp, stamp)
-    return path
+    return path, "fetched bytes re-hash to the approved digest"

@@ -185,6 +185,12 @@ def test_racing_promotions_across_two_servers(cp: Chainproof, servers: list[str]
                                 outputs=[OutputSpec(model, AssetKind.MODEL, "race-weights")],
                                 started_at=chainproof.service.now())
             assert trainer.register_model_version(MODEL, f"{NS}/race-weights@{v}") == v
+        # The gate's floor for production (as for loading it): an evaluator's passing scan.
+        evaluator = client("svc-evaluator", ("evaluator",), 0)
+        for v in range(1, VERSIONS + 1):
+            evaluator.record_report(report_kind="scan", subjects=[f"{NS}/race-weights@{v}"],
+                                    report={"verdict": "clean"}, passed=True,
+                                    name="race-weights-scan", namespace=NS)
         cp.set_promotion_policy(POLICY)
 
         # --- 32 clients, spread over both servers ---------------------------------------------

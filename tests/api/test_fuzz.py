@@ -332,7 +332,7 @@ def test_step_parameters_outside_canonical_json_are_4xx(seeded: tuple[str, str],
     step = {"id": "ab" * 16, "kind": "train", "namespace": "warehouse", "inputs": [],
             "outputs": [], "started_at": "2026-01-01T00:00:00Z",
             "ended_at": "2026-01-01T00:00:01Z", "parameters": {"lr": "PLACEHOLDER"}}
-    body = step if endpoint.endswith("prepare") else {"step": step}
+    body = {"step": step}
     # Hand-spliced: json.dumps would refuse (or quote) the values this test is about.
     raw = json.dumps(body).replace('"PLACEHOLDER"', raw_value)
     response = _send("POST", url + endpoint, token, data=raw.encode(),

@@ -21,7 +21,7 @@ import pytest
 from attacks import log_entries_since
 from sqlalchemy import text
 
-from chainproof.api.app import MAX_JSON_BODY
+from chainproof.wire import MAX_JSON_BODY
 from chainproof.client import RemoteChainproof
 from chainproof.errors import PermissionDeniedError
 from chainproof.records.assets import AssetKind
@@ -423,7 +423,8 @@ def test_route_class_refuses_callers_of_the_wrong_kind() -> None:
     are refused when the route is declared, and no route is added."""
     from fastapi import FastAPI
 
-    from chainproof.api.app import Caller, PendingCaller, _Route
+    from chainproof.api._http import Caller, PendingCaller
+    from chainproof.api._http import Route as _Route
 
     app = FastAPI()
     app.router.route_class = _Route

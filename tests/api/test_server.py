@@ -106,23 +106,27 @@ def test_tampered_prepared_statement_refused(cp: Chainproof, remote, server: str
     model = tmp_path / "m.bin"
     model.write_bytes(b"model")
     digest, size, _ = trainer._upload(model)
+    receipts = trainer._take_receipts()
     body = {"id": "ab" * 16, "kind": "train", "namespace": NS, "inputs": [f"{NS}/d@1"],
             "outputs": [{"kind": "model", "name": "m", "digest": digest, "size": size}],
             "command": ["train"], "parameters": {}, "started_at": "2026-01-01T00:00:00Z",
             "ended_at": "2026-01-01T00:00:01Z", "environment": {}, "code_revision": {}}
-    prepared = trainer._call("POST", "/v1/steps/prepare", json=body)
+    prepared = trainer._call("POST", "/v1/steps/prepare",
+                             json={"step": body, "receipts": receipts})
     payload = base64.b64decode(prepared["payload"])
     forged = payload.replace(b'"train"', b'"trust-me"')
     from chainproof.attest import IN_TOTO_PAYLOAD_TYPE, sign_envelope
 
     envelope = sign_envelope(forged, IN_TOTO_PAYLOAD_TYPE, [trainer.signer]).to_json()
     with pytest.raises(SignatureError, match="differs from the one this change would record"):
-        trainer._call("POST", "/v1/steps", json={"step": body, "envelope": envelope})
+        trainer._call("POST", "/v1/steps", json={"step": body, "envelope": envelope,
+                                                 "receipts": receipts})
     # a correctly signed statement by a key of *another* identity is refused too
     other = remote("svc-other", ("trainer",))
     envelope = sign_envelope(payload, IN_TOTO_PAYLOAD_TYPE, [other.signer]).to_json()
     with pytest.raises(SignatureError, match="not signed by a registered key of svc-trainer"):
-        trainer._call("POST", "/v1/steps", json={"step": body, "envelope": envelope})
+        trainer._call("POST", "/v1/steps", json={"step": body, "envelope": envelope,
+                                                 "receipts": receipts})
     assert [v.name for v in cp.all_versions(namespace=NS)] == ["d"]
 
 

@@ -91,9 +91,9 @@ def test_substitution_restores_the_blob_and_service_keeps_serving(demo: Demo) ->
 def test_stolen_token_is_missed_if_the_server_accepted_any_signature(
         demo: Demo, monkeypatch: pytest.MonkeyPatch) -> None:
     """The control can fail: a server that skipped the signer check would record the step."""
-    from chainproof.service import Chainproof
+    from chainproof import signatures
 
-    monkeypatch.setattr(Chainproof, "_accept_signature", lambda self, tx, env, payload: "x")
+    monkeypatch.setattr(signatures, "accept_signature", lambda tx, env, payload: "x")
     assert _scenarios._stolen_token(demo).outcome is Outcome.MISSED
 
 

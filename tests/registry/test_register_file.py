@@ -145,7 +145,8 @@ def test_asset_name_media_type_and_directory(cp: Chainproof, trainer: Chainproof
 
 def test_register_stored_rehashes_the_uploaded_bytes(cp: Chainproof, trainer: Chainproof) -> None:
     digest = cp.store.put_bytes(b"uploaded model")
-    result = trainer.register_model_stored(MODEL, digest=digest, asset_name="uploaded")
+    result = trainer.register_model_stored(MODEL, digest=digest, asset_name="uploaded",
+                                           proven={digest})
     assert (result.version, result.asset.ref, result.asset.size) == (1, f"{NS}/uploaded@1", 14)
     assert result.asset.media_type == "application/octet-stream"
     audit_ok(cp)
@@ -158,7 +159,7 @@ def test_register_stored_swapped_or_absent_blob_writes_nothing(cp: Chainproof,
     overwrite_blob(cp.store, digest, b"a backdoored model")
     before = snapshot(cp)
     with pytest.raises(DigestMismatchError):
-        trainer.register_model_stored(MODEL, digest=digest)
+        trainer.register_model_stored(MODEL, digest=digest, proven={digest})
     with pytest.raises(BadInputError, match="no blob"):
         trainer.register_model_stored(MODEL, digest="sha256:" + "ab" * 32)
     with pytest.raises(BadInputError):

@@ -36,7 +36,7 @@ def test_load_returns_exactly_the_approved_bytes(pipe: Pipeline, tmp_path: Path)
     version = pipe.train("a", 0.9)
     scanned(pipe)
     pipe.promote(version)
-    loaded = load_verified(pipe.admin, REF)
+    loaded = load_verified(pipe.admin.ctx, REF)
     assert loaded.path.read_bytes() == model_bytes("a") and loaded.version == version
     assert any("decision" in c for c in loaded.checks)
     # the public API, and the cheap re-verification of the cached copy
@@ -44,13 +44,13 @@ def test_load_returns_exactly_the_approved_bytes(pipe: Pipeline, tmp_path: Path)
     loaded.path.chmod(0o644)
     loaded.path.write_bytes(model_bytes("b"))  # someone edits the cached copy, same size
     with pytest.raises(DigestMismatchError):
-        load_verified(pipe.admin, REF)
+        load_verified(pipe.admin.ctx, REF)
 
 
 def test_no_scan_no_load(pipe: Pipeline) -> None:
     pipe.promote(pipe.train("a", 0.9))
     with pytest.raises(ScanRequiredError, match="no passing scan report"):
-        load_verified(pipe.admin, REF)
+        load_verified(pipe.admin.ctx, REF)
 
 
 def test_override_needs_explicit_consent(pipe: Pipeline) -> None:
@@ -58,8 +58,8 @@ def test_override_needs_explicit_consent(pipe: Pipeline) -> None:
     scanned(pipe)
     pipe.admin.force_promotion(MODEL, version, "production", "incident 4711")
     with pytest.raises(OverrideNotAllowedError, match="break-glass"):
-        load_verified(pipe.admin, REF)
-    assert load_verified(pipe.admin, REF, allow_override=True).override
+        load_verified(pipe.admin.ctx, REF)
+    assert load_verified(pipe.admin.ctx, REF, allow_override=True).override
 
 
 def test_direct_alias_edit_refused(pipe: Pipeline) -> None:
@@ -74,7 +74,7 @@ def test_direct_alias_edit_refused(pipe: Pipeline) -> None:
         conn.execute(text("UPDATE aliases SET version = :v, digest = :d WHERE alias = "
                           "'production'"), {"v": evil, "d": digest})
     with pytest.raises(UnapprovedModelError, match="not this alias and digest"):
-        load_verified(pipe.admin, REF)
+        load_verified(pipe.admin.ctx, REF)
 
 
 def test_swapped_blob_refused(pipe: Pipeline) -> None:
@@ -83,7 +83,7 @@ def test_swapped_blob_refused(pipe: Pipeline) -> None:
     pipe.promote(version)
     overwrite_blob(pipe.admin.store, pipe.admin.resolve(f"{NS}/fraud-model@1").digest, b"evil")
     with pytest.raises(ProvenanceError, match="stored bytes"):
-        load_verified(pipe.admin, REF)
+        load_verified(pipe.admin.ctx, REF)
 
 
 def test_deleted_decision_refused(pipe: Pipeline) -> None:
@@ -93,7 +93,7 @@ def test_deleted_decision_refused(pipe: Pipeline) -> None:
     with pipe.admin.engine.begin() as conn:
         conn.execute(text("DELETE FROM promotion_decisions"))
     with pytest.raises(UnapprovedModelError, match="does not exist"):
-        load_verified(pipe.admin, REF)
+        load_verified(pipe.admin.ctx, REF)
 
 
 def test_cli_pull(pipe: Pipeline, tmp_path: Path) -> None:
