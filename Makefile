@@ -14,13 +14,21 @@ PYTEST_ARGS ?= -n 2
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
-	$(PIP) install --quiet --quiet --upgrade pip
 
+# The runtime (what the CLI, the server and the demo need) through uv, pinned by the lock like
+# uv itself: about 30 s on a fresh clone instead of 2 minutes; pip if uv cannot be had.
 $(RUNTIME): pyproject.toml $(LOCK) | $(BIN)/python
+	@echo "installing the runtime pinned by $(LOCK) into $(VENV)"
+	( $(PIP) install --quiet --quiet -c $(LOCK) uv && \
+	  $(BIN)/uv pip install --quiet --python $(BIN)/python -c $(LOCK) -e . ) || \
 	$(PIP) install --quiet --quiet -c $(LOCK) -e .
 	touch $(RUNTIME)
 
+# The dev extra through pip, which reads this machine's pip configuration (PyTorch's CPU build
+# comes from the local wheel folder; the lock pins it, never a CUDA build).
 $(DEV): pyproject.toml $(LOCK) | $(BIN)/python
+	@echo "installing the runtime and the dev extra pinned by $(LOCK) into $(VENV)"
+	$(PIP) install --quiet --quiet --upgrade pip
 	$(PIP) install --quiet --quiet -c $(LOCK) -e '.[dev]'
 	touch $(DEV) $(RUNTIME)
 
@@ -43,7 +51,10 @@ lint: $(DEV)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-# Re-resolve the newest versions pyproject.toml allows and pin them in requirements/lock.txt.
+typecheck: $(DEV)
+	$(BIN)/mypy
+
+# Re-resolve the newest versions pyproject.toml allows (and uv) and pin them in the lock.
 lock:
 	PY=$(PY) .ci/lock
 
