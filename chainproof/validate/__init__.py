@@ -40,6 +40,7 @@ from chainproof.validate.report import (
     contract_settings,
     load_schema,
     profile_reference,
+    report_passes,
     validate_dataset,
 )
 from chainproof.validate.schema import (
@@ -103,6 +104,7 @@ __all__ = [
     "parse_thresholds",
     "profile_dataset",
     "profile_reference",
+    "report_passes",
     "run_feature_definition",
     "validate_dataset",
 ]

@@ -281,7 +281,8 @@ class _ColumnAcc:
             arr = arr.combine_chunks()
         if pa.types.is_dictionary(arr.type):
             arr = arr.dictionary_decode()
-        if arr.null_count:
+        if arr.null_count or pc.count_distinct(arr).as_py() < len(arr):
+            # Most columns repeat a value within their first batch: stop tracking at once.
             self.unique, self.hashes = False, []
             return
         if self.logical == "int":

@@ -478,3 +478,23 @@ def validate_dataset(
         label_column=label_column,
         thresholds=overrides,
     )
+
+
+def report_passes(doc: Mapping[str, Any], block_on: str = "fail") -> bool:
+    """Whether a recorded validation report (its ``to_dict()`` JSON) passes when ``block_on``
+    severities block -- what a promotion gate calls with its policy's ``block_on``.
+
+    Reports of format version 1 (before severities) carry only ``passed``: they pass at
+    ``fail`` when ``passed``, and never at ``warn`` (their warnings were not recorded).
+    """
+    level = severity_rank(check_block_on(block_on))
+    findings = doc.get("findings")
+    if not isinstance(findings, list):
+        return bool(doc.get("passed")) and block_on == "fail"
+    for f in findings:
+        sev = f.get("severity") if isinstance(f, Mapping) else None
+        if sev not in ("info", "warn", "fail"):
+            return False  # unreadable finding: fail closed
+        if severity_rank(sev) >= level:
+            return False
+    return True

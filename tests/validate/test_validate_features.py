@@ -103,6 +103,16 @@ def test_meaning_changes_are_named(tmp_path: Path) -> None:
     assert by["new_feature"].status == "added"
     d = rep.to_dict()
     assert d["changed"] == ["age_band", "legacy", "margin", "new_feature", "weight_kg"]
+    sev = {f.column: f.severity for f in rep.findings}
+    assert sev == {
+        "age_band": "fail",
+        "legacy": "fail",
+        "margin": "fail",
+        "weight_kg": "fail",
+        "new_feature": "warn",
+    }
+    assert rep.severity == "fail" and d["severity"] == "fail"
+    assert all(f["check"] == "feature_meaning" for f in d["findings"])
     assert "<svg" not in rep.to_html() and "weight_kg" in rep.to_html()
 
 

@@ -240,3 +240,16 @@ def test_reference_without_label_statistics_is_a_note_not_a_bypass() -> None:
     assert rep.labels is not None and any("without label column" in n for n in rep.labels.notes)
     # The label column's own drift test still sees the class balance move.
     assert any(f.check == "label_drift" and f.severity == "fail" for f in rep.findings)
+
+
+def test_recorded_report_passes_at_the_policys_level() -> None:
+    from chainproof.validate import report_passes
+
+    ref = make_labelled(5, n=20_000).drop(columns=["label"])
+    cur = make_labelled(6, n=20_000, mean_shift=0.08).drop(columns=["label"])
+    doc = json.loads(json.dumps(validate_dataset(cur, reference=ref).to_dict()))
+    assert report_passes(doc) and report_passes(doc, "fail") and not report_passes(doc, "warn")
+    assert report_passes({"passed": True}) and not report_passes({"passed": True}, "warn")
+    assert not report_passes({"findings": [{"severity": "bogus"}]})
+    with pytest.raises(BadInputError):
+        report_passes(doc, "info")
