@@ -1,13 +1,17 @@
-"""Label and poisoning suspicion: duplicates, conflicting labels, likely flips, per-class shift.
+"""Label poisoning detector: class priors, class-conditional flips, suspected-issue rate,
+conflicting labels and per-class feature shifts, each *relative to the reference version*.
 
 Likely flips use confident learning (Northcutt et al., 2021) on out-of-sample predicted
 probabilities: per-class threshold t_j = mean predicted probability of class j over the rows
 labelled j; a row is a suspect when the class it confidently belongs to (highest p_ij among the
 classes with p_ij >= t_j) is not its label (the off-diagonal of the confident joint). This is the
 core of cleanlab's ``find_label_issues(filter_by="confident_learning")``, written out in numpy
-(~20 lines) to avoid a dependency whose own pins tend to fight pandas/numpy majors. A k-nearest-
-neighbour label-agreement score is a second, model-free opinion: a true flip sits among
-neighbours of its real class.
+(~20 lines) to avoid a dependency whose own pins tend to fight pandas/numpy majors. The confident
+joint's columns give the estimated flip rates P(given i | true j), which the reference profile
+stores (:class:`LabelStats`) so a new version's rates can be compared with the accepted one's:
+noisy labels are normal, a change in them is the poisoning signal. Comparisons use Fisher's exact
+test and Benjamini-Hochberg; severities come from significance and effect size (findings.py).
+A k-nearest-neighbour label-agreement score is a second, model-free opinion on each suspect.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from scipy import stats
 
 from chainproof.errors import BadInputError, MalformedFileError
 from chainproof.validate._io import open_source
-from chainproof.validate._profile import Profile, row_keys
+from chainproof.validate._profile import _CAMEL_ID, _ID_NAME, MIN_ID_ROWS, Profile, row_keys
 from chainproof.validate._types import kind_of, logical_type, to_str_array
 from chainproof.validate.drift import benjamini_hochberg
 from chainproof.validate.findings import Finding, grade, highest, severity_rank, sort_findings
@@ -566,8 +570,19 @@ class LabelChecker:
         self.rows = 0
         self.sampler = _RowSampler(self.cfg.max_rows, self.cfg.seed)
         self.sample_columns = list(dict.fromkeys([*self.features, label_column, *self.key_columns]))
+        self.auto_features = feature_columns is None
+        self.id_features: list[str] = []
 
     def update(self, batch: pa.RecordBatch, offset: int) -> None:
+        if self.rows == 0 and batch.num_rows and self.auto_features:
+            ids = [f for f in self.features if _id_in_batch(f, batch.column(f))]
+            if ids:
+                # An ID is no feature: it would make every row unique (no conflicts found) and
+                # let the label model memorise positions. Decided on the first batch so that
+                # every batch hashes the same columns; the whole-column check is in drift.
+                self.id_features = ids
+                self.features = [f for f in self.features if f not in ids]
+                self.sample_columns = [c for c in self.sample_columns if c not in ids]
         self.rows += batch.num_rows
         frame = (
             batch.select(self.features).to_pandas()
@@ -602,7 +617,7 @@ class LabelChecker:
         cfg, label_column = self.cfg, self.label_column
         features = [f for f in self.features if f not in set(drop_features)]
         notes: list[str] = []
-        dropped = [f for f in self.features if f in set(drop_features)]
+        dropped = self.id_features + [f for f in self.features if f in set(drop_features)]
         if dropped:
             notes.append(f"ID-like columns {dropped} left out of the label model")
         ref_stats: LabelStats | None = None
@@ -740,6 +755,19 @@ class LabelChecker:
             findings=findings,
             key_columns=tuple(keys),
         )
+
+
+def _id_in_batch(name: str, arr: pa.Array) -> bool:
+    """Whether a column looks like a row ID in one batch (see ``_profile.id_like``)."""
+    if len(arr) < MIN_ID_ROWS or arr.null_count:
+        return False
+    logical = logical_type(arr.type)
+    if logical not in ("int", "string") or pc.count_distinct(arr).as_py() < len(arr):
+        return False
+    if logical == "string" or _ID_NAME.search(name) or _CAMEL_ID.search(name):
+        return True
+    lo, hi = pc.min_max(arr).values()
+    return bool(hi.as_py() - lo.as_py() + 1 <= 2 * len(arr))
 
 
 def _confident_joint_rows(labels: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

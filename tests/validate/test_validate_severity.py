@@ -253,3 +253,28 @@ def test_recorded_report_passes_at_the_policys_level() -> None:
     assert not report_passes({"findings": [{"severity": "bogus"}]})
     with pytest.raises(BadInputError):
         report_passes(doc, "info")
+
+
+def test_id_column_is_no_label_feature_even_without_key() -> None:
+    import numpy as np
+    import pandas as pd
+
+    def table(seed: int) -> pd.DataFrame:
+        rng = np.random.default_rng(seed)
+        n = 3_000
+        color = rng.choice(["red", "green", "blue"], n)
+        size = rng.choice(["s", "m", "l"], n)
+        label = np.where(rng.random(n) < 0.3, "yes", "no")
+        ids = np.arange(seed * 100_000, seed * 100_000 + n)
+        return pd.DataFrame({"order_id": ids, "color": color, "size": size, "label": label})
+
+    # Reference profiled without naming the key: the ID is still no feature, so conflicting
+    # labels (many: categorical features only) are counted alike on both sides.
+    ref = profile_reference(table(1), label_column="label", config=FAST)
+    assert ref.label_stats is not None and ref.label_stats["conflicting_rows"] > 1_000
+    rep = _run(table(2), ref)
+    assert rep.severity != "fail", rep.to_text()
+    keyless = validate_dataset(table(2), reference=ref, label_column="label", config=FAST)
+    assert keyless.severity != "fail", keyless.to_text()
+    assert keyless.labels is not None
+    assert any("order_id" in n for n in keyless.labels.notes)
