@@ -223,33 +223,37 @@ class CheckpointMemory:
         history); SignatureError when the note is not signed by the log's key. Nothing is
         remembered unless every check passed. A smaller note never replaces a larger memory.
         """
-        new = cpmod.verify_checkpoint(note, verifier, origin=verifier.name)
         hashes = _proof_hashes(proof)
+        return self._update(note, lambda old, new: hashes, verifier, given=bool(hashes))
+
+    def refresh(self, note: str, consistency: Callable[[int, int], ProofInput],
+                verifier: cpmod.CheckpointVerifier) -> cpmod.Checkpoint:
+        """:meth:`update`, asking ``consistency(old_size, new_size)`` for the proof only when one
+        is needed (there is a remembered head, smaller than the note's). The memory stays locked
+        from reading the remembered head to writing the new one, so two processes refreshing at
+        once never check a proof against the wrong head."""
+        def proof_for(old: int, new: int) -> list[bytes]:
+            return _proof_hashes(consistency(old, new)) if 0 < old < new else []
+        return self._update(note, proof_for, verifier, given=False)
+
+    def _update(self, note: str, proof_for: Callable[[int, int], list[bytes]],
+                verifier: cpmod.CheckpointVerifier, *, given: bool) -> cpmod.Checkpoint:
+        new = cpmod.verify_checkpoint(note, verifier, origin=verifier.name)
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         with _locked(self.folder / f".{self.path.stem}.lock"):
             old = self.remembered(verifier)
             if old is not None:
+                hashes = proof_for(old.size, new.size) if new.size > old.size or given else []
                 self._check_consistent(old, new, hashes)
                 if new.size == old.size:
                     return new  # same head: nothing new to remember
-            elif hashes:
+            elif given:
                 raise LedgerIntegrityError(
                     "a consistency proof was given but this client remembers no checkpoint "
                     f"for {self.name}",
                     hint="on first contact pass an empty proof")
             self._write(note, new)
         return new
-
-    def refresh(self, note: str, consistency: Callable[[int, int], ProofInput],
-                verifier: cpmod.CheckpointVerifier) -> cpmod.Checkpoint:
-        """:meth:`update`, asking ``consistency(old_size, new_size)`` for the proof only when one
-        is needed (there is a remembered head, smaller than the note's)."""
-        new = cpmod.verify_checkpoint(note, verifier, origin=verifier.name)
-        old = self.remembered(verifier)
-        proof: ProofInput = []
-        if old is not None and 0 < old.size < new.size:
-            proof = consistency(old.size, new.size)
-        return self.update(note, proof, verifier)
 
     def remember_verified(self, note: str, verifier: cpmod.CheckpointVerifier) -> None:
         """Remember ``note`` after the caller established consistency another way (``audit

@@ -37,7 +37,7 @@ from sqlalchemy.exc import DataError, IntegrityError
 import chainproof
 from chainproof import identities
 from chainproof.db.tables import Base
-from chainproof.errors import LedgerIntegrityError
+from chainproof.errors import LedgerIntegrityError, PolicyViolationError
 from chainproof.ledger import audit, replay
 from chainproof.service import Chainproof
 
@@ -79,12 +79,21 @@ def populate(p: Pipeline, tmp_path: Path) -> None:
     models, versions, aliases moved three times (once by force), approvals, a rejection,
     decisions."""
     cp = p.admin
+
+    def promote(version: int) -> None:
+        # Approved and executed through the gate; should the gate's floor ask for evidence
+        # this small pipeline lacks, the approvals stay and an override moves the alias.
+        try:
+            p.promote(version)
+        except PolicyViolationError:
+            cp.force_promotion(f"{NS}/fraud-review", version, "production", "test: gate floor")
+
     v1 = p.train("a", 0.9)
-    p.promote(v1)
+    promote(v1)
     v2 = p.train("b", 0.91)
     rejected = p.trainer.request_promotion(f"{NS}/fraud-review", v2, "production")
     p.alice.reject(rejected, "not this week")
-    p.promote(v2)
+    promote(v2)
     p.trainer.create_model(f"{NS}/other-model")
     cp.force_promotion(f"{NS}/fraud-review", v1, "production", "roll back: incident 42")
     with pytest.raises(Exception), chainproof.step(  # noqa: B017 - any failure is recorded
