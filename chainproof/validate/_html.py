@@ -205,11 +205,20 @@ def drift_section(r: DriftReport) -> str:
 
 def schema_section(r: SchemaReport) -> str:
     rows = [
-        (f.column or "(dataset)", f.rule, f.count, f.message, list(f.examples), list(f.row_ids))
+        (
+            f.column or "(dataset)",
+            f.rule,
+            f.count,
+            f.message,
+            list(f.examples),
+            "; ".join(", ".join(f"{k}={v}" for k, v in key.items()) for key in f.keys)
+            if f.keys
+            else list(f.row_ids),
+        )
         for f in r.findings
     ]
     table = (
-        _table(["column", "rule", "count", "message", "examples", "row ids"], rows)
+        _table(["column", "rule", "count", "message", "examples", "keys (or row ids)"], rows)
         if rows
         else "<p>All schema rules hold.</p>"
     )

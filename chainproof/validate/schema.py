@@ -301,6 +301,7 @@ class SchemaFinding:
     count: int = 0
     examples: tuple[Any, ...] = ()
     row_ids: tuple[int, ...] = ()
+    keys: tuple[Mapping[str, Any], ...] = ()  # key-column values of the example rows
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -310,6 +311,7 @@ class SchemaFinding:
             "count": self.count,
             "examples": [_jsonable(x) for x in self.examples],
             "row_ids": list(self.row_ids),
+            "keys": [dict(k) for k in self.keys],
         }
 
 
@@ -335,7 +337,11 @@ class SchemaReport:
                 f.message,
                 column=f.column,
                 statistic=float(f.count),
-                details={"rule": f.rule, "row_ids": list(f.row_ids)},
+                details={
+                    "rule": f.rule,
+                    "row_ids": list(f.row_ids),
+                    "keys": [dict(k) for k in f.keys],
+                },
             )
             for f in self.findings
         )
@@ -369,6 +375,8 @@ class _Violations:
         self.count = 0
         self.examples: list[Any] = []
         self.rows: list[int] = []
+        self.keys: list[dict[str, Any]] = []
+        self.batch_keys: dict[str, pa.Array] = {}
 
     def add(self, mask: np.ndarray, values: Any, offset: int) -> None:
         n = int(mask.sum())
@@ -380,6 +388,11 @@ class _Violations:
             self.rows.extend(int(i) + offset for i in idx)
             if values is not None:
                 self.examples.extend(_jsonable(values[int(i)]) for i in idx)
+            if self.batch_keys:
+                self.keys.extend(
+                    {k: _jsonable(a[int(i)].as_py()) for k, a in self.batch_keys.items()}
+                    for i in idx
+                )
 
 
 def check_schema(data: Any, schema: Schema) -> SchemaReport:
@@ -447,6 +460,10 @@ class SchemaChecker:
 
     def update(self, batch: pa.RecordBatch, offset: int) -> None:
         self.rows += batch.num_rows
+        keys = {k: batch.column(k) for k in self.schema.key_columns if k in self.actual}
+        for viols in (self.nulls, self.low, self.high, self.unknown):
+            for v in viols.values():
+                v.batch_keys = keys
         for c in self.checked:
             arr = batch.column(c.name)
             if kind_of(self.actual[c.name]) == "numeric":
@@ -500,6 +517,7 @@ class SchemaChecker:
                         v.count,
                         (),
                         tuple(v.rows),
+                        tuple(v.keys),
                     )
                 )
             for viol, rule, bound in (
@@ -515,6 +533,7 @@ class SchemaChecker:
                             viol.count,
                             tuple(viol.examples),
                             tuple(viol.rows),
+                            tuple(viol.keys),
                         )
                     )
             u = self.unknown[c.name]
@@ -527,6 +546,7 @@ class SchemaChecker:
                         u.count,
                         tuple(u.examples),
                         tuple(u.rows),
+                        tuple(u.keys),
                     )
                 )
         for label, cols in self.key_sets:

@@ -278,3 +278,14 @@ def test_id_column_is_no_label_feature_even_without_key() -> None:
     assert keyless.severity != "fail", keyless.to_text()
     assert keyless.labels is not None
     assert any("order_id" in n for n in keyless.labels.notes)
+
+
+def test_schema_findings_name_rows_by_key() -> None:
+    ref = make_labelled(12, n=1_000)
+    schema = infer_schema(ref, key_columns=KEY, tolerance=0.0)
+    cur = ref.copy()
+    cur.loc[7, "count"] = 10_000
+    rep = validate_dataset(cur, schema=schema)
+    finding = next(f for f in rep.schema.findings if f.rule == "range_max")  # type: ignore[union-attr]
+    assert finding.row_ids == (7,) and finding.keys == ({"order_id": 12_000_007},)
+    assert "order_id=12000007" in rep.to_html()
