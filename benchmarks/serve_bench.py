@@ -213,13 +213,22 @@ def _builtin(func: str) -> str:
     return ""
 
 
+def _by_caller(parts: dict[str, float]) -> str:
+    return ", ".join(f"{k.removeprefix('by ')} {v:.2f} s" for k, v in sorted(
+        parts.items(), key=lambda kv: -kv[1]) if k.startswith("by ") and v >= 0.01)
+
+
 def breakdown(profile: Path) -> dict[str, float]:
     """Seconds by part of a profiled cold start (cProfile inflates Python-heavy parts)."""
     raw = pstats.Stats(str(profile)).stats  # type: ignore[attr-defined]
     out = {"imports": 0.0, "load_verified": 0.0, "hashing": 0.0, "file I/O": 0.0,
            "safe_load": 0.0, "find_class": 0.0, "record_deployment": 0.0}
-    for (file, _, func), (_, _, tottime, cumtime, _) in raw.items():
+    for (file, _, func), (_, _, tottime, cumtime, callers) in raw.items():
         name = _builtin(func)
+        if name == "update" and ("HASH" in func or "blake3" in func):
+            for (cfile, _, cfunc), caller in callers.items():
+                where = f"by {Path(cfile).parent.name}/{Path(cfile).name}:{cfunc}"
+                out[where] = out.get(where, 0.0) + caller[2]
         if func == "_find_and_load":
             out["imports"] = max(out["imports"], cumtime)
         elif func in ("load_verified", "safe_load", "record_deployment", "find_class") \
@@ -300,6 +309,9 @@ def main() -> int:
         prof = work / "serve.prof"
         serve_once(project, profile=prof)
         parts = breakdown(prof)
+        warm_prof = work / "serve-warm.prof"
+        serve_once(project, profile=warm_prof)
+        warm_parts = breakdown(warm_prof)
         import_s, unpickle_s = floors(path)
 
         for case in ("cold", "warm"):
@@ -313,11 +325,15 @@ def main() -> int:
               f"import + one hash + load = {import_s + hash_s + unpickle_s:.2f} s")
         print(f"profiled cold start (cProfile inflates Python-heavy parts): all imports "
               f"{parts['imports']:.2f} s; load_verified {parts['load_verified']:.2f} s, with "
-              f"SHA-256 {parts['hashing']:.2f} s (~{parts['hashing'] / hash_s:.1f} hashes of "
-              f"the model) and file I/O {parts['file I/O']:.2f} s; safe_load "
+              f"SHA-256 {parts['hashing']:.2f} s and file I/O {parts['file I/O']:.2f} s; "
+              f"safe_load "
               f"{parts['safe_load']:.2f} s, of which resolving classes (importing sklearn) "
               f"{parts['find_class']:.2f} s; record_deployment "
-              f"{parts['record_deployment']:.2f} s")
+              f"{parts['record_deployment']:.2f} s; SHA-256 by caller: {_by_caller(parts)}")
+        print(f"profiled warm start: load_verified {warm_parts['load_verified']:.2f} s, with "
+              f"SHA-256 {warm_parts['hashing']:.2f} s (by caller: {_by_caller(warm_parts)}); "
+              f"safe_load "
+              f"{warm_parts['safe_load']:.2f} s")
         stamp("end")
         print(f"load average at the end: {loadavg()}")
         return 0
