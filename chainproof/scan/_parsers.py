@@ -10,6 +10,7 @@ What each parser checks is listed in docs/scanning.md.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -209,10 +210,63 @@ def hdf5_at(head: bytes) -> bool:
     return any(head[o : o + 8] == HDF5_MAGIC for o in (0, 512, 1024, 2048) if len(head) >= o + 8)
 
 
+#: the HDF5 walk runs in a child process: the HDF5 C library can crash (SIGSEGV) on hostile
+#: files, and the scanner runs inside the prediction service (safe_load).
+HDF5_CHILD_TIMEOUT = 120.0
+_HDF5_CHILD = (
+    "import sys; from chainproof.scan._parsers import hdf5_child_main; hdf5_child_main()"
+)
+
+
 def check_hdf5(path: Path, model_dir: Path | None) -> tuple[list[Construct], list[str]]:
     """Walk every group, dataset and attribute with h5py (nothing is read but metadata):
     external links and external/virtual dataset storage point at other files; a legacy Keras
-    ``model_config`` attribute is judged like a ``.keras`` config."""
+    ``model_config`` attribute is judged like a ``.keras`` config.
+
+    The walk runs in a child Python process; a crash or a timeout there is a
+    :class:`ParseFailed` (the file is ``malformed``), never a crash of the caller.
+    """
+    import subprocess
+    import sys
+
+    if importlib.util.find_spec("h5py") is None:
+        raise ParserMissing("the h5py package is not installed")
+    try:
+        run = subprocess.run(
+            [sys.executable, "-c", _HDF5_CHILD, str(path), str(model_dir or "")],
+            capture_output=True, timeout=HDF5_CHILD_TIMEOUT, check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise ParseFailed(f"the HDF5 walk took longer than {HDF5_CHILD_TIMEOUT:.0f} s") from exc
+    if run.returncode != 0:
+        why = (f"signal {-run.returncode}" if run.returncode < 0
+               else f"exit {run.returncode}: {run.stderr.decode(errors='replace')[-300:]}")
+        raise ParseFailed(f"the HDF5 library failed on this file ({why})")
+    try:
+        doc = json.loads(run.stdout)
+    except ValueError as exc:
+        raise ParseFailed("the HDF5 walk gave no result") from exc
+    if doc.get("error"):
+        raise ParseFailed(str(doc["error"]))
+    found = [Construct(**c) for c in doc["found"]]
+    return found, list(doc["notes"])
+
+
+def hdf5_child_main() -> None:
+    """Entry point of the HDF5 child process: argv = [path, model_dir or ""]; prints JSON."""
+    import dataclasses
+    import sys
+
+    path, model_dir = Path(sys.argv[1]), (Path(sys.argv[2]) if sys.argv[2] else None)
+    try:
+        found, notes = _hdf5_in_process(path, model_dir)
+        out: dict[str, Any] = {"found": [dataclasses.asdict(c) for c in found], "notes": notes}
+    except (ParseFailed, ParserMissing) as exc:
+        out = {"error": str(exc)}
+    sys.stdout.write(json.dumps(out))
+
+
+def _hdf5_in_process(path: Path, model_dir: Path | None) -> tuple[list[Construct], list[str]]:
     try:
         import h5py
     except ImportError as exc:
@@ -221,49 +275,72 @@ def check_hdf5(path: Path, model_dir: Path | None) -> tuple[list[Construct], lis
     notes: list[str] = []
     try:
         f = h5py.File(path, "r")
-    except OSError as exc:
+    except Exception as exc:  # h5py on hostile bytes: OSError, KeyError, ValueError, ...
         raise ParseFailed(f"HDF5 file does not open: {exc}") from exc
-    count = 0
-    with f:
-        for attr in ("model_config", "training_config"):
-            if attr in f.attrs:
-                raw = f.attrs[attr]
-                text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
-                got, _ = check_keras_json(text.encode(), f"HDF5 attribute {attr}")
-                found.extend(got)
-                notes.append(f"legacy Keras HDF5 model ({attr} judged)")
-
-        def visit(name: str, link: Any) -> None:
-            nonlocal count
-            count += 1
-            if isinstance(link, h5py.ExternalLink):
-                found.append(Construct("hdf5_external_link", link.filename, name,
-                                       f"external link {name!r} -> {link.filename}:{link.path} "
-                                       "(h5py opens the other file when it is read)"))
-                return
-            if not isinstance(link, h5py.HardLink):
-                return
-            obj = f.get(name)
-            if isinstance(obj, h5py.Dataset):
-                if obj.external:
-                    for fname, *_ in obj.external:
-                        loc = fname.decode() if isinstance(fname, bytes) else str(fname)
-                        problem = external_location_problem(loc, model_dir)
-                        found.append(Construct("hdf5_external_storage", loc, name,
-                                               problem or f"dataset {name!r} stores its data "
-                                               f"in the external file {loc!r}"))
-                if obj.is_virtual:
-                    for src in obj.virtual_sources():
-                        found.append(Construct("hdf5_virtual_dataset", src.file_name, name,
-                                               f"virtual dataset {name!r} reads "
-                                               f"{src.file_name}:{src.dset_name}"))
-
-        try:
-            f.visititems_links(visit)
-        except (OSError, RuntimeError, ValueError, KeyError) as exc:
-            raise ParseFailed(f"HDF5 structure does not walk: {exc}") from exc
+    try:
+        with f:
+            count = _walk_hdf5(f, h5py, found, notes, model_dir)
+    except ParseFailed:
+        raise
+    except Exception as exc:  # any failure of the HDF5 library on this file: malformed
+        raise ParseFailed(f"HDF5 structure does not walk: {type(exc).__name__}: {exc}") from exc
     notes.append(f"HDF5 with {count} links walked")
     return found, notes
+
+
+def _walk_hdf5(
+    f: Any, h5py: Any, found: list[Construct], notes: list[str], model_dir: Path | None
+) -> int:
+    """Judge the root attributes and every link of an open file; returns the links walked."""
+    count = 0
+    errors: list[BaseException] = []
+    for attr in ("model_config", "training_config"):
+        if attr in f.attrs:
+            raw = f.attrs[attr]
+            text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+            got, _ = check_keras_json(text.encode(), f"HDF5 attribute {attr}")
+            found.extend(got)
+            notes.append(f"legacy Keras HDF5 model ({attr} judged)")
+
+    def visit(name: str, link: Any) -> bool | None:
+        try:
+            _visit(name, link)
+        except Exception as exc:
+            errors.append(exc)
+            return True  # stops the walk
+        return None
+
+    def _visit(name: str, link: Any) -> None:
+        nonlocal count
+        count += 1
+        if isinstance(link, h5py.ExternalLink):
+            found.append(Construct("hdf5_external_link", link.filename, name,
+                                   f"external link {name!r} -> {link.filename}:{link.path} "
+                                   "(h5py opens the other file when it is read)"))
+            return
+        if not isinstance(link, h5py.HardLink):
+            return
+        obj = f.get(name)
+        if isinstance(obj, h5py.Dataset):
+            if obj.external:
+                for fname, *_ in obj.external:
+                    loc = fname.decode() if isinstance(fname, bytes) else str(fname)
+                    problem = external_location_problem(loc, model_dir)
+                    found.append(Construct("hdf5_external_storage", loc, name,
+                                           problem or f"dataset {name!r} stores its data "
+                                           f"in the external file {loc!r}"))
+            if obj.is_virtual:
+                for src in obj.virtual_sources():
+                    found.append(Construct("hdf5_virtual_dataset", src.file_name, name,
+                                           f"virtual dataset {name!r} reads "
+                                           f"{src.file_name}:{src.dset_name}"))
+
+    f.visititems_links(visit)
+    if errors:
+        raise ParseFailed(
+            f"HDF5 structure does not walk: {type(errors[0]).__name__}: {errors[0]}"
+        )
+    return count
 
 
 # ---- GGUF ----------------------------------------------------------------------------------------
@@ -356,7 +433,7 @@ def check_gguf(path: Path) -> tuple[list[Construct], list[str]]:
         raise ParserMissing("the gguf package is not installed") from exc
     try:
         reader = GGUFReader(path)
-    except (ValueError, KeyError, IndexError, OSError, TypeError) as exc:
+    except Exception as exc:  # gguf on hostile bytes: ValueError, IndexError, numpy errors, ...
         raise ParseFailed(f"GGUF does not parse: {type(exc).__name__}: {exc}") from exc
     found: list[Construct] = []
     templates = 0

@@ -510,7 +510,7 @@ def _scan_7z(
     """Open a 7z archive with py7zr and scan every member by content. False: py7zr missing."""
     try:
         import py7zr
-        from py7zr.exceptions import Bad7zFile, PasswordRequired, UnsupportedCompressionMethodError
+        from py7zr.exceptions import PasswordRequired, UnsupportedCompressionMethodError
     except ImportError:
         return False
     if not seekable or size is None:
@@ -537,8 +537,8 @@ def _scan_7z(
     except UnsupportedCompressionMethodError as exc:
         acc.uninspectable.append(f"{label}: 7z compression method not supported: {exc}")
         return True
-    except (Bad7zFile, EOFError, OSError, ValueError, KeyError, IndexError, lzma.LZMAError,
-            py7zr.exceptions.ArchiveError) as exc:
+    except Exception as exc:
+        # (Bad7zFile, LZMAError, OverflowError on a timestamp, struct errors, ...): malformed.
         acc.malformed.append(f"{label}: 7z archive cannot be read: {type(exc).__name__}: {exc}")
         return True
     finally:

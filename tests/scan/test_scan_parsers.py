@@ -381,3 +381,12 @@ def test_7z_encrypted_is_not_inspectable(tmp_path: Path) -> None:
     enc = _sevenzip(tmp_path / "enc.7z", {"m.pkl": b"\x80\x04K\x01."}, password="secret")
     r = scan_one(enc)
     assert r.verdict == "not_inspectable", r
+
+
+def test_hdf5_that_crashes_the_hdf5_library_is_malformed_not_a_crash() -> None:
+    """A mutated HDF5 file (found by fuzzing) on which libhdf5 1.14 segfaults when h5py reads an
+    attribute: the walk runs in a child process, so the scan survives and refuses the file."""
+    p = Path(__file__).parent / "data" / "hdf5_crashes_libhdf5.h5"
+    r = scan_one(p)
+    assert (r.format, r.verdict) == ("hdf5", "malformed"), r
+    assert "HDF5" in (r.error or "")
