@@ -121,6 +121,8 @@ def _breakdown(profile: Path) -> dict[str, float]:
             out["file I/O"] += tottime
         elif func == "_find_and_load":
             out["imports"] = max(out["imports"], cumtime)
+        elif func == "environment" and file.endswith("capture.py"):
+            out["environment capture"] = cumtime
     out["rest (fixed)"] = max(0.0, out["profiled total"] - out["command"] - out["hashing"]
                               - out["file I/O"] - out["imports"])
     return out
@@ -226,7 +228,8 @@ def main() -> int:
                   f"{hashed / max(parts['hashing'], 1e-9) / 1e9:.2f} GB/s if each byte once; "
                   f"{parts['hashing'] / budget_hash:.2f}x the budget's hashing) + file I/O "
                   f"{parts['file I/O']:.2f} + imports {parts['imports']:.2f} + the rest "
-                  f"{parts['rest (fixed)']:.2f}")
+                  f"{parts['rest (fixed)']:.2f} (of which capturing the environment's installed "
+                  f"distributions {parts.get('environment capture', 0.0):.2f})")
             print("  hashing by caller: " + ", ".join(
                 f"{k.removeprefix('hashing in ')} {v:.2f} s" for k, v in sorted(
                     parts.items(), key=lambda kv: -kv[1])
