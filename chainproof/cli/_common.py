@@ -158,10 +158,14 @@ def step_exit_status(exc: ChainproofError) -> int | None:
     status = getattr(exc, "exit_status", None)
     if isinstance(status, int):
         return status
+    if type(exc).__name__ != "StepFailedError":
+        return None
     match = _STEP_STATUS.search(exc.message)
-    if match and type(exc).__name__ == "StepFailedError":
+    if match:
         code = int(match.group(1))
         return code if 0 < code < 256 else 1
+    if "command could not start" in exc.message:
+        return 127  # as a shell says "command not found"
     return None
 
 

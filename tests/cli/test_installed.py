@@ -117,6 +117,11 @@ def test_failing_command_in_run_passes_its_status(project: Path) -> None:
     assert after == before + 1  # the failed step is recorded (nothing else)
 
 
+def test_command_that_cannot_start_exits_127(project: Path) -> None:
+    done = cli("run", "--step", "train", "--", "/no/such/command", cwd=project)
+    assert_clean_error(done, 127, "command could not start")
+
+
 def test_version_and_help_without_type_tags(project: Path) -> None:
     done = cli("--version", cwd=project)
     assert done.returncode == 0 and done.stdout.startswith("chainproof ")
