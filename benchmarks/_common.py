@@ -247,8 +247,10 @@ class Http:
             if self.conn is None:
                 self.conn = self._connect()
             try:
-                self._quickack(self.conn)
                 self.conn.request(method, path, body=body, headers=all_headers)
+                # After the send: sending puts Linux back into delayed-ACK ("pingpong") mode,
+                # so QUICKACK set before it would not cover the response's first segment.
+                self._quickack(self.conn)
                 response = self.conn.getresponse()
                 data = response.read()
                 self._quickack(self.conn)

@@ -268,6 +268,7 @@ class Phase:
     lock_waits: float | None = None  # mean backends waiting on a lock
     active: float | None = None
     cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds: server, database, client
+    probe: dict[str, list[float]] = field(default_factory=dict)  # paced reads beside writers
 
     @property
     def write_rate(self) -> float:
@@ -284,10 +285,15 @@ class Phase:
 READ_KINDS = ("list", "alias", "explain")
 
 
+PROBE_INTERVAL = 0.1
+
+
 def run_phase(system: System, label: str, writers: int, readers: int, seconds: float,
-              counter: Iterator[int], prefix: str) -> Phase:
+              counter: Iterator[int], prefix: str, probe: bool = False) -> Phase:
     """``writers`` clients writing models ``prefix-0`` ... and ``readers`` clients reading them,
-    for ``seconds``; each client on its own keep-alive connection."""
+    for ``seconds``; each client on its own keep-alive connection. With ``probe``, one more
+    client reads ``prefix-0`` at a fixed pace (every PROBE_INTERVAL s, open loop: it adds
+    almost no load), so its latencies are what a reader sees while the writers saturate."""
     phase = Phase(label, writers, readers)
     lock = threading.Lock()
     barrier = threading.Barrier(writers + readers + 1)
@@ -335,8 +341,33 @@ def run_phase(system: System, label: str, writers: int, readers: int, seconds: f
                 for name, v in local_calls.items():
                     phase.calls.setdefault(name, []).extend(v)
 
+    def prober() -> None:
+        http = Http(system.port, system.headers)
+        reads: dict[str, list[float]] = {}
+        try:
+            go.wait()
+            k = 0
+            next_at = time.perf_counter()
+            while time.perf_counter() < deadline[0]:
+                kind = READ_KINDS[k % len(READ_KINDS)]
+                k += 1
+                t = time.perf_counter()
+                system.read(http, f"{prefix}-0", kind, lambda *_: None)
+                reads.setdefault(kind, []).append(time.perf_counter() - t)
+                next_at += PROBE_INTERVAL
+                time.sleep(max(0.0, next_at - time.perf_counter()))
+        except Exception as exc:
+            with lock:
+                phase.errors.append(f"probe: {type(exc).__name__}: {exc}")
+        finally:
+            http.close()
+            with lock:
+                phase.probe = reads
+
     threads = [threading.Thread(target=worker, args=(c, True)) for c in range(writers)]
     threads += [threading.Thread(target=worker, args=(c, False)) for c in range(readers)]
+    if probe:
+        threads.append(threading.Thread(target=prober))
     for t in threads:
         t.start()
     barrier.wait(timeout=120)
@@ -409,7 +440,7 @@ def measure(system: System, clients: int, seconds: float, counter: Iterator[int]
         http = Http(system.port, system.headers)
         for c in range(writers):
             system.create_model(http, f"{prefix}-{c}")
-            if readers:  # one version under the alias before the readers start
+            if readers or c == 0:  # a version under the alias before anyone reads it
                 system.write(http, f"{prefix}-{c}", next(counter), lambda *_: None)
                 seeded += 1
         http.close()
@@ -417,7 +448,8 @@ def measure(system: System, clients: int, seconds: float, counter: Iterator[int]
         stamp(f"{system.name}, {clients} clients, {label} phase: start")
         before = _cpu_snapshot(system, pg_db)
         with lock_sampler(pg_db, box):
-            phase = run_phase(system, label, writers, readers, seconds, counter, prefix)
+            phase = run_phase(system, label, writers, readers, seconds, counter, prefix,
+                              probe=not readers)
             box.append(phase)
         # Backends that connected during the phase count from zero (pools grow on demand).
         phase.cpu = _cpu_delta(before, _cpu_snapshot(system, pg_db))
@@ -428,6 +460,10 @@ def measure(system: System, clients: int, seconds: float, counter: Iterator[int]
         results.append(phase)
         _print_phase(system, clients, phase)
     return results[0], results[1], seeded
+
+
+def _probe_p99(p: Phase) -> float:
+    return percentile([x for v in p.probe.values() for x in v], 99)
 
 
 def _pq(values: list[float]) -> str:
@@ -445,6 +481,11 @@ def _print_phase(system: System, clients: int, p: Phase) -> None:
         line += (f"\n  {'':10s} {'':11s} {'':5s}  reads {p.read_rate:7.1f} ops/s by {p.readers} "
                  f"readers beside {p.writers} writer(s): p50/p99 {_pq(p.all_reads())} ms "
                  f"({per_kind})")
+    if p.probe:
+        per_kind = ", ".join(f"{k} {_pq(v)}" for k, v in p.probe.items())
+        every = [x for v in p.probe.values() for x in v]
+        line += (f"\n  {'':10s} {'':11s} {'':5s}  paced probe reads ({1 / PROBE_INTERVAL:.0f}/s) "
+                 f"beside the writers: p50/p99 {_pq(every)} ms ({per_kind})")
     if p.lock_waits is not None:
         line += (f"\n  {'':10s} {'':11s} {'':5s}  PostgreSQL: {p.active:.1f} backends busy on "
                  f"average, {p.lock_waits:.1f} of them waiting on a lock")
@@ -632,12 +673,14 @@ def main() -> int:
         for clients in client_counts:
             cw, cm = results[("chainproof", clients)]
             line = (f"  {clients:3d} clients: chainproof {cw.write_rate:6.1f} writes/s "
-                    f"(p50/p99 {_pq(cw.write_latency)} ms), mixed-phase read p99 "
+                    f"(p50/p99 {_pq(cw.write_latency)} ms), paced read p99 beside writers "
+                    f"{_probe_p99(cw) * 1000:.1f} ms, mixed-phase read p99 "
                     f"{percentile(cm.all_reads(), 99) * 1000:.1f} ms")
             if ("MLflow", clients) in results:
                 mw, mm = results[("MLflow", clients)]
                 line += (f"; MLflow {mw.write_rate:6.1f} writes/s (p50/p99 "
-                         f"{_pq(mw.write_latency)} ms), read p99 "
+                         f"{_pq(mw.write_latency)} ms), paced read p99 "
+                         f"{_probe_p99(mw) * 1000:.1f} ms, mixed read p99 "
                          f"{percentile(mm.all_reads(), 99) * 1000:.1f} ms; ratio "
                          f"{cw.write_rate / mw.write_rate:.2f}x writes, "
                          f"{cm.read_rate / mm.read_rate:.2f}x mixed-phase reads"
@@ -648,9 +691,11 @@ def main() -> int:
                 results[("MLflow", most)][0].write_rate
             print(f"goal >= {GOAL_RATIO:g}x MLflow's writes at {most} clients: "
                   f"{'met' if ratio >= GOAL_RATIO else 'NOT met'} ({ratio:.2f}x)")
-        p99 = percentile(results[("chainproof", most)][1].all_reads(), 99)
+        p99 = _probe_p99(results[("chainproof", most)][0])
+        mixed = percentile(results[("chainproof", most)][1].all_reads(), 99)
         print(f"goal read p99 < {GOAL_READ_P99 * 1000:.0f} ms while writes run ({most} clients): "
-              f"{'met' if p99 < GOAL_READ_P99 else 'NOT met'} ({p99 * 1000:.1f} ms)")
+              f"{'met' if p99 < GOAL_READ_P99 else 'NOT met'} ({p99 * 1000:.1f} ms for paced "
+              f"reads beside {most} writers; {mixed * 1000:.1f} ms in the saturated mixed phase)")
         return 0 if logged else 1
     finally:
         if pg:
