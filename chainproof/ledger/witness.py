@@ -226,21 +226,28 @@ class CheckpointMemory:
         hashes = _proof_hashes(proof)
         return self._update(note, lambda old, new: hashes, verifier, given=bool(hashes))
 
-    def refresh(self, note: str, consistency: Callable[[int, int], ProofInput],
+    def refresh(self, note: str | Callable[[], str],
+                consistency: Callable[[int, int], ProofInput],
                 verifier: cpmod.CheckpointVerifier) -> cpmod.Checkpoint:
         """:meth:`update`, asking ``consistency(old_size, new_size)`` for the proof only when one
-        is needed (there is a remembered head, smaller than the note's). The memory stays locked
-        from reading the remembered head to writing the new one, so two processes refreshing at
-        once never check a proof against the wrong head."""
+        is needed (there is a remembered head, smaller than the note's).
+
+        ``note`` may be a function that fetches the server's newest checkpoint: it is then
+        called with the memory locked, so that two processes of one user contacting the server
+        at once never see each other's newer head as a rollback. The memory stays locked from
+        reading the remembered head to writing the new one."""
         def proof_for(old: int, new: int) -> list[bytes]:
             return _proof_hashes(consistency(old, new)) if 0 < old < new else []
         return self._update(note, proof_for, verifier, given=False)
 
-    def _update(self, note: str, proof_for: Callable[[int, int], list[bytes]],
+    def _update(self, note: str | Callable[[], str],
+                proof_for: Callable[[int, int], list[bytes]],
                 verifier: cpmod.CheckpointVerifier, *, given: bool) -> cpmod.Checkpoint:
-        new = cpmod.verify_checkpoint(note, verifier, origin=verifier.name)
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         with _locked(self.folder / f".{self.path.stem}.lock"):
+            if callable(note):
+                note = note()
+            new = cpmod.verify_checkpoint(note, verifier, origin=verifier.name)
             old = self.remembered(verifier)
             if old is not None:
                 hashes = proof_for(old.size, new.size) if new.size > old.size or given else []

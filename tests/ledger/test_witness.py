@@ -347,3 +347,74 @@ def test_stray_level0_node_is_detected(cp: Chainproof, tmp_path: Path) -> None:
     with cp.session() as session, pytest.raises(LedgerIntegrityError) as info:
         audit.verify_log(session, verifier_of(cp))
     assert "stored tree node(s) at level 0" in "\n".join(info.value.problems)
+
+
+def test_concurrent_refreshes_never_lose_the_newer_head(cp: Chainproof, tmp_path: Path) -> None:
+    """Clients of one user refreshing at once, with older and newer notes: every refresh is
+    checked against the head remembered at that moment, and the memory ends at the newest."""
+    memory = CheckpointMemory(tmp_path / "checkpoints", cp.settings.origin)
+    history(cp, tmp_path, 1)
+    contact(cp, memory)
+    notes = []
+    for i in range(4):
+        (tmp_path / f"c{i}.csv").write_text(f"c{i}\n")
+        cp.add(tmp_path / f"c{i}.csv", kind="dataset", name=f"c{i}")
+        notes.append(latest_note(cp))
+    verifier = verifier_of(cp)
+    errors: list[BaseException] = []
+
+    def consistency(old: int, new: int) -> dict[str, object]:
+        with cp.session() as session:
+            return prove_consistency(session, old, new)
+
+    def client(note: str) -> None:
+        try:
+            CheckpointMemory(memory.folder, memory.name).refresh(note, consistency, verifier)
+        except LedgerIntegrityError as exc:  # an older note after a newer one: a rollback
+            if "rollback" not in exc.message:
+                errors.append(exc)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in notes * 2]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert memory.size_to_prove(verifier) == size_of(notes[-1])
+
+
+def test_refresh_fetching_under_the_lock_never_sees_a_false_rollback(cp: Chainproof,
+                                                                     tmp_path: Path) -> None:
+    memory = CheckpointMemory(tmp_path / "checkpoints", cp.settings.origin)
+    history(cp, tmp_path, 1)
+    verifier = verifier_of(cp)
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def consistency(old: int, new: int) -> dict[str, object]:
+        with cp.session() as session:
+            return prove_consistency(session, old, new)
+
+    def client() -> None:
+        while not stop.is_set():
+            try:
+                CheckpointMemory(memory.folder, memory.name).refresh(
+                    lambda: latest_note(cp), consistency, verifier)
+            except BaseException as exc:
+                errors.append(exc)
+                return
+
+    threads = [threading.Thread(target=client) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for i in range(6):
+        (tmp_path / f"r{i}.csv").write_text(f"r{i}\n")
+        cp.add(tmp_path / f"r{i}.csv", kind="dataset", name=f"r{i}")
+    stop.set()
+    for t in threads:
+        t.join()
+    assert errors == []
+    contact(cp, memory)
+    assert memory.size_to_prove(verifier) == size_of(latest_note(cp))
