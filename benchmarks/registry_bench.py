@@ -504,6 +504,28 @@ def _print_phase(system: System, clients: int, p: Phase) -> None:
 # --- set-up ---------------------------------------------------------------------------------------
 
 
+def commit_latency(n: int = 200) -> tuple[float, float]:
+    """p50, p99 seconds of a one-row insert + commit on a throwaway PostgreSQL database: the
+    WAL flush every write transaction pays (and, here, pays while holding the log head)."""
+    import psycopg
+
+    name = "chainproof_commit_probe"
+    url = create_database(name).replace("postgresql+psycopg://", "postgresql://")
+    try:
+        with psycopg.connect(url) as conn:
+            conn.execute("CREATE TABLE t (id serial PRIMARY KEY, v bytea)")
+            conn.commit()
+            latencies = []
+            for _ in range(n):
+                t = time.perf_counter()
+                conn.execute("INSERT INTO t (v) VALUES (%s)", (b"x" * 400,))
+                conn.commit()
+                latencies.append(time.perf_counter() - t)
+    finally:
+        drop_database(name)
+    return percentile(latencies, 50), percentile(latencies, 99)
+
+
 def setup_chainproof(project: Path, db_url: str | None) -> str:
     project.mkdir(parents=True)
     os.environ["CHAINPROOF_IDENTITY"] = "bench-admin"
@@ -584,6 +606,10 @@ def main() -> int:
           f"{client_counts}; {args.seconds:g} s per phase; p50/p99 in ms")
     try:
         mlflow = None if args.no_mlflow else install_mlflow(args.fresh_venv)
+        if pg:
+            p50, p99 = commit_latency()
+            print(f"PostgreSQL insert + commit (WAL flush) on this machine now: p50 "
+                  f"{p50 * 1000:.2f} ms, p99 {p99 * 1000:.2f} ms")
         with contextlib.ExitStack() as stack:
             # chainproof: workspace, identities, token; then its server.
             project = RUN_DIR / "chainproof"
