@@ -688,6 +688,9 @@ def _scan_zip(
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError) as exc:
         acc.malformed.append(f"{label}: zip central directory cannot be read: {exc}")
         return "zip"
+    except NotImplementedError as exc:  # zipfile: "zip file version 19.5" and the like
+        acc.uninspectable.append(f"{label}: zip features Python cannot read: {exc}")
+        return "zip"
     if len(members) > MAX_MEMBERS:
         acc.uninspectable.append(f"{label}: more than {MAX_MEMBERS} zip members")
         return "zip"

@@ -104,3 +104,19 @@ def test_mutated_pickles_in_the_restricted_unpickler_raise_only_chainproof_error
             p.write_bytes(_mutate(rng, seed))
             with contextlib.suppress(ChainproofError):  # anything else fails the test
                 safe_load(p)
+
+
+def test_zip_claiming_an_unknown_version_is_not_inspectable(tmp_path: Path) -> None:
+    """Found by fuzzing: zipfile raises NotImplementedError for 'version needed' 19.5."""
+    import struct
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("archive/data.pkl", pickle.dumps({"a": 1}, protocol=2))
+    data = bytearray(buf.getvalue())
+    cd = data.find(b"PK\x01\x02")
+    data[cd + 6 : cd + 8] = struct.pack("<H", 195)
+    p = tmp_path / "v.zip"
+    p.write_bytes(bytes(data))
+    r = scan_path(p).files[0]
+    assert r.verdict == "not_inspectable" and "version" in (r.error or "")
