@@ -15,7 +15,14 @@ def test_explain_alias_table_shows_decision_approvals_gate_and_metrics(
         pipe: Pipeline, capsys: pytest.CaptureFixture[str],  # noqa: F811
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "120")
+    from chainproof.scan import scan_path
+
     version = pipe.train("a", auc=0.91)
+    asset = pipe.trainer.all_versions(namespace=NS, kind="model")[-1]
+    report = scan_path(pipe.admin.materialize(asset))  # protected aliases need a passing scan
+    pipe.evaluator.record_report(report_kind="scan", subjects=[asset.ref],
+                                 report=report.to_dict(), passed=report.clean,
+                                 name=f"scan-{asset.version}")
     pipe.promote(version)
     ref = f"{NS}/fraud-review@production"
     capsys.readouterr()
