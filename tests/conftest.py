@@ -88,11 +88,14 @@ def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for var in ("CHAINPROOF_DB", "CHAINPROOF_STORE", "CHAINPROOF_LOG_KEY", "CHAINPROOF_LOG_PUBKEY",
                 "CHAINPROOF_SERVER", "CHAINPROOF_TOKEN"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("CHAINPROOF_IDENTITY", "tester")
+    # Each test's clients remember checkpoints (and pin log keys) in its own folder: servers
+    # of different tests reuse loopback ports, and a remembered head is per server URL.
+    monkeypatch.setenv("CHAINPROOF_CHECKPOINTS", str(tmp_path / "remembered-checkpoints"))
 
 
 # --- S3 over HTTP ---------------------------------------------------------------------------------

@@ -140,7 +140,7 @@ def explain(con: Console, demo: Demo, ref: str) -> None:
     con.rule(f"[bold]explain {ref}[/]")
     try:
         answer = demo.cp.explain(ref)
-        chain = check_chain(demo.cp, answer["subject"]["ref"])
+        chain = check_chain(demo.cp.ctx, answer["subject"]["ref"])
     except ChainproofError as exc:
         con.print(f"  [red]explain failed: {exc}[/]")
         return
