@@ -11,6 +11,7 @@ command in ``run`` passes its own status through). With ``--json`` anywhere on t
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import os
 import re
@@ -231,6 +232,11 @@ def tidy_help(command: Any, ctx_factory: Callable[[Any], Any] | None = None) -> 
     """Typer's newer releases print ``<str>``/``<bool>`` type tags in ``--help``; show plain
     metavars (``TEXT``, ``PATH``) and nothing for flags, as click does. A no-op on releases
     whose options have no ``display_type_rich``."""
+    text = getattr(command, "help", None)
+    if isinstance(text, str) and "\n" in text:
+        # Docstrings wrap at 100 columns; let the terminal wrap each paragraph instead.
+        command.help = "\n\n".join(" ".join(line.strip() for line in para.splitlines())
+                                   for para in inspect.cleandoc(text).split("\n\n"))
     params = list(getattr(command, "params", []))
     make_ctx = ctx_factory
     if make_ctx is None:
