@@ -69,9 +69,11 @@ def load(ref: str, *, connection: Any = None, allow_override: bool = False) -> P
     digest (see :mod:`chainproof.serve.load`); each refusal is its own exception type.
     ``NAME@VERSION``: that asset version's bytes, re-hashed against its digest.
     """
+    from chainproof.records.names import is_version
+
     cp = connection or _connection()
     _, at, tail = ref.rpartition("@")
-    if at and tail and not tail.isdigit():
+    if at and tail and not is_version(tail):
         return Path(cp.load_model(ref, allow_override=allow_override).path)
     return Path(cp.materialize(cp.resolve(ref)))
 

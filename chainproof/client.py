@@ -527,6 +527,9 @@ class RemoteChainproof(Workflows):
             self._stored_environment = env.distributions_digest
         return env.summary()
 
+    def step_record(self, step_id: str) -> Step:
+        return _step(self._call("GET", f"/v1/steps/{step_id}"))
+
     def load_model(self, ref: str, *, allow_override: bool = False,
                    dest: Path | None = None, full_rehash: bool = True) -> RemoteLoaded:
         """The server verifies decision, approvals, chain and scan; this client then downloads
@@ -576,6 +579,18 @@ class RemoteChainproof(Workflows):
     def key_list(self, identity: str | None = None) -> list[dict[str, Any]]:
         return list(self._call("GET", "/v1/keys",
                                params={"identity": identity} if identity else None))
+
+    def identity_list(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/v1/identities"))
+
+    def token_list(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/v1/tokens"))
+
+    def namespace_list(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/v1/namespaces"))
+
+    def model_list(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/v1/models"))
 
     def grant_role(self, identity: str, role: str, namespace: str) -> None:
         self._call("POST", "/v1/roles", json={"identity": identity, "role": role,

@@ -35,7 +35,7 @@ from chainproof.errors import (
     WorkspaceError,
 )
 from chainproof.identities import load_signer
-from chainproof.ledger import audit
+from chainproof.ledger import audit, witness
 from chainproof.ledger.log import open_appender
 from chainproof.records.log import Action, LogEntry
 from chainproof.records.names import check_name
@@ -116,6 +116,7 @@ class Context:
         together or not at all. A permission refusal rolls the change back and is itself
         logged (``access.denied``). Database failures become DatabaseError / BadInputError."""
         signer = self.checkpoint_signer  # fail before writing if the key is unusable
+        published: str | None = None
         try:
             with Session(self.write_engine, expire_on_commit=False) as session, \
                     session.begin():
@@ -130,8 +131,9 @@ class Context:
                     raise Prepared(None)  # rolls the transaction back
                 if appender.appended:
                     appender.flush_head()
-                    appender.record_checkpoint(signer.sign(appender.size, appender.root()),
-                                               tx.time)
+                    note = signer.sign(appender.size, appender.root())
+                    appender.record_checkpoint(note, tx.time)
+                    published = note
         except PermissionDeniedError as exc:
             # The refused change was rolled back; the refusal itself is evidence (I3, I6).
             detail = getattr(exc, "detail", None)
@@ -150,6 +152,11 @@ class Context:
             raise DatabaseError("no database connection became free in time",
                                 hint="the server is overloaded; retry (nothing was changed)"
                                 ) from None
+        if published is not None and witness.witness_targets():
+            # After the commit, outside the log-head lock: the operator's witnesses
+            # (CHAINPROOF_WITNESSES) keep every signed checkpoint where the database's owner
+            # cannot rewrite it. A witness that fails does not undo the committed change.
+            witness.publish_checkpoint(published)
 
     def _log_refusal(self, detail: dict[str, Any], actor: str) -> None:
         signer = self.checkpoint_signer

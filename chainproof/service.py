@@ -33,10 +33,12 @@ from chainproof.db.tables import (
     KeyRow,
     LogEntryRow,
     ModelRow,
+    NamespaceRow,
     PromotionRequestRow,
     StepInputRow,
     StepOutputRow,
     StepRow,
+    TokenRow,
 )
 from chainproof.digest import hash_bytes
 from chainproof.errors import (
@@ -49,12 +51,20 @@ from chainproof.errors import (
 )
 from chainproof.ledger import audit, checkpoint
 from chainproof.ledger.log import prove_consistency, prove_inclusion
+from chainproof.ledger.witness import CheckpointMemory, default_checkpoint_folder
 from chainproof.lineage import queries
 from chainproof.lineage.explain import explain as explain_graphs
 from chainproof.lineage.graph import LineageGraph, step_dict, version_dict
 from chainproof.records.assets import AssetKind, AssetVersion
 from chainproof.records.log import Action
-from chainproof.records.names import DEFAULT_NAMESPACE, Ref, check_kind, check_name, parse_ref
+from chainproof.records.names import (
+    DEFAULT_NAMESPACE,
+    Ref,
+    check_kind,
+    check_name,
+    is_version,
+    parse_ref,
+)
 from chainproof.records.steps import OutputSpec, Step, StepStatus, now
 from chainproof.registry import operations as registry
 from chainproof.serve.load import load_verified
@@ -581,12 +591,19 @@ class Chainproof(Workflows):
             consumers = session.execute(
                 select(StepInputRow.step_id).where(StepInputRow.version_id == row.id)
             ).scalars().all()
+            # A retrained step whose output is byte-identical records that same version as its
+            # output: every step that produced these bytes is listed, the first as `producer`.
+            producers = session.execute(
+                select(StepOutputRow.step_id).join(StepRow, StepRow.id == StepOutputRow.step_id)
+                .where(StepOutputRow.version_id == row.id).order_by(StepRow.log_seq)
+            ).scalars().all()
             producer = (queries.steps_with_links(session, [row.producer_step])
                         .get(row.producer_step) if row.producer_step else None)
             return {
                 "version": version_dict(version),
                 "producer": step_dict(producer) if producer else None,
                 "consumed_by": sorted(consumers),
+                "produced_by": list(producers),
                 "versions": [{"version": v.version, "digest": v.digest, "size": v.size,
                               "created_at": v.created_at, "created_by": v.created_by}
                              for v in all_versions],
@@ -602,7 +619,7 @@ class Chainproof(Workflows):
         """Explain ``NAME@VERSION``, or a registered ``MODEL@ALIAS`` (then also which decision,
         rules and approvals justified the alias's position)."""
         model, at, tail = ref.rpartition("@")
-        if at and tail and not tail.isdigit():
+        if at and tail and not is_version(tail):
             return self.explain_alias(model, tail, verify=verify)
         return explain_graphs(self.store, self.lineage(ref),
                               self.lineage(ref, direction="downstream"),
@@ -634,11 +651,14 @@ class Chainproof(Workflows):
         return answer
 
     def step_record(self, step_id: str) -> Step:
+        """One recorded step (``show STEP_ID``); unknown and unreadable answer alike."""
         with self.session() as session:
             steps = queries.steps_with_links(session, [step_id])
-        if step_id not in steps:
-            raise NotFoundError(f"no step with id {step_id}")
-        return steps[step_id]
+            step = steps.get(step_id)
+            if step is None or Permission.READ not in grants.permitted(
+                    session, self.identity, step.namespace):
+                raise NotFoundError(f"no step with id {step_id} that {self.identity} may read")
+        return step
 
     def record_deployment(self, model: str, alias: str, version: int, digest: str,
                           decision: str | None, where: str) -> None:
@@ -901,8 +921,14 @@ class Chainproof(Workflows):
     def audit_verify(self, witness_notes: Sequence[str] = ()) -> audit.AuditReport:
         self.check(Permission.AUDIT, grants.GLOBAL, "verify the audit log")
         verifier = audit.load_log_verifier(self.settings.log_public_path, self.settings.origin)
+        # The newest checkpoint this machine verified before: a log rolled back behind it is
+        # caught even without a witness file (see docs/provenance-and-audit.md).
+        # Keyed by origin and log key: two logs never share a memory.
+        key_tag = hash_bytes(self.settings.log_public_path.read_bytes())[:16]
+        memory = CheckpointMemory(default_checkpoint_folder(),
+                                  f"{self.settings.origin}#{key_tag}")
         with self.session() as session:
-            return audit.verify_log(session, verifier, witness_notes)
+            return audit.verify_log(session, verifier, witness_notes, memory=memory)
 
     def audit_log(self, *, action: str | None = None, actor: str | None = None,
                   obj: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
@@ -960,6 +986,45 @@ class Chainproof(Workflows):
             readable = self._readable(session, {r["namespace"] for r in rows})
             return [r for r in rows
                     if r["identity"] == self.identity or r["namespace"] in readable]
+
+    def identity_list(self) -> list[dict[str, Any]]:
+        """Identities: all for an auditor or admin of ``*``; else the caller itself."""
+        with self.session() as session:
+            rows = session.execute(select(IdentityRow).order_by(IdentityRow.name)).scalars()
+            everything = self._audits_everything(session)
+            return [{"name": r.name, "kind": r.kind, "created_at": r.created_at,
+                     "created_by": r.created_by}
+                    for r in rows if everything or r.name == self.identity]
+
+    def token_list(self) -> list[dict[str, Any]]:
+        """API tokens (never the secrets): all for an auditor or admin of ``*``; else the
+        caller's own."""
+        with self.session() as session:
+            everything = self._audits_everything(session)
+            rows = session.execute(select(TokenRow).order_by(TokenRow.created_at)).scalars()
+            return [{"id": r.id, "identity": r.identity, "created_at": r.created_at,
+                     "created_by": r.created_by, "expires_at": r.expires_at,
+                     "revoked_at": r.revoked_at}
+                    for r in rows if everything or r.identity == self.identity]
+
+    def model_list(self) -> list[dict[str, Any]]:
+        """Registered models in namespaces the caller may read, with their versions' count and
+        aliases."""
+        with self.session() as session:
+            rows = registry.model_summaries(session)
+            readable = self._readable(session, {r["namespace"] for r in rows})
+            return [r for r in rows if r["namespace"] in readable]
+
+    def namespace_list(self) -> list[dict[str, Any]]:
+        """Namespaces the caller may read (each with its mode), from assets, models, grants
+        and modes."""
+        with self.session() as session:
+            names = set(session.execute(select(AssetRow.namespace).distinct()).scalars())
+            names |= set(session.execute(select(ModelRow.namespace).distinct()).scalars())
+            modes = dict(session.execute(select(NamespaceRow.name, NamespaceRow.mode)).all())
+            names |= set(modes)
+            readable = self._readable(session, names)
+            return [{"name": n, "mode": modes.get(n, "governed")} for n in sorted(readable)]
 
     def key_list(self, identity: str | None = None) -> list[dict[str, Any]]:
         """Registered public keys: every identity's for an auditor or admin of ``*``; else the

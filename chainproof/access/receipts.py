@@ -54,7 +54,8 @@ def proven_digests(key: bytes, identity: str, receipts: list[str], *,
     for receipt in receipts:
         expires_text, _, rest = receipt.partition(".")
         digest, _, mac = rest.rpartition(".")
-        if not expires_text.isdigit() or not digest or int(expires_text) < moment:
+        if not (expires_text.isascii() and expires_text.isdigit()) or not digest \
+                or int(expires_text) < moment:
             continue
         if hmac.compare_digest(mac, _mac(key, identity, digest, int(expires_text))):
             proven.add(digest)

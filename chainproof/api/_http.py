@@ -47,6 +47,10 @@ UPLOAD_PATH = "/v1/model-versions/upload"
 # --- the app --------------------------------------------------------------------------------------
 
 
+#: JSON bodies larger than this are parsed only after the caller's token checked out.
+AUTH_FIRST_BYTES = 64 * 1024
+
+
 class BodyLimit:
     """Refuse oversized bodies: at once when Content-Length says so, otherwise (chunked
     uploads) as soon as the bytes received pass the limit. Blobs have their own, larger limit.
@@ -64,9 +68,22 @@ class BodyLimit:
         path = scope["path"]
         limit = MAX_BLOB if path.startswith("/v1/blobs/") or path == UPLOAD_PATH else MAX_JSON_BODY
         length = next((v for k, v in scope["headers"] if k == b"content-length"), None)
-        if length is not None and (not length.isdigit() or int(length) > limit):
+        if length is not None and (not (length.isascii() and length.isdigit())
+                                   or int(length) > limit):
             await too_large(limit)(scope, receive, send)
             return
+        if limit == MAX_JSON_BODY and scope.get("method") != "GET" and (
+                length is None or int(length) > AUTH_FIRST_BYTES):
+            # A large (or chunked) JSON body is parsed only for a caller whose token is good:
+            # an unauthenticated client cannot make the server parse megabytes.
+            token = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
+            base = scope["app"].state.base
+            try:
+                await in_worker(grants.authenticate, base.engine,
+                                token.decode("latin-1").removeprefix("Bearer ").strip())
+            except ChainproofError as exc:
+                await error_response(exc)(scope, receive, send)
+                return
         received, cut_off, answered = 0, False, False
 
         async def limited_receive() -> Message:
@@ -177,7 +194,12 @@ def adapt(endpoint: Callable[..., Any], status_code: int) -> tuple[Callable[...,
     Its caller parameters are filled from the request's Authorization header here instead of by
     FastAPI's dependency machinery (which costs more than the rest of the request handling),
     and a synchronous endpoint runs in a worker thread together with its authentication."""
-    signature = inspect.signature(endpoint)
+    # Annotations are resolved in the endpoint's own module (its routers use postponed
+    # annotations): the wrapper below lives here, where FastAPI would look them up otherwise.
+    try:
+        signature = inspect.signature(endpoint, eval_str=True)
+    except NameError:  # an annotation naming something its module does not define
+        signature = inspect.signature(endpoint)
     callers = {name: kind for name, p in signature.parameters.items()
                if (kind := caller_kind(p.annotation)) is not None}
     is_async = inspect.iscoroutinefunction(endpoint)
@@ -277,7 +299,7 @@ async def store_upload(request: Request, caller: PendingCallerToken, digest: str
     to a temporary file with a running hash and the blob size limit."""
     expected = check_store_digest(digest)
     length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) <= MAX_JSON_BODY:
+    if length.isascii() and length.isdigit() and int(length) <= MAX_JSON_BODY:
         data = await request.body()
 
         def store_small() -> dict[str, Any]:

@@ -83,3 +83,19 @@ def trust(cp: Caller) -> dict[str, Any]:
 @router.put("/v1/trust")
 def set_trust(body: DocumentBody, cp: Caller) -> dict[str, Any]:
     return {"version": cp.set_trust_policy(body.document)}
+
+
+@router.get("/v1/identities")
+def list_identities(cp: Caller) -> list[dict[str, Any]]:
+    return cp.identity_list()
+
+
+@router.get("/v1/tokens")
+def list_tokens(cp: Caller) -> list[dict[str, Any]]:
+    """Tokens without their secrets (only hashes are stored)."""
+    return cp.token_list()
+
+
+@router.get("/v1/namespaces")
+def list_namespaces(cp: Caller) -> list[dict[str, Any]]:
+    return cp.namespace_list()

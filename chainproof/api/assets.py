@@ -93,6 +93,11 @@ def load(ref: str, cp: Caller, allow_override: bool = False) -> dict[str, Any]:
     return {**loaded.to_dict(), "path": None}
 
 
+@router.get("/v1/steps/{step_id}")
+def show_step(step_id: str, cp: Caller) -> dict[str, Any]:
+    return step_dict(cp.step_record(step_id))
+
+
 @router.post("/v1/steps/prepare")
 def prepare_step(body: PreparedStepBody, cp: Caller) -> dict[str, Any]:
     """The provenance statement to sign for this step (nothing is written)."""

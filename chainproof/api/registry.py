@@ -71,6 +71,11 @@ def register_version(body: ModelVersionBody, cp: Caller) -> dict[str, Any]:
     return {"model": result.model, "version": result.version,
             "asset": version_dict(result.asset), "asset_created": result.asset_created}
 
+@router.get("/v1/models")
+def list_models(cp: Caller) -> list[dict[str, Any]]:
+    return cp.model_list()
+
+
 @router.get("/v1/models/{model:path}")
 def model_versions(model: str, cp: Caller) -> dict[str, Any]:
     return cp.model_versions(model)

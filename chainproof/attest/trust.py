@@ -31,9 +31,10 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Annotated
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from chainproof.errors import MalformedFileError
 
@@ -116,20 +117,49 @@ class TrustPolicy:
 DEFAULT_POLICY = TrustPolicy(namespaces={"*": NamespaceRules(steps={"*": StepRule()})})
 
 
-def _strings(value: Any, where: str) -> tuple[str, ...]:
-    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise MalformedFileError(f"trust policy {where} must be a list of names",
-                                 hint='e.g. signers: [svc-trainer, "role:trainer"]')
-    return tuple(value)
+# The document's shape, checked by pydantic (unknown keys and wrong types refused with where
+# and what); the dataclasses above are what the rest of chainproof uses.
+_Names = Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=0)]
 
 
-def _age(value: Any, where: str) -> timedelta | None:
+class _StepRuleDoc(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    signers: _Names = ["*"]
+    inputs: _Names = ["*"]
+    max_age: str | None = None
+
+    @field_validator("inputs")
+    @classmethod
+    def _categories(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if entry != "*" and entry.split(":", 1)[0] not in ("source", "step"):
+                raise ValueError(f"entry {entry!r} is not 'source:KIND', 'step:KIND' or '*'")
+        return value
+
+    @field_validator("max_age", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> object:
+        if value is not None and not _AGE_RE.match(str(value)):
+            raise ValueError(f"{value!r} is not a duration like 90d, 12h, 30m")
+        return None if value is None else str(value)
+
+
+class _NamespaceDoc(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    steps: dict[str, _StepRuleDoc] = {}
+    sources: dict[str, _Names] = {}
+
+
+class _TrustDoc(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    namespaces: Annotated[dict[str, _NamespaceDoc], Field(min_length=1)]
+
+
+def _age(value: str | None, where: str) -> timedelta | None:
     if value is None:
         return None
-    match = _AGE_RE.match(str(value))
-    if not match:
-        raise MalformedFileError(f"trust policy {where}.max_age {value!r} is not a duration",
-                                 hint="use e.g. 90d, 12h, 30m")
+    match = _AGE_RE.match(value)
+    assert match is not None  # checked by the document model
     try:
         return timedelta(**{_AGE_UNITS[match.group(2)]: int(match.group(1))})
     except OverflowError:
@@ -137,42 +167,29 @@ def _age(value: Any, where: str) -> timedelta | None:
                                  hint="use at most a few years, e.g. 3650d") from None
 
 
+def _invalid(exc: ValidationError) -> MalformedFileError:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first.get("loc", ())) or "top level"
+    return MalformedFileError(f"trust policy {where}: {first.get('msg')}",
+                              hint="see `chainproof trust show` for the format")
+
+
 def parse_trust_policy(text: str, *, version: int = 0) -> TrustPolicy:
-    """Parse and check a policy document; any unknown key or wrong type is an error."""
+    """Parse and check a policy document; any unknown key or wrong type is an error
+    (MalformedFileError naming where)."""
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise MalformedFileError(f"trust policy is not valid YAML: {exc}") from None
-    if not isinstance(doc, dict) or set(doc) - {"namespaces"} or "namespaces" not in doc:
-        raise MalformedFileError("trust policy must be a mapping with one key, 'namespaces'",
-                                 hint="see `chainproof trust show` for the format")
-    namespaces: dict[str, NamespaceRules] = {}
-    if not isinstance(doc["namespaces"], dict) or not doc["namespaces"]:
-        raise MalformedFileError("trust policy 'namespaces' must be a non-empty mapping")
-    for ns, body in doc["namespaces"].items():
-        where = f"namespaces.{ns}"
-        if not isinstance(body, dict) or set(body) - {"steps", "sources"}:
-            raise MalformedFileError(f"trust policy {where} may hold only 'steps' and 'sources'")
-        steps: dict[str, StepRule] = {}
-        for part in ("steps", "sources"):
-            if not isinstance(body.get(part) or {}, dict):
-                raise MalformedFileError(f"trust policy {where}.{part} must be a mapping",
-                                         hint="see `chainproof trust show` for the format")
-        for kind, rule in (body.get("steps") or {}).items():
-            rwhere = f"{where}.steps.{kind}"
-            if not isinstance(rule, dict) or set(rule) - {"signers", "inputs", "max_age"}:
-                raise MalformedFileError(f"trust policy {rwhere} may hold only signers, "
-                                         "inputs and max_age")
-            steps[str(kind)] = StepRule(
-                signers=_strings(rule.get("signers", ["*"]), f"{rwhere}.signers"),
-                inputs=_strings(rule.get("inputs", ["*"]), f"{rwhere}.inputs"),
-                max_age=_age(rule.get("max_age"), rwhere))
-            for entry in steps[str(kind)].inputs:
-                if entry != "*" and entry.split(":", 1)[0] not in ("source", "step"):
-                    raise MalformedFileError(
-                        f"trust policy {rwhere}.inputs entry {entry!r} is not "
-                        "'source:KIND', 'step:KIND' or '*'")
-        sources = {str(k): _strings(v, f"{where}.sources.{k}")
-                   for k, v in (body.get("sources") or {}).items()}
-        namespaces[str(ns)] = NamespaceRules(steps=steps, sources=sources)
+    try:
+        parsed = _TrustDoc.model_validate(doc)
+    except ValidationError as exc:
+        raise _invalid(exc) from None
+    namespaces = {
+        str(ns): NamespaceRules(
+            steps={str(kind): StepRule(signers=tuple(rule.signers), inputs=tuple(rule.inputs),
+                                       max_age=_age(rule.max_age, f"namespaces.{ns}.{kind}"))
+                   for kind, rule in body.steps.items()},
+            sources={str(k): tuple(v) for k, v in body.sources.items()})
+        for ns, body in parsed.namespaces.items()}
     return TrustPolicy(namespaces=namespaces, version=version)

@@ -51,6 +51,12 @@ def check_name(name: str, *, what: str = "name") -> str:
     return name
 
 
+def is_version(text: str) -> bool:
+    """Whether ``text`` (after the '@') is a version number: ASCII digits only ('²' and other
+    Unicode digits are not; they are refused as bad input, never parsed)."""
+    return text.isascii() and text.isdigit()
+
+
 def check_kind(kind: str, *, what: str = "step kind") -> str:
     """Return ``kind`` if it is a valid step or report kind (lowercase letters, digits and '-',
     starting with a letter or digit, at most 63 characters), else raise InvalidNameError."""
@@ -104,7 +110,7 @@ def parse_ref(text: str, *, namespace: str | None = None, allow_alias: bool = Fa
     check_name(name, what="name")
     if not at:
         return Ref(ns, name)
-    if tail.isdigit():
+    if is_version(tail):
         version = int(tail)
         if not 1 <= version <= MAX_VERSION:
             raise InvalidReferenceError(f"reference {text!r}: versions run from 1 to "

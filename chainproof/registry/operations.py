@@ -68,6 +68,7 @@ from chainproof.registry.policy import (
     parse_policy,
 )
 from chainproof.transaction import Transaction
+from chainproof.validate import report_passes
 
 _REPORT_LIMIT = 5_000_000
 
@@ -219,7 +220,11 @@ def register_version(ctx: Context, tx: Transaction, model: str, asset_ref: str) 
     ctx.require(tx.session, Permission.WRITE_MODEL, parse_ref(model).namespace,
                "register model versions")
     row = find_model(tx.session, model)
-    version_row, asset = catalog.find(tx.session, parse_ref(asset_ref, namespace=row.namespace))
+    asset_ref_parsed = parse_ref(asset_ref, namespace=row.namespace)
+    # Pinning bytes needs read access to them (I8): permission first, then the lookup, so an
+    # outsider learns nothing about another namespace's assets.
+    ctx.require(tx.session, Permission.READ, asset_ref_parsed.namespace, f"read {asset_ref}")
+    version_row, asset = catalog.find(tx.session, asset_ref_parsed)
     if asset.kind != AssetKind.MODEL.value:
         raise BadInputError(f"{asset_ref} is a {asset.kind}, not a model",
                             hint="register the model file as a model asset first")
@@ -428,6 +433,14 @@ def request_promotion(ctx: Context, tx: Transaction, model: str, version: int,
                "request promotions")
     mv = model_version(tx.session, row, version)
     policy, _ = current_policy(tx.session)
+    if request_id is None:
+        # One open request per version and alias: asking again returns the open one.
+        open_id = tx.session.execute(select(PromotionRequestRow.id).where(
+            PromotionRequestRow.model_id == row.id, PromotionRequestRow.version == version,
+            PromotionRequestRow.alias == alias, PromotionRequestRow.status == "pending")
+        ).scalars().first()
+        if open_id is not None:
+            return str(open_id)
     request_id = request_id or uuid.uuid4().hex[:16]
     if tx.session.get(PromotionRequestRow, request_id) is not None:
         raise ConflictError(f"promotion request {request_id} already exists")
@@ -603,9 +616,6 @@ def _check_approval(session: Session, row: ApprovalRow, request: PromotionReques
                         authored_in_chain=not independent, problem=problem)
 
 
-_SEVERITY_RANK = {"info": 0, "warn": 1, "fail": 2}
-
-
 def _evidence(ctx: Context, session: Session, upstream: Iterable[AssetVersion],
               model_ref: str, governed: str, rule: Rule | None = None,
               as_of: int | None = None) -> tuple[dict[str, bool], dict[str, float]]:
@@ -678,7 +688,7 @@ def _evidence(ctx: Context, session: Session, upstream: Iterable[AssetVersion],
                 refs.append(version.ref)
             else:
                 latest[(report_kind, frozenset(refs))] = _report_passed(
-                    doc, block_on.get(report_kind))
+                    report_kind, doc, block_on.get(report_kind))
         elif kind == "metrics" and about == model_id and trusted(step_kind, signer):
             values = doc.get("metrics", doc)
             metrics = {k: float(v) for k, v in values.items()
@@ -689,11 +699,12 @@ def _evidence(ctx: Context, session: Session, upstream: Iterable[AssetVersion],
     return evidence, metrics
 
 
-def _report_passed(doc: dict[str, Any], block_on: str | None) -> bool:
+def _report_passed(report_kind: str, doc: dict[str, Any], block_on: str | None) -> bool:
+    """A validation report passes when none of its findings reaches ``block_on`` (the
+    validation package's own rule); any other report by its recorded ``passed``."""
     report = doc.get("report")
-    severity = report.get("severity") if isinstance(report, dict) else None
-    if block_on is not None and severity in _SEVERITY_RANK:
-        return bool(_SEVERITY_RANK[str(severity)] < _SEVERITY_RANK[block_on])
+    if report_kind == "validation" and isinstance(report, dict):
+        return report_passes(report, block_on or "fail")
     return doc.get("passed") is True
 
 
@@ -804,6 +815,21 @@ def execute(ctx: Context, tx: Transaction, request_id: str, sign: Callable[[byte
     _move(tx, model, req.alias, mv, decision_id=decision_id,
           override=result == "override", reason=override_reason)
     return gate, decision_id
+
+
+def model_summaries(session: Session) -> list[dict[str, Any]]:
+    """Every registered model: namespace, name, number of versions, aliases (name → version)."""
+    counts = dict(session.execute(select(ModelVersionRow.model_id, func.count())
+                                  .group_by(ModelVersionRow.model_id)).all())
+    aliases: dict[int, dict[str, int]] = {}
+    for a in session.execute(select(AliasRow)).scalars():
+        aliases.setdefault(a.model_id, {})[a.alias] = a.version
+    return [{"model": model_label(m.namespace, m.name), "namespace": m.namespace,
+             "name": m.name, "versions": int(counts.get(m.id, 0)),
+             "aliases": aliases.get(m.id, {}), "created_at": m.created_at,
+             "created_by": m.created_by}
+            for m in session.execute(select(ModelRow).order_by(ModelRow.namespace,
+                                                               ModelRow.name)).scalars()]
 
 
 def history(session: Session, model: str) -> list[dict[str, Any]]:

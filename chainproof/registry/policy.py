@@ -26,9 +26,10 @@ import operator
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from chainproof.errors import MalformedFileError
 
@@ -217,97 +218,104 @@ def _approvals(rule: ApprovalRule, approvals: Sequence[ApprovalFact]) -> Outcome
 # --- parsing --------------------------------------------------------------------------------------
 
 
-def _bad(where: str, what: str) -> MalformedFileError:
-    return MalformedFileError(f"promotion policy {where}: {what}",
-                              hint="see `chainproof policy show` for the format")
+# The document's shape, checked by pydantic (unknown keys and wrong types refused, saying
+# where); the frozen dataclasses above are what the gate uses.
+class _Doc(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class _MatchDoc(_Doc):
+    namespace: str = "*"
+    model: str = "*"
+    alias: str = "*"
+
+
+class _ApprovalsDoc(_Doc):
+    min: Annotated[int, Field(ge=0)] = 1
+    role: str = "approver"
+    independent: bool = True
+
+
+class _RegressionDoc(_Doc):
+    metric: str
+    epsilon: float = 0.0
+
+
+class _InputsDoc(_Doc):
+    namespaces: list[str] = []
+    names: list[str] = []
+
+
+class _BlockOnDoc(_Doc):
+    block_on: Literal["warn", "fail"] = "fail"
+
+
+class _RuleDoc(_Doc):
+    match: _MatchDoc = _MatchDoc()
+    approvals: _ApprovalsDoc | None = None
+    provenance: bool = True
+    evidence: list[str | dict[str, _BlockOnDoc]] | dict[str, _BlockOnDoc] = []
+    metrics: dict[str, str | float] = {}
+    regression: _RegressionDoc | None = None
+    inputs: _InputsDoc = _InputsDoc()
+    auto_execute: bool = False
+
+    @field_validator("metrics")
+    @classmethod
+    def _comparisons(cls, value: dict[str, str | float]) -> dict[str, str | float]:
+        for name, expr in value.items():
+            if not _COMPARISON.match(str(expr)):
+                raise ValueError(f"{name}: {expr!r} is not like '>= 0.85'")
+        return value
+
+
+class _PolicyDoc(_Doc):
+    protected_aliases: list[Annotated[str, Field(min_length=1)]] = ["production"]
+    rules: list[_RuleDoc] = []
 
 
 def parse_policy(text: str, *, version: int = 0) -> PromotionPolicy:
+    """Parse a policy document (YAML); MalformedFileError naming where it is wrong."""
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise MalformedFileError(f"promotion policy is not valid YAML: {exc}") from None
-    if not isinstance(doc, dict) or set(doc) - {"protected_aliases", "rules"}:
-        raise _bad("top level", "only 'protected_aliases' and 'rules' are allowed")
-    protected = doc.get("protected_aliases", ["production"])
-    if not isinstance(protected, list) or not all(isinstance(p, str) and p for p in protected):
-        raise _bad("protected_aliases", "must be a list of alias names")
+    try:
+        parsed = _PolicyDoc.model_validate(doc)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "top level"
+        raise MalformedFileError(f"promotion policy {where}: {first.get('msg')}",
+                                 hint="see `chainproof policy show` for the format") from None
     rules = []
-    raw_rules = doc.get("rules") or []
-    if not isinstance(raw_rules, list):
-        raise _bad("rules", "must be a list of rules")
-    for i, raw in enumerate(raw_rules):
-        where = f"rules[{i}]"
-        allowed = {"match", "approvals", "provenance", "evidence", "metrics", "regression",
-                   "inputs", "auto_execute"}
-        if not isinstance(raw, dict):
-            raise _bad(where, "must be a mapping")
-        if set(raw) - allowed:
-            raise _bad(where, "unknown keys " + str(sorted(map(str, set(raw) - allowed))))
-        match = raw.get("match") or {}
-        if not isinstance(match, dict) or set(map(str, match)) - {"namespace", "model", "alias"}:
-            raise _bad(f"{where}.match", "may hold namespace, model and alias")
-        approvals = None
-        if raw.get("approvals") is not None:
-            a = raw["approvals"]
-            if not isinstance(a, dict) or set(a) - {"min", "role", "independent"} or \
-                    not isinstance(a.get("min", 1), int) or a.get("min", 1) < 0:
-                raise _bad(f"{where}.approvals", "needs min (integer ≥ 0), role, independent")
-            approvals = ApprovalRule(min=a.get("min", 1), role=str(a.get("role", "approver")),
-                                     independent=bool(a.get("independent", True)))
-        metrics: dict[str, tuple[str, float]] = {}
-        if not isinstance(raw.get("metrics") or {}, dict):
-            raise _bad(f"{where}.metrics", "must map metric names to comparisons")
-        for name, expr in (raw.get("metrics") or {}).items():
-            m = _COMPARISON.match(str(expr))
-            if not m:
-                raise _bad(f"{where}.metrics.{name}", f"{expr!r} is not like '>= 0.85'")
-            metrics[str(name)] = (m.group(1), float(m.group(2)))
-        regression = None
-        if raw.get("regression") is not None:
-            r = raw["regression"]
-            if not isinstance(r, dict) or "metric" not in r:
-                raise _bad(f"{where}.regression", "needs metric and epsilon")
-            try:
-                epsilon = float(r.get("epsilon", 0.0))
-            except (TypeError, ValueError):
-                raise _bad(f"{where}.regression.epsilon", "must be a number") from None
-            regression = (str(r["metric"]), epsilon)
-        inputs = raw.get("inputs") or {}
-        if not isinstance(inputs, dict) or set(inputs) - {"namespaces", "names"}:
-            raise _bad(f"{where}.inputs", "may hold namespaces and names")
-        for key in ("namespaces", "names"):
-            listed = inputs.get(key) or []
-            if not isinstance(listed, list) or not all(isinstance(x, str) for x in listed):
-                raise _bad(f"{where}.inputs.{key}", "must be a list of names")
-        evidence_raw = raw.get("evidence") or []
+    for raw in parsed.rules:
         evidence: list[str] = []
         block_on: dict[str, str] = {}
-        if isinstance(evidence_raw, dict):
-            evidence_raw = [{k: v} for k, v in evidence_raw.items()]
-        if not isinstance(evidence_raw, list):
-            raise _bad(f"{where}.evidence", "must be a list of report kinds")
-        for item in evidence_raw:
+        items = ([{k: v} for k, v in raw.evidence.items()] if isinstance(raw.evidence, dict)
+                 else raw.evidence)
+        for item in items:
             if isinstance(item, str):
                 evidence.append(item)
                 continue
-            if not isinstance(item, dict) or len(item) != 1:
-                raise _bad(f"{where}.evidence", "items are report kinds, or "
-                                                "{validation: {block_on: warn}}")
-            (kind, options), = item.items()
-            if not isinstance(options, dict) or set(options) - {"block_on"} or \
-                    options.get("block_on", "fail") not in ("warn", "fail"):
-                raise _bad(f"{where}.evidence.{kind}", "may hold block_on: warn or fail")
-            evidence.append(str(kind))
-            block_on[str(kind)] = str(options.get("block_on", "fail"))
-        rules.append(Rule(namespace=str(match.get("namespace", "*")),
-                          model=str(match.get("model", "*")), alias=str(match.get("alias", "*")),
-                          approvals=approvals, provenance=bool(raw.get("provenance", True)),
-                          evidence=tuple(str(e) for e in evidence), metrics=metrics,
-                          regression=regression,
-                          input_namespaces=tuple(inputs.get("namespaces") or ()),
-                          input_names=tuple(inputs.get("names") or ()),
-                          auto_execute=bool(raw.get("auto_execute", False)),
-                          evidence_block_on=block_on))
-    return PromotionPolicy(protected_aliases=tuple(protected), rules=tuple(rules),
-                           version=version)
+            for kind, options in item.items():
+                evidence.append(kind)
+                block_on[kind] = options.block_on
+        metrics = {}
+        for name, expr in raw.metrics.items():
+            m = _COMPARISON.match(str(expr))
+            assert m is not None  # checked by the document model
+            metrics[name] = (m.group(1), float(m.group(2)))
+        approvals = (ApprovalRule(min=raw.approvals.min, role=raw.approvals.role,
+                                  independent=raw.approvals.independent)
+                     if raw.approvals is not None else None)
+        regression = ((raw.regression.metric, float(raw.regression.epsilon))
+                      if raw.regression is not None else None)
+        rules.append(Rule(namespace=raw.match.namespace, model=raw.match.model,
+                          alias=raw.match.alias, approvals=approvals,
+                          provenance=raw.provenance, evidence=tuple(evidence),
+                          metrics=metrics, regression=regression,
+                          input_namespaces=tuple(raw.inputs.namespaces),
+                          input_names=tuple(raw.inputs.names),
+                          auto_execute=raw.auto_execute, evidence_block_on=block_on))
+    return PromotionPolicy(protected_aliases=tuple(parsed.protected_aliases),
+                           rules=tuple(rules), version=version)

@@ -12,16 +12,19 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from chainproof.errors import ChainproofError
+from chainproof.errors import ChainproofError, DigestMismatchError
 from chainproof.scan import safe_load
 from chainproof.serve.load import split_alias_ref
 
@@ -57,11 +60,24 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+def _store_copy_swapped(cp: Any, asset_ref: str) -> bool:
+    """Whether the stored bytes of ``asset_ref`` fail their digest (and nothing else is
+    known to be wrong)."""
+    try:
+        cp.verify(asset_ref)
+    except DigestMismatchError:
+        return True
+    except ChainproofError:
+        return False
+    return False
+
+
 class ModelServer:
     """Holds the served models and swaps them only after verification."""
 
     def __init__(self, connect: Callable[[], Any], refs: list[str], *,
-                 allow_override: bool = False, where: str | None = None) -> None:
+                 allow_override: bool = False, where: str | None = None,
+                 reverify_seconds: float = 300.0) -> None:
         for ref in refs:
             split_alias_ref(ref)
         self._connect = connect
@@ -69,17 +85,33 @@ class ModelServer:
         self.allow_override = allow_override
         self.where = where or f"{socket.gethostname()}:{os.getpid()}"
         self.models = {ref: Served(ref) for ref in refs}
+        self.reverify_seconds = reverify_seconds
+        self._log_size: int | None = None
+        self._verified_at = 0.0
 
     def check_once(self) -> None:
-        """Verify each alias's current target; swap in a new model only if it verifies."""
+        """Verify each alias's current target; swap in a new model only if it verifies.
+
+        The model being served is verified again in full whenever the audit log has grown
+        (any change anywhere: an edited registry shows up as a failed re-check) and at least
+        every ``reverify_seconds``; if it no longer verifies it stops being served and
+        ``/status`` says why."""
         cp = self._connect()
         try:
+            try:
+                size = int(cp.log_head()["size"])
+            except (ChainproofError, KeyError, TypeError, ValueError):
+                size = None
+            due = (size is None or size != self._log_size
+                   or time.monotonic() - self._verified_at >= self.reverify_seconds)
             for served in self.models.values():
-                self._refresh(cp, served)
+                self._refresh(cp, served, reverify=due)
+            if due:
+                self._log_size, self._verified_at = size, time.monotonic()
         finally:
             cp.close()
 
-    def _refresh(self, cp: Any, served: Served) -> None:
+    def _refresh(self, cp: Any, served: Served, *, reverify: bool = True) -> None:
         served.last_checked = _now()
         model, alias = split_alias_ref(served.ref)
         try:
@@ -90,6 +122,25 @@ class ModelServer:
         current = served.loaded
         if current is not None and (current.version, current.digest, current.decision) == (
                 target["version"], target["digest"], target["decision"]):
+            if not reverify:
+                return
+            try:
+                cp.load_model(served.ref, allow_override=self.allow_override,
+                              full_rehash=True)
+            except ChainproofError as exc:
+                if _store_copy_swapped(cp, current.asset):
+                    # Only the stored copy changed; the model in memory was verified when
+                    # loaded and is unchanged: keep serving it, and say so.
+                    served.last_error = (f"kept serving the verified in-memory copy of "
+                                         f"{current.model}@{current.version}; the stored bytes "
+                                         f"no longer verify: {exc.message}")
+                else:
+                    # The approval behind what is served no longer holds (decision, approvals,
+                    # provenance, records that disagree): stop serving it (fail closed).
+                    with self._lock:
+                        served.loaded, served.predictor = None, None
+                    served.last_error = (f"stopped serving {current.model}@{current.version}: "
+                                         f"{type(exc).__name__}: {exc.message}")
             return
         try:
             # Verified by the one loader (embedded, or the team server's plus a local
@@ -152,6 +203,23 @@ def create_app(connect: Callable[[], Any], refs: list[str], *,
 
     app = FastAPI(title="chainproof model server", version="1", lifespan=lifespan)
     app.state.server = server
+
+    # Errors in the team server's schema: {"error", "message", "hint", "problems"}.
+    @app.exception_handler(HTTPException)
+    async def _http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        kind = "NotFoundError" if exc.status_code == 404 else "BadInputError"
+        return JSONResponse({"error": kind, "message": str(exc.detail), "hint": None,
+                             "problems": []}, status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}"
+                    for e in exc.errors()][:50]
+        return JSONResponse({"error": "BadInputError",
+                             "message": "invalid request: " + (problems[0] if problems else
+                                                               "malformed body"),
+                             "hint": 'send {"rows": [{"feature": value, ...}, ...]}',
+                             "problems": problems}, status_code=422)
 
     @app.get("/status")
     def status() -> dict[str, Any]:

@@ -36,7 +36,7 @@ from chainproof.errors import (
     ScanRequiredError,
     UnapprovedModelError,
 )
-from chainproof.records.names import parse_ref
+from chainproof.records.names import is_version, parse_ref
 from chainproof.registry import operations as registry
 
 
@@ -63,7 +63,7 @@ class LoadedModel:
 
 def split_alias_ref(ref: str) -> tuple[str, str]:
     model, at, alias = ref.rpartition("@")
-    if not at or not model or not alias or alias.isdigit():
+    if not at or not model or not alias or is_version(alias):
         raise InvalidReferenceError(f"{ref!r} is not MODEL@ALIAS",
                                     hint="e.g. fraud-review@production")
     return model, alias

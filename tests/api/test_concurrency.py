@@ -40,9 +40,11 @@ _T = TypeVar("_T")
 NS = "warehouse"
 MODEL = f"{NS}/race-model"
 ALIAS = "production"
-VERSIONS = 4
 REQUESTERS, APPROVERS_PER_GROUP, DEPLOYERS = 8, 8, 8  # 8 + 2 * 8 + 8 = 32 clients
 REQUESTS_PER_REQUESTER = 3
+# One version per request: asking again for a version and alias with an open request returns
+# that request, so distinct requests need distinct versions.
+VERSIONS = REQUESTERS * REQUESTS_PER_REQUESTER
 RACERS_PER_EXECUTION = 2  # deployers that race to execute the same approved request
 DEADLINE_S = 90.0
 # The pool deadlock this suite found (a transaction holding the log-head lock opened more pooled
@@ -221,7 +223,7 @@ def test_racing_promotions_across_two_servers(cp: Chainproof, servers: list[str]
 
             def body() -> None:
                 for n in range(REQUESTS_PER_REQUESTER):
-                    version = (i + n) % VERSIONS + 1
+                    version = i * REQUESTS_PER_REQUESTER + n + 1
                     request_id = _retry_5xx(
                         race, "request",
                         functools.partial(c.request_promotion, MODEL, version, ALIAS), committed)

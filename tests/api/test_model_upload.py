@@ -21,11 +21,11 @@ import pytest
 from attacks import log_entries_since
 from sqlalchemy import text
 
-from chainproof.wire import MAX_JSON_BODY
 from chainproof.client import RemoteChainproof
 from chainproof.errors import PermissionDeniedError
 from chainproof.records.assets import AssetKind
 from chainproof.service import Chainproof, media_type_for
+from chainproof.wire import MAX_JSON_BODY
 
 NS = "warehouse"
 MODEL = f"{NS}/fraud-review"

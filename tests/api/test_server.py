@@ -145,8 +145,11 @@ def test_bad_requests_are_4xx(cp: Chainproof, remote, server: str) -> None:  # t
     response = httpx.put(f"{server}/v1/trust", content=big,
                          headers={**headers, "Content-Type": "application/json"})
     assert response.status_code == 413
-    response = httpx.get(f"{server}/v1/resolve/ghost@1", headers=headers)
+    response = httpx.get(f"{server}/v1/resolve/{NS}/ghost@1", headers=headers)
     assert response.status_code == 404
+    # in a namespace the caller may not read, unknown and existing answer alike: 403
+    response = httpx.get(f"{server}/v1/resolve/ghost@1", headers=headers)
+    assert response.status_code == 403
     with pytest.raises(BadInputError):
         client.add(Path("/nonexistent/file.csv"), kind="dataset", name="z", namespace=NS)
 

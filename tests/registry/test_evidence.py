@@ -45,16 +45,21 @@ def test_clean_scan_report_satisfies_evidence(pipe: Pipeline) -> None:
     assert report.clean
     pipe.evaluator.record_report(report_kind="scan", subjects=[asset.ref],
                                  report=report.to_dict(), passed=True, name="model-scan")
-    assert pipe.admin.check_promotion(MODEL, version, "production").passed
+    gate = pipe.admin.check_promotion(MODEL, version, "production")
+    assert [o.passed for o in gate.outcomes if o.rule == "evidence:scan"] == [True]
     explained = pipe.admin.explain(asset.ref)
     assert [r["ref"] for r in explained["reports"]] == [f"{NS}/model-scan@1"]
 
 
 def test_malicious_model_blocked_by_scan_evidence(pipe: Pipeline,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+                                                  capsys: pytest.CaptureFixture[str],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     _policy(pipe.admin)
     version = _model_file(pipe, "evil", EVIL)
     asset = pipe.trainer.all_versions(namespace=NS, kind="model")[-1]
+    # the evaluator runs the scan (its reports are the evidence the gate trusts)
+    monkeypatch.setenv("CHAINPROOF_IDENTITY", "svc-evaluator")
+    monkeypatch.setenv("CHAINPROOF_SIGNING_KEY", str(pipe.tmp / "keys" / "svc-evaluator.pem"))
     assert main(["scan", asset.ref]) == 1  # the CLI records the failing report, exits 1
     assert "os.system" in capsys.readouterr().out
     gate = pipe.admin.check_promotion(MODEL, version, "production")

@@ -49,8 +49,8 @@ def test_governed_promotion_end_to_end(pipe: Pipeline) -> None:
     request = pipe.trainer.request_promotion(MODEL, v1, "production")
     gate = pipe.trainer.check_request(request)
     assert {o.rule: o.passed for o in gate.outcomes} == {
-        "approvals": False, "provenance": True, "metrics:auc": True, "regression:auc": True,
-        "inputs": True}
+        "approvals": False, "provenance": True, "evidence:scan": True, "metrics:auc": True,
+        "regression:auc": True, "inputs": True}
     pipe.alice.approve(request)
     with pytest.raises(PolicyViolationError, match="blocked"):
         pipe.deployer.execute_promotion(request)  # one approval of two

@@ -4,6 +4,7 @@ trainer, in an experiment namespace: allowed succeeds; forbidden raises Permissi
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +14,7 @@ from pipeline_fixtures import act_as
 from sqlalchemy import text
 
 import chainproof
-from chainproof.errors import PermissionDeniedError
+from chainproof.errors import PermissionDeniedError, PolicyViolationError
 from chainproof.service import Chainproof
 
 ACTIONS = ["read", "add-data", "add-code", "features", "train", "evaluate", "create-model",
@@ -48,6 +49,13 @@ def denial_count(cp: Chainproof) -> int:
     with cp.engine.connect() as conn:
         return int(conn.execute(text("SELECT count(*) FROM log_entries WHERE action = "
                                      "'access.denied'")).scalar_one())
+
+
+def _executed_or_gated(execute: Callable[[], object]) -> None:
+    """The permission to execute was granted when the gate itself answers (its floor needs a
+    scan and an approval this matrix does not provide)."""
+    with contextlib.suppress(PolicyViolationError):
+        execute()
 
 
 @pytest.mark.parametrize(("role", "ns", "expected"), CASES,
@@ -93,8 +101,8 @@ def test_matrix_cell_by_cell(cp: Chainproof, tmp_path: Path, role: str, ns: str,
         "register-version": lambda: who.register_model_version(f"{ns}/mdl", f"{ns}/m@1"),
         "request": lambda: who.request_promotion(f"{ns}/mdl", 1, "production"),
         "approve": lambda: who.approve(cp.request_promotion(f"{ns}/mdl", 1, "production")),
-        "execute": lambda: who.execute_promotion(
-            cp.request_promotion(f"{ns}/mdl", 1, "production")),
+        "execute": lambda: _executed_or_gated(
+            lambda: who.execute_promotion(cp.request_promotion(f"{ns}/mdl", 1, "production"))),
         "move-alias": lambda: who.set_alias(f"{ns}/mdl", 1, "staging"),
         "grant-role": lambda: who.grant_role("someone", "reader", ns),
     }

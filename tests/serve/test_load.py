@@ -13,6 +13,7 @@ import chainproof
 from chainproof.errors import (
     DigestMismatchError,
     OverrideNotAllowedError,
+    PolicyViolationError,
     ProvenanceError,
     ScanRequiredError,
     UnapprovedModelError,
@@ -48,9 +49,14 @@ def test_load_returns_exactly_the_approved_bytes(pipe: Pipeline, tmp_path: Path)
 
 
 def test_no_scan_no_load(pipe: Pipeline) -> None:
-    pipe.promote(pipe.train("a", 0.9))
+    """The gate refuses what the loader would refuse (one authority); forced past the gate,
+    the loader still refuses a model no passing scan covers."""
+    version = pipe.train("a", 0.9, scan=False)
+    with pytest.raises(PolicyViolationError, match="production"):
+        pipe.promote(version)
+    pipe.admin.force_promotion(MODEL, version, "production", "incident 4711")
     with pytest.raises(ScanRequiredError, match="no passing scan report"):
-        load_verified(pipe.admin.ctx, REF)
+        load_verified(pipe.admin.ctx, REF, allow_override=True)
 
 
 def test_override_needs_explicit_consent(pipe: Pipeline) -> None:

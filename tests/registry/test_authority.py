@@ -1,0 +1,248 @@
+"""The authority holes of issue 17, each tried as an attacker would, on both backends: forged
+evidence, the gate floor, self-granted approvers, reviewer-executors, claimed digests, steps in
+namespaces without a role, data from nowhere, stale outputs, compromised keys, and a load that
+judges a past decision by its own policy. Every refusal also checks that nothing changed."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pipeline_fixtures import NS, Pipeline, act_as
+from sqlalchemy import text
+
+import chainproof
+from chainproof.errors import (
+    BadInputError,
+    PermissionDeniedError,
+    PolicyViolationError,
+    ProvenanceError,
+    StepFailedError,
+    UnapprovedModelError,
+)
+from chainproof.records.assets import AssetKind
+from chainproof.records.steps import OutputSpec
+from chainproof.service import Chainproof
+
+MODEL = f"{NS}/fraud-review"
+REF = f"{MODEL}@production"
+
+
+def state(cp: Chainproof) -> dict[str, Any]:
+    """Every table's row count but the log's own (refusals add access.denied entries)."""
+    tables = ("assets", "asset_versions", "steps", "attestations", "model_versions",
+              "aliases", "promotion_requests", "approvals", "promotion_decisions")
+    with cp.session() as session:
+        return {t: session.execute(text(f"SELECT COUNT(*) FROM {t}")).scalar_one()
+                for t in tables}
+
+
+def gate_rules(cp: Chainproof, version: int) -> dict[str, bool]:
+    return {o.rule: o.passed for o in cp.check_promotion(MODEL, version, "production").outcomes}
+
+
+def test_evidence_from_an_experiment_namespace_does_not_count(pipe: Pipeline) -> None:
+    version = pipe.train("rogue", 0.9, scan=False)
+    asset = pipe.trainer.all_versions(namespace=NS, kind="model")[-1]
+    pipe.admin.set_namespace_mode("lab", "experiment")
+    pipe.admin.grant_role("svc-trainer", "trainer", "lab")
+    # the trainer's own "passing scan" and perfect metrics, recorded in its sandbox
+    pipe.trainer.record_report(report_kind="scan", subjects=[asset.ref], passed=True,
+                               report={"verdict": "clean"}, name="self-scan", namespace="lab")
+    metrics = pipe.tmp / "forged.json"
+    metrics.write_text('{"auc": 0.99}')
+    with chainproof.step("evaluate", inputs=[asset.ref], namespace="lab",
+                         connection=pipe.trainer) as s:
+        s.output(metrics, kind="metrics", name="forged-metrics", namespace="lab")
+    rules = gate_rules(pipe.admin, version)
+    assert rules["evidence:scan"] is False
+    # the evaluator's real scan is what counts; the forged auc never replaces its 0.9
+    pipe.evaluator.record_report(report_kind="scan", subjects=[asset.ref], passed=True,
+                                 report={"verdict": "clean"}, name="scan", namespace=NS)
+    gate = pipe.admin.check_promotion(MODEL, version, "production")
+    assert {o.rule: o.passed for o in gate.outcomes}["evidence:scan"] is True
+    assert "0.9" in next(o.detail for o in gate.outcomes if o.rule == "metrics:auc")
+
+
+def test_a_later_failing_scan_by_the_evaluator_blocks_and_a_later_pass_supersedes(
+        pipe: Pipeline) -> None:
+    version = pipe.train("a", 0.9)
+    asset = pipe.trainer.all_versions(namespace=NS, kind="model")[-1]
+    pipe.evaluator.record_report(report_kind="scan", subjects=[asset.ref], passed=False,
+                                 report={"verdict": "malicious"}, name="scan-2", namespace=NS)
+    assert gate_rules(pipe.admin, version)["evidence:scan"] is False
+    pipe.evaluator.record_report(report_kind="scan", subjects=[asset.ref], passed=True,
+                                 report={"verdict": "clean", "rescan": True}, name="scan-3",
+                                 namespace=NS)
+    assert gate_rules(pipe.admin, version)["evidence:scan"] is True
+
+
+@pytest.mark.parametrize("policy", [
+    "protected_aliases: [production]\nrules:\n  - match: {alias: production}\n"
+    "    approvals: {min: 0}\n    provenance: false\n",
+    "protected_aliases: []\nrules: []\n",
+    "protected_aliases: [production]\nrules:\n  - match: {alias: production}\n"
+    "    provenance: false\n",
+])
+def test_no_policy_lowers_the_floor(pipe: Pipeline, policy: str) -> None:
+    version = pipe.train("a", 0.9)
+    pipe.admin.set_promotion_policy(policy)
+    request = pipe.trainer.request_promotion(MODEL, version, "production")
+    before = state(pipe.admin)
+    with pytest.raises(PolicyViolationError, match="approvals"):
+        pipe.deployer.execute_promotion(request)
+    assert state(pipe.admin) == before
+    rules = gate_rules(pipe.admin, version)
+    assert rules["approvals"] is False and "provenance" in rules and "evidence:scan" in rules
+
+
+def test_an_admin_granting_itself_approver_does_not_count(pipe: Pipeline) -> None:
+    version = pipe.train("a", 0.9)
+    pipe.admin.set_promotion_policy("protected_aliases: [production]\nrules: []\n")
+    pipe.admin.grant_role(pipe.admin.identity, "approver", NS)
+    request = pipe.trainer.request_promotion(MODEL, version, "production")
+    pipe.admin.approve(request)
+    detail = next(o for o in pipe.admin.check_request(request).outcomes
+                  if o.rule == "approvals")
+    assert not detail.passed and "lacks role approver" in detail.detail
+
+
+def test_a_reviewer_never_executes_the_same_request(pipe: Pipeline) -> None:
+    version = pipe.train("a", 0.9)
+    both = act_as(pipe.admin, "carol", pipe.tmp, ("approver", "deployer"))
+    request = pipe.trainer.request_promotion(MODEL, version, "production")
+    pipe.alice.approve(request)
+    both.approve(request)
+    before = state(pipe.admin)
+    with pytest.raises(PolicyViolationError, match="separation of duties"):
+        both.execute_promotion(request)
+    assert state(pipe.admin) == before
+    pipe.deployer.execute_promotion(request)  # another deployer may
+
+
+def test_a_digest_is_not_a_key(pipe: Pipeline, tmp_path: Path) -> None:
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(b"the secret namespace's model")
+    pipe.admin.add(secret, kind="model", name="crown-jewels", namespace="secret")
+    digest = pipe.admin.resolve("secret/crown-jewels@1").digest
+    lab = act_as(pipe.admin, "lab-trainer", tmp_path, ("trainer",), "lab")
+    lab.create_model("lab/thief")
+    before = state(pipe.admin)
+    for attempt in (lambda: lab.register_model_stored("lab/thief", digest=digest),
+                    lambda: lab.add_stored(digest=digest, kind="model", name="stolen",
+                                           namespace="lab", media_type="x",
+                                           is_directory=False)):
+        with pytest.raises(BadInputError, match="uploaded or may read"):
+            attempt()
+    unknown = "sha256:" + "ab" * 32
+    with pytest.raises(BadInputError, match="uploaded or may read") as unknown_error:
+        lab.register_model_stored("lab/thief", digest=unknown)
+    assert "may read" in unknown_error.value.message  # unknown and forbidden alike
+    assert state(pipe.admin) == before
+    with pytest.raises(PermissionDeniedError):
+        lab.register_model_version("lab/thief", "secret/crown-jewels@1")
+    # bytes the caller proves it holds (uploaded with a receipt) are fine
+    assert lab.register_model_stored("lab/thief", digest=digest,
+                                     proven=frozenset({digest})).version == 1
+
+
+def test_a_step_needs_write_permission_where_it_is_recorded(pipe: Pipeline) -> None:
+    outsider = act_as(pipe.admin, "outsider", pipe.tmp, ("reader",), NS)
+    before = state(pipe.admin)
+    with pytest.raises(PermissionDeniedError, match="record steps"):
+        outsider.record_step(kind="train", inputs=[f"{NS}/orders@1"], outputs=[],
+                             started_at=chainproof.service.now(), namespace=NS)
+    assert state(pipe.admin) == before
+
+
+def test_a_model_from_nowhere_fails_verification(pipe: Pipeline) -> None:
+    code = pipe.tmp / "train.py"
+    code.write_text("print('no data')\n")
+    code_ref = pipe.trainer.add(code, kind="code", name="train.py", namespace=NS).version.ref
+    model = pipe.tmp / "nowhere.bin"
+    model.write_bytes(b"weights from nowhere")
+    with chainproof.step("train", inputs=[code_ref], namespace=NS,
+                         connection=pipe.trainer) as s:
+        s.output(model, kind="model", name="nowhere")
+    with pytest.raises(ProvenanceError, match="registered source data"):
+        pipe.admin.verify_chain(f"{NS}/nowhere@1")
+
+
+def test_a_stale_output_is_not_registered(pipe: Pipeline, tmp_path: Path) -> None:
+    leftover = tmp_path / "model.joblib"
+    leftover.write_bytes(b"from last week's run")
+    before = state(pipe.admin)
+    with pytest.raises(StepFailedError, match="not written by the command"):
+        pipe.trainer.run(kind="train", inputs=[f"{NS}/feats@1"], namespace=NS,
+                         command=[sys.executable, "-c", "pass"],
+                         outputs=[OutputSpec(leftover, AssetKind.MODEL, "stale", NS)])
+    after = state(pipe.admin)
+    assert after["asset_versions"] == before["asset_versions"]
+    assert after["steps"] == before["steps"] + 1  # the failure is recorded, no output
+
+
+def test_compromised_key_withdraws_past_approvals_rotation_does_not(pipe: Pipeline) -> None:
+    version = pipe.train("a", 0.9)
+    pipe.promote(version)
+    assert pipe.admin.load_model(REF).version == version
+    alice_key = pipe.admin.key_list("alice")[0]["keyid"]
+    pipe.admin.revoke_key(alice_key, "rotated")
+    assert pipe.admin.load_model(REF).version == version  # signed before: still counts
+    bob_key = pipe.admin.key_list("bob")[0]["keyid"]
+    pipe.admin.revoke_key(bob_key, "laptop stolen", compromised=True)
+    with pytest.raises(UnapprovedModelError, match="compromised"):
+        pipe.admin.load_model(REF)
+
+
+def test_load_judges_the_decision_by_its_own_policy_and_roles(pipe: Pipeline) -> None:
+    version = pipe.train("a", 0.9)
+    pipe.promote(version)
+    pipe.admin.set_promotion_policy("protected_aliases: [production]\nrules:\n"
+                                    "  - match: {alias: production}\n"
+                                    "    approvals: {min: 3, role: approver}\n")
+    pipe.admin.revoke_role("alice", "approver", NS)  # alice left the team
+    assert pipe.admin.load_model(REF).version == version
+
+
+def test_prepare_writes_nothing(pipe: Pipeline) -> None:
+    version = pipe.train("a", 0.9)
+    request = pipe.trainer.request_promotion(MODEL, version, "production")
+    before = state(pipe.admin)
+    with pipe.admin.session() as session:
+        log_size = session.execute(text("SELECT size FROM log_head")).scalar_one()
+    assert pipe.alice.prepare_review(request, "approve", None) is not None
+    sub = chainproof.service.StepSubmission(
+        id="ab" * 16, kind="note", namespace=NS, inputs=(), outputs=(), command=(),
+        parameters={}, started_at=chainproof.service.now(), ended_at=chainproof.service.now(),
+        environment={}, code_revision={})
+    assert pipe.trainer.prepare_step(sub) is None
+    assert state(pipe.admin) == before
+    with pipe.admin.session() as session:
+        assert session.execute(text("SELECT size FROM log_head")).scalar_one() == log_size
+
+
+@pytest.mark.parametrize("signers", ["role:trainer", "role:approver"])
+def test_gate_verify_and_load_agree_under_role_signers(pipe: Pipeline, signers: str) -> None:
+    """One chain verifier: under a trust policy naming signers by role, the gate, verify and
+    load all pass (the trainer holds the role) or all refuse (it does not)."""
+    pipe.admin.set_trust_policy(
+        "namespaces:\n  '*':\n    steps:\n"
+        f"      train: {{signers: ['{signers}'], inputs: ['*']}}\n"
+        "      '*': {signers: ['*'], inputs: ['*']}\n")
+    version = pipe.train("a", 0.9)
+    asset = pipe.trainer.all_versions(namespace=NS, kind="model")[-1].ref
+    gate_ok = gate_rules(pipe.admin, version)["provenance"]
+    try:
+        pipe.admin.verify_chain(asset)
+        verify_ok = True
+    except ProvenanceError:
+        verify_ok = False
+    assert gate_ok is verify_ok is (signers == "role:trainer")
+    if gate_ok:
+        pipe.promote(version)
+        assert pipe.admin.load_model(REF).version == version
+    else:
+        with pytest.raises(PolicyViolationError, match="provenance"):
+            pipe.promote(version)
