@@ -592,12 +592,14 @@ def _issue(
     eku: list[x509.ObjectIdentifier] | None = None,
     san: str | None = None,
     days: int = 3650,
+    start_day: int = 0,
+    unknown_critical: bool = False,
 ) -> x509.Certificate:
     import datetime
 
     from cryptography.hazmat.primitives import hashes
 
-    start = datetime.datetime(2025, 1, 1, tzinfo=datetime.UTC)
+    start = datetime.datetime(2025, 1, 1, tzinfo=datetime.UTC) + datetime.timedelta(start_day)
     issuer_name = issuer[0].subject if issuer else _name(cn)
     signer = issuer[1] if issuer else key
     b = (
@@ -627,6 +629,11 @@ def _issue(
         b = b.add_extension(x509.ExtendedKeyUsage(eku), critical=False)
     if san is not None:
         b = b.add_extension(x509.SubjectAlternativeName([x509.RFC822Name(san)]), critical=False)
+    if unknown_critical:
+        b = b.add_extension(
+            x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.57264.99"), b"\x05\x00"),
+            critical=True,
+        )
     return b.sign(signer, hashes.SHA256())
 
 
@@ -642,11 +649,14 @@ def _pki(**over: Any) -> Pki:
     rk, ik, lk = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
     root = _issue("root", rk, None, ca=True, path_len=over.get("root_path_len"))
     inter = _issue("inter", ik, (root, rk), ca=True,
-                   key_cert_sign=over.get("inter_key_cert_sign", True))
+                   key_cert_sign=over.get("inter_key_cert_sign", True),
+                   days=over.get("inter_days", 3650))
     leaf = _issue("leaf", lk, (inter, ik), ca=False,
                   eku=over.get("eku", [CODE_SIGNING]),
                   digital_signature=over.get("digital_signature", True),
-                  san=over.get("san", "alice@example.com"))
+                  san=over.get("san", "alice@example.com"),
+                  start_day=over.get("leaf_start_day", 0),
+                  unknown_critical=over.get("unknown_critical", False))
     return root, [leaf, inter], lk
 
 
@@ -683,9 +693,12 @@ def test_certificate_chain_control_verifies(model: Path, tmp_path: Path) -> None
         ({"eku": [SERVER_AUTH]}, "codeSigning"),
         ({"eku": None}, "ExtendedKeyUsage|2.5.29.37|missing required extension"),
         ({"digital_signature": False}, "digitalSignature"),
+        ({"unknown_critical": True}, "critical extension"),
+        ({"inter_days": 30, "leaf_start_day": 60}, "expired|not valid|validity"),
     ],
     ids=["pathlen-exceeded", "ca-without-keycertsign", "eku-not-codesigning", "no-eku",
-         "ku-without-digitalsignature"],
+         "ku-without-digitalsignature", "unknown-critical-extension",
+         "issuer-expired-at-signing"],
 )
 def test_certificate_chain_constraints_refused(
     model: Path, tmp_path: Path, over: dict[str, Any], message: str
