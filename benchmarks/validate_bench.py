@@ -1,14 +1,23 @@
-"""Benchmark: chainproof's drift gate vs Evidently's DataDriftPreset on the same data, same run.
+"""Benchmark: chainproof's validation gate vs Evidently and cleanlab on the same data, same run.
 
-    .venv/bin/python benchmarks/validate_bench.py [--rows 1000000] [--skip-evidently]
+    .venv/bin/python benchmarks/validate_bench.py [--rows 1000000] [--battery-rows 200000]
+        [--skip-evidently] [--skip-cleanlab] [--skip-drift] [--skip-battery]
 
-Generates a reference and a current Parquet file (rows x (20 numeric + 5 categorical)) with
-drift injected into known columns, runs each tool in its own child process (peak memory is the
-child's ru_maxrss), and reports time, memory, which injected drifts each caught and which clean
-columns each flagged. Evidently lives in its own venv (benchmarks/_work/venv-evidently, created on
-first run with pip) because Evidently 0.7 does not work with pandas 3. Then label-flip
-precision/recall at 5 % uniform flips on a generated classification table. Generated files are
-deleted at the end.
+1. Speed and drift: a reference and a current Parquet file (rows x (20 numeric + 5
+   categorical)) with drift injected into known columns; each tool runs in its own child process
+   (peak memory is the child's ru_maxrss); reports time, memory, which injected drifts each caught
+   and which clean columns each flagged. Evidently lives in its own venv
+   (benchmarks/_work/venv-evidently, created on first run with pip) because Evidently 0.7 does not
+   work with pandas 3.
+2. Label flips: precision/recall at 5 % uniform flips on a generated classification table, for
+   each label model and for cleanlab (benchmark-only dependency, ``pip install cleanlab``) on the
+   same out-of-sample probabilities.
+3. Case battery: every poisoning kind of issue #14 at several strengths (small mean shifts,
+   60-category reweighting, targeted and uniform label flips) and clean data with noisy labels
+   at several noise levels; per case: caught or not, severity, false alarms; Evidently and
+   cleanlab on the same files.
+
+Generated files are deleted at the end (``--keep`` keeps the drift files).
 """
 
 from __future__ import annotations
