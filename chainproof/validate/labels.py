@@ -571,6 +571,7 @@ class LabelChecker:
         self.sampler = _RowSampler(self.cfg.max_rows, self.cfg.seed)
         self.sample_columns = list(dict.fromkeys([*self.features, label_column, *self.key_columns]))
         self.auto_features = feature_columns is None
+        self.too_many_classes = False
         self.id_features: list[str] = []
 
     def update(self, batch: pa.RecordBatch, offset: int) -> None:
@@ -593,12 +594,16 @@ class LabelChecker:
         labels = to_str_array(batch.column(self.label_column))
         lab = pd.Series(labels.to_pylist(), dtype="string")
         self.lhash.append(pd.util.hash_pandas_object(lab, index=False).to_numpy(np.uint64))
-        vc = pc.value_counts(labels)
-        for value, cnt in zip(
-            vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True
-        ):
-            if value is not None:
-                self.counts[value] = self.counts.get(value, 0) + int(cnt)
+        if not self.too_many_classes:
+            vc = pc.value_counts(labels)
+            for value, cnt in zip(
+                vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True
+            ):
+                if value is not None:
+                    self.counts[value] = self.counts.get(value, 0) + int(cnt)
+            if len(self.counts) > MAX_CLASSES:
+                # A regression target, not classes: no class priors to compare.
+                self.too_many_classes, self.counts = True, {}
         self.sampler.update(batch.select(self.sample_columns), offset)
 
     def finish(
@@ -803,7 +808,17 @@ def _evaluate(
     findings: list[Finding] = [Finding("labels", "info", n, column=label_column) for n in notes]
     # (check, class, true class, ref count, ref total, cur count, cur total, p, fail?, warn?)
     raw: list[tuple[str, str | None, str | None, int, int, int, int, float]] = []
-    if ref is not None:
+    if ref is not None and (not cur.classes or not ref.classes):
+        findings.append(
+            Finding(
+                "label_prior",
+                "info",
+                f"class priors not compared: no class counts (more than {MAX_CLASSES} distinct "
+                "labels, or an empty version)",
+                column=label_column,
+            )
+        )
+    if ref is not None and cur.classes and ref.classes:
         rc = dict(zip(ref.classes, ref.counts, strict=True))
         cc = dict(zip(cur.classes, cur.counts, strict=True))
         rn, cn = sum(ref.counts), sum(cur.counts)

@@ -289,3 +289,17 @@ def test_schema_findings_name_rows_by_key() -> None:
     finding = next(f for f in rep.schema.findings if f.rule == "range_max")  # type: ignore[union-attr]
     assert finding.row_ids == (7,) and finding.keys == ({"order_id": 12_000_007},)
     assert "order_id=12000007" in rep.to_html()
+
+
+def test_regression_target_as_label_is_no_class_comparison() -> None:
+    import numpy as np
+
+    ref = make_labelled(13, n=2_000)
+    ref["label"] = np.arange(len(ref)) * 0.5
+    cur = make_labelled(14, n=2_000)
+    cur["label"] = np.arange(len(cur)) * 0.5 + 0.25
+    prof = profile_reference(ref, label_column="label", config=FAST)
+    assert prof.label_stats is not None and prof.label_stats["classes"] == []
+    rep = validate_dataset(cur, reference=prof, label_column="label", config=FAST)
+    assert rep.labels is not None and not rep.labels.comparisons
+    assert any(f.check == "label_prior" and f.severity == "info" for f in rep.findings)
