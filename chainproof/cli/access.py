@@ -41,6 +41,20 @@ def identity_create(
     out.print(f"[green]created[/] identity {name} ({kind})", highlight=False)
 
 
+@identity_app.command("list")
+def identity_list(json_out: JsonOpt = False) -> None:
+    """List identities (all of them for an auditor or admin; else yourself)."""
+    with open_operations() as cp:
+        rows = cp.identity_list()
+    if json_out:
+        emit_json(rows)
+        return
+    table = Table("name", "kind", "created", "by")
+    for r in rows:
+        table.add_row(r["name"], r["kind"], r["created_at"], r["created_by"])
+    out.print(table)
+
+
 @key_app.command("generate")
 def key_generate(
     out_path: Annotated[Path, typer.Option("--out", help="Private key file to create (0600).")],
@@ -155,6 +169,20 @@ def namespace_set(name: Annotated[str, typer.Argument()],
     out.print(f"[green]namespace {name} is {mode}[/]", highlight=False)
 
 
+@namespace_app.command("list")
+def namespace_list(json_out: JsonOpt = False) -> None:
+    """List the namespaces you may read, each with its mode."""
+    with open_operations() as cp:
+        rows = cp.namespace_list()
+    if json_out:
+        emit_json(rows)
+        return
+    table = Table("namespace", "mode")
+    for r in rows:
+        table.add_row(r["name"], r["mode"])
+    out.print(table)
+
+
 def parse_duration(text: str) -> timedelta:
     """``30d`` or ``12h``: a positive lifetime (the server also caps it at a year)."""
     match = re.fullmatch(r"(\d+)([dh])", text.strip())
@@ -183,6 +211,21 @@ def token_create(identity: Annotated[str, typer.Argument()],
     out.print(f"token {token_id} for {identity} (shown once; store it in a secret manager):",
               highlight=False)
     sys.stdout.write(token + "\n")
+
+
+@token_app.command("list")
+def token_list(json_out: JsonOpt = False) -> None:
+    """List API tokens: ids, owners, expiry and revocation; never the secrets."""
+    with open_operations() as cp:
+        rows = cp.token_list()
+    if json_out:
+        emit_json(rows)
+        return
+    table = Table("id", "identity", "created", "by", "expires", "revoked")
+    for r in rows:
+        table.add_row(r["id"], r["identity"], r["created_at"], r["created_by"],
+                      r["expires_at"], r["revoked_at"] or "")
+    out.print(table)
 
 
 @token_app.command("revoke")

@@ -16,6 +16,7 @@ from chainproof.cli._common import JsonOpt, emit_json, flatten_numbers, open_ope
 from chainproof.errors import BadInputError
 
 commands = typer.Typer()
+step_app = typer.Typer(no_args_is_help=True, help="Recorded steps.")
 
 
 @commands.command()
@@ -163,6 +164,28 @@ def show(ref: Annotated[str, typer.Argument(help="NAME[@VERSION]")], json_out: J
                   f"{', '.join(p['inputs']) or 'no inputs'}", highlight=False)
     out.print(f"  consumed by {len(info['consumed_by'])} step(s); versions: "
               + ", ".join(str(x["version"]) for x in info["versions"]), highlight=False)
+
+
+@step_app.command("show")
+def step_show(step_id: Annotated[str, typer.Argument(help="Step id (from `run`, `show`, "
+                                                          "`explain` or the log).")],
+              json_out: JsonOpt = False) -> None:
+    """Show one recorded step: kind, identity, status, command, inputs, outputs."""
+    from chainproof.lineage.graph import step_dict
+
+    with open_operations() as cp:
+        step = step_dict(cp.step_record(step_id))
+    if json_out:
+        emit_json(step)
+        return
+    out.print(f"[bold]step {step['kind']}[/] {step['id']} in {step['namespace']}: "
+              f"{step['status']}\n  by      {step['identity']}\n  started "
+              f"{step['started_at']}\n  ended   {step['ended_at']}", highlight=False)
+    out.print("  command " + " ".join(step["command"]), highlight=False, markup=False)
+    out.print("  inputs  " + (", ".join(step["inputs"]) or "none"), highlight=False)
+    out.print("  outputs " + (", ".join(step["outputs"]) or "none"), highlight=False)
+    if step["error"]:
+        out.print(f"  error   {step['error']}", style="red", highlight=False, markup=False)
 
 
 @commands.command()

@@ -66,7 +66,8 @@ for _group, _name in ((audit.audit_app, "audit"), (audit.db_app, "db"),
                       (access.trust_app, "trust"), (signing.attest_app, "attest"),
                       (signing.model_app, "model"), (access.role_app, "role"),
                       (access.token_app, "token"), (access.namespace_app, "namespace"),
-                      (registry.registry_app, "registry"), (registry.policy_app, "policy")):
+                      (registry.registry_app, "registry"), (registry.policy_app, "policy"),
+                      (assets.step_app, "step")):
     app.add_typer(_group, name=_name)
 
 # Kept for callers that imported these from here before the split.

@@ -26,6 +26,22 @@ def registry_create(model: Annotated[str, typer.Argument(help="[NAMESPACE/]MODEL
     out.print(f"[green]registered model[/] {model}", highlight=False)
 
 
+@registry_app.command("list")
+def registry_list(json_out: JsonOpt = False) -> None:
+    """List registered models you may read: versions and where each alias points."""
+    with open_operations() as cp:
+        rows = cp.model_list()
+    if json_out:
+        emit_json(rows)
+        return
+    table = Table("model", "versions", "aliases", "created", "by")
+    table.columns[0].overflow = "fold"
+    for r in rows:
+        aliases = ", ".join(f"{a} -> {v}" for a, v in sorted(r["aliases"].items()))
+        table.add_row(r["model"], str(r["versions"]), aliases, r["created_at"], r["created_by"])
+    out.print(table)
+
+
 @registry_app.command("register")
 def registry_register(
         model: Annotated[str, typer.Argument(help="[NAMESPACE/]MODEL")],

@@ -1,0 +1,75 @@
+"""The listings a user looks for: identities, tokens (never their secrets), namespaces,
+registered models, and one recorded step."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from chainproof.cli.main import main
+
+
+@pytest.fixture()
+def ws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    project = tmp_path / "proj"
+    project.mkdir()
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("COLUMNS", "120")
+    assert main(["init"]) == 0
+    (project / "orders.csv").write_text("id,amount\n1,10\n")
+    return project
+
+
+def as_json(capsys: pytest.CaptureFixture[str], args: list[str]) -> object:
+    capsys.readouterr()
+    assert main([*args, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_listings(ws: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["identity", "create", "svc-trainer", "--kind", "service"]) == 0
+    assert main(["add", "orders.csv", "--kind", "dataset", "--name", "orders",
+                 "--namespace", "warehouse"]) == 0
+    assert main(["registry", "create", "warehouse/fraud-review"]) == 0
+    capsys.readouterr()
+    assert main(["token", "create", "svc-trainer", "--json"]) == 0
+    created = json.loads(capsys.readouterr().out)
+
+    identities = as_json(capsys, ["identity", "list"])
+    assert isinstance(identities, list)
+    assert {"svc-trainer", "tester"} <= {i["name"] for i in identities}
+    tokens = as_json(capsys, ["token", "list"])
+    assert isinstance(tokens, list) and [t["id"] for t in tokens] == [created["id"]]
+    assert created["token"] not in json.dumps(tokens)
+    namespaces = as_json(capsys, ["namespace", "list"])
+    assert isinstance(namespaces, list) and "warehouse" in {n["name"] for n in namespaces}
+    models = as_json(capsys, ["registry", "list"])
+    assert isinstance(models, list) and [m["model"] for m in models] == ["warehouse/fraud-review"]
+
+    for args in (["identity", "list"], ["token", "list"], ["namespace", "list"],
+                 ["registry", "list"]):
+        capsys.readouterr()
+        assert main(args) == 0
+        text = capsys.readouterr().out
+        assert created["token"] not in text
+    assert "warehouse/fraud-review" in text
+
+
+def test_step_show(ws: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert main(["run", "--step", "train", "--input", "orders@1", "--json", "--",
+                 sys.executable, "-c", "0"]) == 2  # no orders@1 yet: refused, nothing run
+    assert main(["add", "orders.csv", "--kind", "dataset", "--name", "orders"]) == 0
+    capsys.readouterr()
+    assert main(["run", "--step", "train", "--input", "orders@1", "--json", "--",
+                 sys.executable, "-c", "0"]) == 0
+    step_id = json.loads(capsys.readouterr().out)["step"]["id"]
+    shown = as_json(capsys, ["step", "show", step_id])
+    assert isinstance(shown, dict) and shown["inputs"] == ["orders@1"]
+    assert main(["step", "show", step_id]) == 0
+    assert f"step train {step_id}" in capsys.readouterr().out
+    assert main(["step", "show", "0" * 32]) == 2
+    assert "no step with id" in capsys.readouterr().err
