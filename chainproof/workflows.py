@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,12 @@ from chainproof.errors import BadInputError
 from chainproof.records.assets import AssetKind, AssetVersion
 from chainproof.records.names import DEFAULT_NAMESPACE, check_kind, check_name, parse_ref
 from chainproof.records.steps import OutputSpec, now
-from chainproof.validate import Profile, profile_reference, validate_dataset
+from chainproof.validate import (
+    Profile,
+    contract_settings,
+    profile_reference,
+    validate_dataset,
+)
 
 
 class Workflows:
@@ -116,38 +121,49 @@ class Workflows:
 
     def validate(self, ref: str, *, reference: str | None = None, schema: str | None = None,
                  label_column: str | None = None, key_columns: Sequence[str] = (),
-                 record: bool = True) -> tuple[Any, AssetVersion | None, str | None]:
+                 record: bool = True, thresholds: Mapping[str, float] | None = None,
+                 block_on: str = "fail") -> tuple[Any, AssetVersion | None, str | None]:
         """Validate a dataset version (schema, drift, labels) against a reference version.
 
-        The reference defaults to the dataset's previous version. Its profile is computed once
-        per digest and cached. With ``record`` the report becomes a signed ``validation``
-        report asset in the dataset's lineage (promotion evidence). Returns (report, report
-        asset, reference ref)."""
+        The reference defaults to the dataset's previous version. A schema contract may declare
+        the label and key columns and thresholds (used when none are given here). The
+        reference's profile is computed once per digest, label and key columns, and cached.
+        With ``record`` the report becomes a signed ``validation`` report asset in the
+        dataset's lineage (promotion evidence, judged by the gate with its own ``block_on``).
+        Returns (report, report asset, reference ref). BadInputError for an unknown threshold
+        or block_on (see docs/validation.md)."""
         current = self.resolve(ref)
         if reference is None and current.version > 1:
             reference = f"{current.namespace}/{current.name}@{current.version - 1}"
+        schema_arg: Any = None
+        if schema is not None:
+            schema_arg = (Path(schema) if Path(schema).exists()
+                          else self.materialize(self.resolve(schema)))
+        # The contract's label and key columns reach the reference profile too.
+        label, keys = contract_settings(schema_arg, label_column=label_column,
+                                        key_columns=tuple(key_columns))
         ref_profile = None
         reference_version = None
         if reference is not None:
             reference_version = self.resolve(reference)
             cache = self.settings.cache_dir / "profiles" / (
-                f"{reference_version.hexdigest}-{label_column or ''}.profile")
+                f"{reference_version.hexdigest}-{label or ''}-{','.join(keys)}"
+                f"-{_PROFILE_FORMAT}.profile")
             if cache.exists():
                 ref_profile = Profile.from_bytes(cache.read_bytes())
             else:
                 ref_profile = profile_reference(self.materialize(reference_version),
-                                                label_column=label_column)
+                                                label_column=label, key_columns=keys)
                 cache.parent.mkdir(parents=True, exist_ok=True)
                 tmp = cache.with_suffix(".tmp")
                 tmp.write_bytes(ref_profile.to_bytes())
                 os.replace(tmp, cache)
-        schema_arg: Any = None
-        if schema is not None:
-            schema_arg = (Path(schema) if Path(schema).exists()
-                          else self.materialize(self.resolve(schema)))
-        report = validate_dataset(self.materialize(current), reference=ref_profile,
-                                  schema=schema_arg, label_column=label_column,
-                                  key_columns=tuple(key_columns))
+        report = validate_dataset(
+            self.materialize(current), reference=ref_profile, schema=schema_arg,
+            label_column=label, key_columns=keys, thresholds=thresholds, block_on=block_on,
+            dataset_name=current.ref, dataset_digest=current.digest,
+            reference_name=reference_version.ref if reference_version else None,
+            reference_digest=reference_version.digest if reference_version else None)
         recorded = None
         if record:
             subjects = [current.ref] + ([reference_version.ref] if reference_version else [])
@@ -156,6 +172,10 @@ class Workflows:
                                           name=f"{current.name}-validation",
                                           namespace=current.namespace)
         return report, recorded, reference_version.ref if reference_version else None
+
+
+#: Bumped when cached reference profiles must be rebuilt (v2: label statistics, key columns).
+_PROFILE_FORMAT = "v2"
 
 
 def _stat(path: Path) -> tuple[int, int, int] | None:

@@ -48,7 +48,9 @@ def test_full_demo_catches_every_attack(backend: Any, tmp_path: Path,
     assert stolen.error_type == "PolicyViolationError"
     assert "approvals: 0 of 2" in stolen.evidence and "no signed metric 'auc'" in stolen.evidence
 
-    trainer, self_approval, db_edit = result.by_scenario("unauthorized-promotion")
+    trainer, self_approval, db_edit, forged = result.by_scenario("unauthorized-promotion")
+    assert forged.error_type == "PolicyViolationError"
+    assert "evidence:scan" in forged.evidence
     assert trainer.error_type == "PermissionDeniedError"
     assert "promotion:execute" in trainer.evidence
     assert self_approval.error_type == "PolicyViolationError"
