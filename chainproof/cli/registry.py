@@ -258,28 +258,56 @@ def policy_check(ref: Annotated[str, typer.Argument(help="MODEL@VERSION")],
         raise typer.Exit(1)
 
 
+STAMP_SUFFIX = ".chainproof-verified"
+
+
 @commands.command()
 def pull(
     ref: Annotated[str, typer.Argument(help="MODEL@ALIAS, e.g. fraud-review@production")],
     dest: Annotated[Path, typer.Argument(help="Where to put the verified bytes.")],
     allow_override: Annotated[bool, typer.Option(help="Accept a break-glass promotion.")
                               ] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing DEST file (only "
+                                                        "once the new bytes verified).")
+                     ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Fetch exactly the bytes a promotion approved, after re-verifying decision, approvals,
-    provenance, scan and digest (exit 1 with the reason if any check fails)."""
-    if dest.exists() or dest.is_symlink():
-        raise BadInputError(f"{dest} already exists", hint="pull into a new path")
+    provenance, scan and digest (exit 1 with the reason if any check fails). A file DEST gets
+    DEST.chainproof-verified beside it (its digest, size and mtime, so loading it again can
+    skip a re-hash)."""
+    import os
+    import uuid
+
+    replacing = dest.exists() or dest.is_symlink()
+    if replacing and not force:
+        raise BadInputError(f"{dest} already exists",
+                            hint="pull into a new path, or pass --force to replace it")
+    if replacing and dest.is_dir() and not dest.is_symlink():
+        raise BadInputError(f"{dest} is a folder; --force replaces files only",
+                            hint="remove it first, or pull into a new path")
     parent = dest.parent if str(dest.parent) else Path(".")
     if not parent.is_dir():
         raise BadInputError(f"folder {parent} does not exist",
                             hint=f"create it first (mkdir -p {parent}) or pull elsewhere")
-    with open_operations() as cp:
-        loaded = cp.load_model(ref, allow_override=allow_override, dest=dest)
+    target = dest.with_name(f".{dest.name}.pull-{uuid.uuid4().hex[:8]}") if replacing else dest
+    stamp = target.with_name(target.name + STAMP_SUFFIX)
+    try:
+        with open_operations() as cp:
+            loaded = cp.load_model(ref, allow_override=allow_override, dest=target)
+        if replacing:  # the verified bytes take DEST's place in one rename
+            os.replace(target, dest)
+            if stamp.exists():
+                os.replace(stamp, dest.with_name(dest.name + STAMP_SUFFIX))
+    finally:
+        if replacing:
+            for leftover in (target, stamp):
+                if leftover.is_file() or leftover.is_symlink():
+                    leftover.unlink()
     if json_out:
-        emit_json(loaded.to_dict())
+        emit_json({**loaded.to_dict(), "path": str(dest)})
         return
     for check in loaded.checks:
         out.print(f"  [green]✓[/] {check}", highlight=False)
     out.print(f"[green]pulled[/] {loaded.model}@{loaded.alias} = version {loaded.version} "
-              f"({loaded.digest}) to {loaded.path}", highlight=False)
+              f"({loaded.digest}) to {dest}", highlight=False)

@@ -4,6 +4,7 @@ approvals, every gate result and the metric values."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from pipeline_fixtures import NS, Pipeline, pipe  # noqa: F401
@@ -38,3 +39,31 @@ def test_explain_alias_table_shows_decision_approvals_gate_and_metrics(
         assert rule["rule"] in table
     assert "Which approvals?" in table and "Which gate results?" in table
     assert "auc=0.91" in table
+
+
+def test_pull_refuses_an_existing_file_unless_forced(
+        pipe: Pipeline, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:  # noqa: F811
+    from chainproof.scan import scan_path
+
+    version = pipe.train("a", auc=0.91)
+    asset = pipe.trainer.all_versions(namespace=NS, kind="model")[-1]
+    report = scan_path(pipe.admin.materialize(asset))
+    pipe.evaluator.record_report(report_kind="scan", subjects=[asset.ref],
+                                 report=report.to_dict(), passed=report.clean,
+                                 name=f"scan-{asset.version}")
+    pipe.promote(version)
+    ref = f"{NS}/fraud-review@production"
+    dest = tmp_path / "pulled" / "model.bin"
+    dest.parent.mkdir()
+    assert main(["pull", ref, str(dest)]) == 0
+    good = dest.read_bytes()
+    assert (dest.parent / "model.bin.chainproof-verified").is_file()
+    dest.write_bytes(b"something else")
+    capsys.readouterr()
+    assert main(["pull", ref, str(dest)]) == 2
+    assert "--force" in capsys.readouterr().err
+    assert dest.read_bytes() == b"something else"
+    assert main(["pull", ref, str(dest), "--force"]) == 0
+    assert dest.read_bytes() == good
+    assert sorted(p.name for p in dest.parent.iterdir()) == [
+        "model.bin", "model.bin.chainproof-verified"]
