@@ -104,9 +104,27 @@ class StepSubmission:
     error: str | None = None
 
 
+#: Deepest nesting of a step's free-form values (the wire schema applies the same limit).
+MAX_VALUE_DEPTH = 32
+
+
+def _depth(value: Any, limit: int, level: int = 0) -> int:
+    if level > limit:
+        return level
+    if isinstance(value, dict):
+        return max((_depth(v, limit, level + 1) for v in value.values()), default=level)
+    if isinstance(value, list | tuple):
+        return max((_depth(v, limit, level + 1) for v in value), default=level)
+    return level
+
+
 def _require_canonical(value: Any, what: str) -> None:
     """Refuse values RFC 8785 cannot represent exactly (non-finite floats, integers beyond
-    ±2^53): they could not be signed or logged byte-for-byte."""
+    ±2^53): they could not be signed or logged byte-for-byte; and values nested deeper than
+    :data:`MAX_VALUE_DEPTH` (every reader of the log must be able to parse them)."""
+    if _depth(value, MAX_VALUE_DEPTH) > MAX_VALUE_DEPTH:
+        raise BadInputError(f"step {what} is nested more than {MAX_VALUE_DEPTH} levels deep",
+                            hint="flatten the value")
     try:
         rfc8785.dumps(list(value) if isinstance(value, tuple) else value)
     except (rfc8785.CanonicalizationError, TypeError) as exc:
@@ -808,10 +826,15 @@ class Chainproof(Workflows):
             return registry.evaluate_gate(self.ctx, session, row, version, alias, req)
 
     def check_request(self, request_id: str) -> registry.GateResult:
+        """The gate for an open request, rule by rule (read permission on its model's
+        namespace; an unreadable request answers like an unknown one)."""
         with self.session() as session:
             req = registry.promotion_request(session, request_id)
             model = session.get(ModelRow, req.model_id)
             assert model is not None
+            if Permission.READ not in grants.permitted(session, self.identity, model.namespace):
+                raise NotFoundError(f"no promotion request {request_id}",
+                                    hint="`chainproof registry requests` lists them")
             return registry.evaluate_gate(self.ctx, session, model, req.version, req.alias, req)
 
     def approve(self, request_id: str, reason: str | None = None) -> str | None:

@@ -68,7 +68,7 @@ def test_full_demo_catches_every_attack(backend: Any, tmp_path: Path,
     assert set(result.serving) == {"fraud-review", "delivery-delay", "ticket-priority"}
     text = printed(quiet_console)
     for heading in ("explain warehouse/fraud-review@production", "summary",
-                    "every link verified", "11 caught, 0 missed"):
+                    "every link verified", "12 caught, 0 missed"):
         assert heading in text
 
 
