@@ -58,7 +58,11 @@ class UnsafePathError(BadInputError):
 
 
 class StepFailedError(BadInputError):
-    """A recorded step's command or body failed; it was recorded as failed with no outputs."""
+    """A recorded step's command or body failed; it was recorded as failed with no outputs.
+    ``exit_status`` is the command's own exit status when it ran and failed (the CLI passes it
+    through as its own)."""
+
+    exit_status: int | None = None
 
 
 class WorkspaceError(BadInputError):

@@ -14,7 +14,7 @@ from typing import Any
 
 import rfc8785
 
-from chainproof.errors import BadInputError
+from chainproof.errors import BadInputError, StepFailedError
 from chainproof.records.assets import AssetKind, AssetVersion
 from chainproof.records.names import DEFAULT_NAMESPACE, check_kind, check_name, parse_ref
 from chainproof.records.steps import OutputSpec, now
@@ -30,9 +30,6 @@ class Workflows:
     """Mixin: needs ``resolve``, ``materialize``, ``add``, ``record_step`` and ``settings``."""
 
     settings: Any
-    #: The exit status of the last command :meth:`run` ran, when it failed (the CLI passes it
-    #: through as its own).
-    returncode: int | None = None
 
     def resolve(self, ref: str, *, namespace: str | None = None) -> AssetVersion:
         raise NotImplementedError
@@ -80,13 +77,15 @@ class Workflows:
         before = {spec.path: _stat(spec.path) for spec in outputs}
         started = now()
         error = None
+        exit_status: int | None = None
         try:
             done = subprocess.run(argv, cwd=cwd, env=run_env, check=False)
             if done.returncode != 0:
                 error = f"command exited with status {done.returncode}: {' '.join(argv)}"
-                self.returncode = done.returncode
+                exit_status = done.returncode
         except OSError as exc:
             error = f"command could not start: {exc}"
+            exit_status = 127
         if error is None:
             # An output must be written by this step: a file left over from an earlier run,
             # untouched by the command, is not its output (no stale model registered).
@@ -95,9 +94,13 @@ class Workflows:
             if stale:
                 error = ("outputs were not written by the command (left over from before it "
                          "started): " + ", ".join(stale))
-        return self.record_step(kind=kind, inputs=all_inputs, outputs=outputs, command=argv,
-                                parameters=parameters, started_at=started, error=error,
-                                namespace=namespace, cwd=cwd)
+        try:
+            return self.record_step(kind=kind, inputs=all_inputs, outputs=outputs,
+                                    command=argv, parameters=parameters, started_at=started,
+                                    error=error, namespace=namespace, cwd=cwd)
+        except StepFailedError as exc:
+            exc.exit_status = exit_status
+            raise
 
     def record_report(self, *, report_kind: str, subjects: Sequence[str], report: dict[str, Any],
                       passed: bool, name: str, namespace: str | None = None) -> AssetVersion:

@@ -104,10 +104,14 @@ def key_rotate(
 def key_revoke(
     keyid: Annotated[str, typer.Argument()],
     reason: Annotated[str, typer.Option(help="Why (required).")],
+    compromised: Annotated[bool, typer.Option(
+        "--compromised", help="The key leaked: withdraw every signature it ever made, not "
+                              "only later ones.")] = False,
 ) -> None:
-    """Revoke a key: signatures made after now are invalid; earlier ones stay valid."""
+    """Revoke a key: signatures recorded after now are invalid; earlier ones stay valid, unless
+    the key is revoked as --compromised (then none of its signatures count)."""
     with open_operations() as cp:
-        cp.revoke_key(keyid, reason)
+        cp.revoke_key(keyid, reason, compromised=compromised)
     out.print(f"[yellow]revoked[/] key {keyid}", highlight=False)
 
 

@@ -39,6 +39,9 @@ def audit_verify(
               f"{report.witnesses_checked} witnessed checkpoint(s) consistent; "
               + ", ".join(f"{n} {t}" for t, n in report.rows_checked.items())
               + " match the log", highlight=False)
+    warning = report.to_dict().get("warning")
+    if warning:  # e.g. no witness and no remembered checkpoint: a rollback would not show
+        out.print(f"[yellow]note[/]: {warning}", highlight=False)
 
 
 @audit_app.command("log")

@@ -29,16 +29,26 @@ def validate(
                     ] = None,
     no_record: Annotated[bool, typer.Option("--no-record", help="Do not store the report.")
                          ] = False,
+    threshold: Annotated[list[str] | None, typer.Option(
+        help="Override a threshold, name=value (repeatable; names in docs/validation.md).")
+    ] = None,
+    block_on: Annotated[str, typer.Option(help="Severity that fails the run: fail or warn.")
+                        ] = "fail",
     json_out: JsonOpt = False,
 ) -> None:
     """Validate a dataset version: schema contract, drift against a reference, label shift and
-    poisoning suspicion. Records a signed report (promotion evidence); exit 1 on failure."""
+    poisoning suspicion. Findings are graded fail / warn / info; records a signed report
+    (promotion evidence); exit 1 when a finding reaches --block-on."""
+    from chainproof.validate import parse_thresholds
+
     if html is not None:
         writable_file(html, option="--html")  # before anything is recorded
+    overrides = parse_thresholds(threshold or [])  # bad names or values: exit 2, nothing run
     with open_operations() as cp:
         report, recorded, used = cp.validate(ref, reference=reference, schema=schema,
                                              label_column=label, key_columns=key or [],
-                                             record=not no_record)
+                                             record=not no_record, thresholds=overrides,
+                                             block_on=block_on)
     if html is not None:
         html.write_text(report.to_html(), encoding="utf-8")
     if json_out:
@@ -48,8 +58,8 @@ def validate(
         status = "[green]passed[/]" if report.passed else "[red]FAILED[/]"
         out.print(f"validation of {ref} against {used or 'no reference'}: {status}",
                   highlight=False)
-        for problem in report.problems:
-            out.print(f"  - {problem}", highlight=False, markup=False)
+        # every finding at warn or above, with its severity (not only the failures)
+        out.print(report.to_text(), highlight=False, markup=False)
         if recorded is not None:
             out.print(f"recorded signed validation report {recorded.ref}", highlight=False)
         if html is not None:

@@ -62,11 +62,12 @@ def serve(
     verified models and swapping atomically when an alias moves and the new model verifies."""
     import uvicorn
 
+    from chainproof.cli._common import open_operations
     from chainproof.serve.app import create_app
-    from chainproof.service import Chainproof
-    from chainproof.workspace import load_settings
 
-    settings = load_settings()
-    app_ = create_app(lambda: Chainproof.open(settings), refs, poll_seconds=poll,
+    # Embedded, or against the team server (CHAINPROOF_SERVER, CHAINPROOF_TOKEN): the same
+    # verified loading either way, and no workspace is needed for the latter.
+    open_operations().close()  # fail now, with a clear message, if neither is usable
+    app_ = create_app(open_operations, refs, poll_seconds=poll,
                       allow_override=allow_override)
     uvicorn.run(app_, host=host, port=port, log_level="info")
