@@ -407,7 +407,7 @@ class _ProfileAcc:
         )
 
 
-def _profile_batches(
+def profile_batches(
     batches: Iterable[pa.RecordBatch],
     schema: pa.Schema,
     *,
@@ -485,7 +485,7 @@ def profile_dataset(
             f"label column {label_column!r} is not in the dataset",
             hint=f"columns are {src.schema.names}",
         )
-    return _profile_batches(
+    return profile_batches(
         src.batches(),
         src.schema,
         sample_size=sample_size,

@@ -15,7 +15,7 @@ from typing import Any
 
 from chainproof.errors import BadInputError, ValidationFailedError
 from chainproof.validate._io import DEFAULT_BATCH_ROWS, open_source
-from chainproof.validate._profile import DEFAULT_SAMPLE_SIZE, Profile, _profile_batches, id_like
+from chainproof.validate._profile import DEFAULT_SAMPLE_SIZE, Profile, id_like, profile_batches
 from chainproof.validate._types import logical_type
 from chainproof.validate.drift import DriftConfig, DriftReport, compare_profiles
 from chainproof.validate.findings import (
@@ -330,7 +330,7 @@ def _run_pass(
         state["offset"] = offset + batch.num_rows
 
     state = {"offset": 0}
-    return _profile_batches(
+    return profile_batches(
         src.batches(),
         src.schema,
         sample_size=cfg.sample_size,

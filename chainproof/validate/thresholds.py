@@ -9,12 +9,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from chainproof.errors import BadInputError
 
-if TYPE_CHECKING:
-    from chainproof.validate.report import ValidationConfig
+# ``config`` below is a chainproof.validate.report.ValidationConfig (a frozen dataclass): taken
+# as ``Any`` so that report.py, which uses this module, is not imported back (no circle).
+ValidationConfig = Any
 
 
 @dataclass(frozen=True)
@@ -311,8 +312,8 @@ def apply_thresholds(config: ValidationConfig, values: Mapping[str, Any]) -> Val
             (drift_changes if section == "drift" else label_changes)[attr] = v
     new = replace(
         config,
-        drift=replace(config.drift, **drift_changes),  # type: ignore[arg-type]
-        labels=replace(config.labels, **label_changes),  # type: ignore[arg-type]
+        drift=replace(config.drift, **drift_changes),
+        labels=replace(config.labels, **label_changes),
     )
     now = current_thresholds(new)
     for fail, warn in _PAIRS:
