@@ -652,6 +652,7 @@ def _evidence(ctx: Context, session: Session, upstream: Iterable[AssetVersion],
     attested = set(session.execute(select(AttestationRow.step_id).where(
         AttestationRow.step_id.in_([r[6] for r in produced]))).scalars()) if produced else set()
     block_on = dict(rule.evidence_block_on) if rule is not None else {}
+    label_checks = rule.evidence_label_checks if rule is not None else frozenset()
 
     def trusted(step_kind: str, signer: str) -> bool:
         step_rule = trust.explicit_step_rule(governed, step_kind)
@@ -687,7 +688,10 @@ def _evidence(ctx: Context, session: Session, upstream: Iterable[AssetVersion],
                     break  # judged something outside the chain, or other bytes
                 refs.append(version.ref)
             else:
-                latest[(report_kind, frozenset(refs))] = _report_passed(
+                report = doc.get("report")
+                unlabelled = report_kind in label_checks and not (
+                    isinstance(report, dict) and report.get("label_checked") is True)
+                latest[(report_kind, frozenset(refs))] = not unlabelled and _report_passed(
                     report_kind, doc, block_on.get(report_kind))
         elif kind == "metrics" and about == model_id and trusted(step_kind, signer):
             values = doc.get("metrics", doc)

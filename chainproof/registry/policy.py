@@ -61,6 +61,9 @@ class Rule:
     #: Per evidence kind, the finding severity that blocks (``warn`` or ``fail``) for reports
     #: that carry severities (validation); others pass or fail as a whole.
     evidence_block_on: Mapping[str, str] = field(default_factory=dict)
+    #: Evidence kinds (validation) whose report must have checked the labels to count: a
+    #: validation run without a label column cannot satisfy the rule (no bypass by omission).
+    evidence_label_checks: frozenset[str] = frozenset()
 
     def matches(self, namespace: str, model: str, alias: str) -> bool:
         return (fnmatch.fnmatchcase(namespace, self.namespace)
@@ -248,6 +251,7 @@ class _InputsDoc(_Doc):
 
 class _BlockOnDoc(_Doc):
     block_on: Literal["warn", "fail"] = "fail"
+    label_checks: bool = False
 
 
 class _RuleDoc(_Doc):
@@ -291,6 +295,7 @@ def parse_policy(text: str, *, version: int = 0) -> PromotionPolicy:
     for raw in parsed.rules:
         evidence: list[str] = []
         block_on: dict[str, str] = {}
+        label_checks: set[str] = set()
         items = ([{k: v} for k, v in raw.evidence.items()] if isinstance(raw.evidence, dict)
                  else raw.evidence)
         for item in items:
@@ -300,6 +305,8 @@ def parse_policy(text: str, *, version: int = 0) -> PromotionPolicy:
             for kind, options in item.items():
                 evidence.append(kind)
                 block_on[kind] = options.block_on
+                if options.label_checks:
+                    label_checks.add(kind)
         metrics = {}
         for name, expr in raw.metrics.items():
             m = _COMPARISON.match(str(expr))
@@ -316,6 +323,7 @@ def parse_policy(text: str, *, version: int = 0) -> PromotionPolicy:
                           metrics=metrics, regression=regression,
                           input_namespaces=tuple(raw.inputs.namespaces),
                           input_names=tuple(raw.inputs.names),
-                          auto_execute=raw.auto_execute, evidence_block_on=block_on))
+                          auto_execute=raw.auto_execute, evidence_block_on=block_on,
+                          evidence_label_checks=frozenset(label_checks)))
     return PromotionPolicy(protected_aliases=tuple(parsed.protected_aliases),
                            rules=tuple(rules), version=version)

@@ -246,3 +246,22 @@ def test_gate_verify_and_load_agree_under_role_signers(pipe: Pipeline, signers: 
     else:
         with pytest.raises(PolicyViolationError, match="provenance"):
             pipe.promote(version)
+
+
+def test_a_policy_can_require_validation_with_label_checks(pipe: Pipeline) -> None:
+    """Leaving out the label column does not make validation pass a governed gate."""
+    version = pipe.train("a", 0.9)
+    pipe.admin.set_promotion_policy(
+        "protected_aliases: [production]\nrules:\n  - match: {alias: production}\n"
+        "    evidence: [{validation: {block_on: warn, label_checks: true}}]\n")
+
+    def validation(label_checked: bool, name: str) -> None:
+        pipe.evaluator.record_report(
+            report_kind="validation", subjects=[f"{NS}/orders@1"], passed=True, name=name,
+            report={"findings": [], "severity": "info", "label_checked": label_checked},
+            namespace=NS)
+
+    validation(False, "no-labels")
+    assert gate_rules(pipe.admin, version)["evidence:validation"] is False
+    validation(True, "with-labels")
+    assert gate_rules(pipe.admin, version)["evidence:validation"] is True
