@@ -1,0 +1,159 @@
+"""Issue 17's attacks performed through the real team server (SQLite and PostgreSQL + S3), as
+tokens holding one role each: scoped reads and listings, digests claimed without the bytes,
+existence oracles, forged evidence from an experiment namespace, steps without a role, prepare
+writing nothing, deeply nested values, models from nowhere, the gate's floor, a self-granted
+approver, and Unicode digits. Every refusal also checks that nothing changed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from chainproof.errors import (
+    BadInputError,
+    NotFoundError,
+    PermissionDeniedError,
+    PolicyViolationError,
+    ProvenanceError,
+)
+from chainproof.records.assets import AssetKind
+from chainproof.records.steps import OutputSpec, now
+from chainproof.service import Chainproof
+
+NS = "warehouse"
+
+
+def _count(cp: Chainproof, table: str) -> int:
+    from sqlalchemy import text
+
+    with cp.session() as session:
+        return int(session.execute(text(f"SELECT COUNT(*) FROM {table}")).scalar_one())
+
+
+def _state(cp: Chainproof) -> dict[str, int]:
+    return {t: _count(cp, t) for t in ("asset_versions", "steps", "model_versions", "aliases",
+                                       "approvals", "promotion_decisions")}
+
+
+def _headers(client: Any) -> dict[str, str]:
+    return {"Authorization": client._http.headers["Authorization"]}
+
+
+def test_reads_listings_and_digest_claims(cp: Chainproof, server: str, remote: Any,
+                                          tmp_path: Path) -> None:
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(b"only the secret namespace holds these bytes")
+    cp.add(secret, kind="model", name="crown-jewels", namespace="secret")
+    digest = "sha256:" + hashlib.sha256(secret.read_bytes()).hexdigest()
+    thief = remote("lab-trainer", ("trainer",), "lab")
+    # listings answer only with what the caller may read
+    assert thief.all_versions() == []
+    assert all(r["namespace"] == "lab" or r["identity"] == "lab-trainer"
+               for r in thief.role_list())
+    assert [k["identity"] for k in thief.key_list()] == ["lab-trainer"]
+    assert thief.promotion_requests() == [] and thief.model_list() == []
+    # the bytes cannot be read, nor claimed by their digest; unknown digests answer the same
+    before = _state(cp)
+    with pytest.raises(NotFoundError):
+        thief._download(digest, tmp_path / "stolen.bin")
+    answers = []
+    for claimed in (digest, "sha256:" + "ab" * 32):
+        response = httpx.post(f"{server}/v1/assets", headers=_headers(thief), json={
+            "namespace": "lab", "name": "stolen", "kind": "model", "digest": claimed})
+        answers.append((response.status_code, response.json()["message"].replace(claimed, "D")))
+    assert answers[0] == answers[1] and answers[0][0] == 400
+    thief.create_model("lab/thief")
+    with pytest.raises(BadInputError, match="uploaded or may read"):
+        thief.register_model_stored("lab/thief", digest=digest)
+    with pytest.raises(PermissionDeniedError):
+        thief.register_model_version("lab/thief", "secret/crown-jewels@1")
+    assert _state(cp) == before
+    # bytes the caller uploads itself (its receipt proves it) are fine
+    mine = tmp_path / "mine.bin"
+    mine.write_bytes(b"my own weights")
+    assert thief.add(mine, kind="model", name="mine", namespace="lab").created
+
+
+def test_governance_through_the_server(cp: Chainproof, server: str, remote: Any,
+                                       tmp_path: Path) -> None:
+    data = remote("data-eng", ("data-writer",))
+    trainer = remote("svc-trainer", ("trainer",))
+    evaluator = remote("svc-evaluator", ("evaluator",))
+    alice = remote("alice", ("approver",))
+    deployer = remote("deployer", ("deployer",))
+    nobody = remote("nobody", ())
+    cp.set_namespace_mode("lab", "experiment")
+    cp.grant_role("svc-trainer", "trainer", "lab")
+    (tmp_path / "orders.csv").write_text("a,b\n1,2\n")
+    data.add(tmp_path / "orders.csv", kind="dataset", name="orders", namespace=NS)
+    model = tmp_path / "model.bin"
+    model.write_bytes(b"weights")
+    trained = trainer.record_step(kind="train", inputs=[f"{NS}/orders@1"], namespace=NS,
+                                  outputs=[OutputSpec(model, AssetKind.MODEL, "m", NS)],
+                                  started_at=now())
+    asset = trained.outputs[0].ref
+    trainer.create_model(f"{NS}/mdl")
+    trainer.register_model_version(f"{NS}/mdl", asset)
+    # forged evidence: the trainer's own passing scan, recorded in its sandbox
+    trainer.record_report(report_kind="scan", subjects=[asset], passed=True,
+                          report={"verdict": "clean"}, name="self-scan", namespace="lab")
+    rules = {r["rule"]: r["passed"] for r in
+             trainer.check_promotion(f"{NS}/mdl", 1, "production").to_dict()["rules"]}
+    assert rules["evidence:scan"] is False
+    # a policy below the floor does not lower it: no approval, no move
+    cp.set_promotion_policy("protected_aliases: []\nrules:\n  - match: {alias: production}\n"
+                            "    approvals: {min: 0}\n    provenance: false\n")
+    evaluator.record_report(report_kind="scan", subjects=[asset], passed=True,
+                            report={"verdict": "clean"}, name="scan", namespace=NS)
+    request = trainer.request_promotion(f"{NS}/mdl", 1, "production")
+    before = _state(cp)
+    with pytest.raises(PolicyViolationError, match="approvals"):
+        deployer.execute_promotion(request)
+    # an admin granting itself approver does not count
+    cp.grant_role(cp.identity, "approver", NS)
+    cp.approve(request)
+    with pytest.raises(PolicyViolationError, match="approvals"):
+        deployer.execute_promotion(request)
+    assert _state(cp)["promotion_decisions"] == before["promotion_decisions"]
+    alice.approve(request)
+    deployer.execute_promotion(request)
+    assert deployer.load_model(f"{NS}/mdl@production").to_dict()["digest"] == \
+        trained.outputs[0].digest
+    # an identity with no role records nothing; prepare writes nothing; deep values are 4xx
+    before = _state(cp)
+    with pytest.raises(PermissionDeniedError):
+        nobody.record_step(kind="train", inputs=[], outputs=[], namespace=NS, started_at=now())
+    step = {"id": "cd" * 16, "kind": "note", "namespace": NS, "inputs": [], "outputs": [],
+            "started_at": now(), "ended_at": now()}
+    response = httpx.post(f"{server}/v1/steps/prepare", headers=_headers(trainer),
+                          json={"step": step, "receipts": []})
+    assert response.status_code == 200 and response.json()["payload"] is None
+    deep: dict[str, Any] = {}
+    cursor = deep
+    for _ in range(300):
+        cursor["x"] = {}
+        cursor = cursor["x"]
+    response = httpx.post(f"{server}/v1/steps", headers=_headers(trainer), timeout=30,
+                          content=json.dumps({"step": {**step, "parameters": deep}}).encode())
+    assert 400 <= response.status_code < 500
+    assert _state(cp) == before
+    auditor = remote("auditor", ("auditor",), "*")
+    assert httpx.get(f"{server}/v1/audit/log", headers=_headers(auditor)).status_code == 200
+    # a model from nowhere (code only) does not verify
+    code = tmp_path / "train.py"
+    code.write_text("pass\n")
+    code_ref = trainer.add(code, kind="code", name="train.py", namespace=NS).version.ref
+    other = tmp_path / "nowhere.bin"
+    other.write_bytes(b"from nowhere")
+    trainer.record_step(kind="train", inputs=[code_ref], namespace=NS, started_at=now(),
+                        outputs=[OutputSpec(other, AssetKind.MODEL, "nowhere", NS)])
+    with pytest.raises(ProvenanceError, match="registered source data"):
+        trainer.verify_chain(f"{NS}/nowhere@1")
+    # Unicode digits are bad input, never a server error
+    response = httpx.get(f"{server}/v1/resolve/{NS}/orders@²", headers=_headers(trainer))
+    assert response.status_code == 400
