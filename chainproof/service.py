@@ -5,6 +5,7 @@ their digest, so a crash leaves at worst an unreferenced blob and never a record
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from collections.abc import Sequence
@@ -396,6 +397,12 @@ class Chainproof(Workflows):
         for what, value in (("parameters", sub.parameters), ("environment", sub.environment),
                             ("code_revision", sub.code_revision), ("command", sub.command)):
             _require_canonical(value, what)
+        for what, stamp in (("started_at", sub.started_at), ("ended_at", sub.ended_at)):
+            try:
+                datetime.fromisoformat(stamp)
+            except (TypeError, ValueError):
+                raise BadInputError(f"step {what} {stamp!r} is not an RFC 3339 time",
+                                    hint="e.g. 2026-11-30T12:00:00.000000Z") from None
         error = sub.error
         outputs = sub.outputs if error is None else ()
         # Permission before any work or write: the step's own namespace, and every namespace
@@ -503,10 +510,13 @@ class Chainproof(Workflows):
                                media_type=out.media_type, is_directory=out.is_directory,
                                created_at="", created_by="")
         try:
-            catalog.verify_blob(self.store, version)
+            size = catalog.verify_stored(self.store, version.digest, version.is_directory)
         except NotFoundError:
             raise BadInputError(f"output {out.name}: no blob {out.digest} in the store",
                                 hint="upload the bytes first") from None
+        if size != out.size:
+            raise BadInputError(f"output {out.name}: declared size {out.size} but the stored "
+                                f"bytes are {size} bytes", hint="send the real size")
 
     def _attest_step(self, tx: Transaction, sub: StepSubmission, *,
                      inputs: list[dict[str, Any]], outputs: list[AssetVersion],
@@ -631,7 +641,31 @@ class Chainproof(Workflows):
         parsed = parse_ref(ref)
         self._read_check(parsed.namespace, f"read the lineage of {parsed}")
         with self.session() as session:
-            return catalog.lineage(session, parsed, direction)
+            graph = catalog.lineage(session, parsed, direction)
+            return self._redacted(session, graph)
+
+    def _redacted(self, session: Session, graph: LineageGraph) -> LineageGraph:
+        """The graph without what the caller may not read (I8): versions and steps of other
+        namespaces are left out, and so are references to them in the steps it keeps."""
+        namespaces = ({v.namespace for v in graph.versions.values()}
+                      | {s.namespace for s in graph.steps.values()})
+        readable = self._readable(session, namespaces)
+        if readable == namespaces:
+            return graph
+
+        def visible(ref: str) -> bool:
+            return parse_ref(ref).namespace in readable
+
+        kept = LineageGraph(root=graph.root, direction=graph.direction)
+        kept.versions = {r: v for r, v in graph.versions.items() if v.namespace in readable}
+        kept.steps = {i: dataclasses.replace(
+            s, inputs=tuple(r for r in s.inputs if visible(r)),
+            outputs=tuple(r for r in s.outputs if visible(r)))
+            for i, s in graph.steps.items() if s.namespace in readable}
+        kept.edges = {(a, b) for a, b in graph.edges
+                      if (a in kept.versions or a in kept.steps)
+                      and (b in kept.versions or b in kept.steps)}
+        return kept
 
     def explain(self, ref: str, *, verify: bool = True) -> dict[str, Any]:
         """Explain ``NAME@VERSION``, or a registered ``MODEL@ALIAS`` (then also which decision,
@@ -682,8 +716,15 @@ class Chainproof(Workflows):
                           decision: str | None, where: str) -> None:
         """Log that ``where`` now serves these bytes (a deployment record, I3/I5)."""
         with self.transaction() as tx:
+            self.require(tx.session, Permission.READ, parse_ref(model).namespace,
+                         f"serve {model}")
             row = registry.find_model(tx.session, model)
-            self.require(tx.session, Permission.READ, row.namespace, f"serve {model}")
+            current = registry.alias_target(tx.session, model, alias)
+            if (current["version"], current["digest"]) != (version, digest):
+                raise BadInputError(
+                    f"{model}@{alias} is version {current['version']} ({current['digest']}), "
+                    f"not version {version} ({digest})",
+                    hint="record the deployment of what the alias points at")
             tx.log(Action.DEPLOYMENT, f"deployment:{row.namespace}/{row.name}@{alias}",
                    digests={"model": digest},
                    detail={"model": f"{row.namespace}/{row.name}", "alias": alias,
@@ -819,9 +860,9 @@ class Chainproof(Workflows):
     def check_promotion(self, model: str, version: int, alias: str,
                         request_id: str | None = None) -> registry.GateResult:
         """Dry run of the gate: every rule with its outcome; changes nothing."""
+        self._read_check(parse_ref(model).namespace, f"check promotions of {model}")
         with self.session() as session:
             row = registry.find_model(session, model)
-            self._read_check(row.namespace, f"check promotions of {model}")
             req = registry.promotion_request(session, request_id) if request_id else None
             return registry.evaluate_gate(self.ctx, session, row, version, alias, req)
 
@@ -889,8 +930,9 @@ class Chainproof(Workflows):
         if isinstance(sign, RemoteSignature):
             decision_id, time, request_id = _signed_decision(sign)
         with self.transaction() as tx:
+            self.require(tx.session, Permission.ADMIN, parse_ref(model).namespace,
+                         "force a promotion")
             row = registry.find_model(tx.session, model)
-            self.require(tx.session, Permission.ADMIN, row.namespace, "force a promotion")
             if grants.allowed(tx.session, self.identity, Permission.REQUEST_PROMOTION,
                               row.namespace):
                 request_id = registry.request_promotion(self.ctx, tx, model, version, alias,
@@ -1084,8 +1126,33 @@ class Chainproof(Workflows):
             return [r for r in rows if parse_ref(r["model"]).namespace in readable]
 
     def verify_chain(self, ref: str) -> Any:
+        model, at, tail = ref.rpartition("@")
+        if at and tail and not is_version(tail):  # MODEL@ALIAS: the version it points at
+            ref = self.resolve_alias(model, tail)["asset"]
         self._read_check(parse_ref(ref).namespace, f"verify {ref}")
-        return provenance.verify_chain(self.ctx, ref)
+        try:
+            report = provenance.verify_chain(self.ctx, ref)
+        except VerificationError as exc:
+            failed = getattr(exc, "report", None)
+            if failed is not None:
+                hidden = self._hide_links(failed)
+                exc.problems = [f"{link.ref}: {p}" for link in hidden.links
+                                for p in link.problems]
+            raise
+        return self._hide_links(report)
+
+    def _hide_links(self, report: provenance.ChainReport) -> provenance.ChainReport:
+        """The chain's verdict covers every link; the caller sees the details of the links in
+        namespaces it may read only (the others are counted, not named)."""
+        with self.session() as session:
+            readable = self._readable(session, {parse_ref(link.ref).namespace
+                                                for link in report.links})
+        links = [link if parse_ref(link.ref).namespace in readable else provenance.Link(
+            ref="(a version in a namespace you may not read)", kind=link.kind, digest="",
+            checks=[], problems=["does not verify"] if link.problems else [])
+            for link in report.links]
+        return provenance.ChainReport(target=report.target,
+                                      policy_version=report.policy_version, links=links)
 
     def export_attestations(self, ref: str) -> list[str]:
         """The DSSE envelopes of every step upstream of ``ref``, oldest first."""

@@ -103,7 +103,7 @@ def key_facts(session: Session, *, identity: str | None = None,
                 LogEntryRow.action.in_([Action.KEY_REGISTER.value, Action.KEY_REVOKE.value]))
             .order_by(LogEntryRow.seq)):
         try:
-            detail = orjson.loads(bytes(body))["detail"]
+            detail = orjson.loads(body if isinstance(body, str) else bytes(body))["detail"]
             keyid = str(detail["keyid"])
         except (orjson.JSONDecodeError, KeyError, TypeError):
             continue  # audit verify reports an unreadable entry

@@ -93,7 +93,10 @@ def holds_role_from_another(session: Session, identity: str, role: str, namespac
                     LogEntryRow.object.startswith(f"role:{identity}:{role}:", autoescape=True),
                     LogEntryRow.seq < as_of).order_by(LogEntryRow.seq)):
             del seq
-            detail = json.loads(bytes(body))["detail"]
+            try:
+                detail = json.loads(body if isinstance(body, str) else bytes(body))["detail"]
+            except (ValueError, KeyError, TypeError):
+                continue  # an unreadable entry grants nothing (audit verify reports it)
             key = (str(detail["role"]), str(detail["namespace"]))
             if action == Action.ROLE_GRANT.value:
                 held[key] = str(detail.get("granted_by"))

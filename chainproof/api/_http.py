@@ -80,7 +80,7 @@ class BodyLimit:
             base = scope["app"].state.base
             try:
                 await in_worker(grants.authenticate, base.engine,
-                                token.decode("latin-1").removeprefix("Bearer ").strip())
+                                bearer_token(token.decode("latin-1")))
             except ChainproofError as exc:
                 await error_response(exc)(scope, receive, send)
                 return
@@ -122,6 +122,13 @@ def too_large(limit: int) -> JSONResponse:
                          "hint": "split the request", "problems": []}, status_code=413)
 
 
+def bearer_token(authorization: str) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header (the scheme is
+    case-insensitive, RFC 7235)."""
+    scheme, _, token = authorization.strip().partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
 class PendingCallerToken:
     """A request's bearer token, not yet checked: the token is checked in the worker thread
     that runs the endpoint, before the endpoint runs, so a request costs one thread hop."""
@@ -132,8 +139,8 @@ class PendingCallerToken:
 
     @classmethod
     def of(cls, request: Request) -> PendingCallerToken:
-        authorization = request.headers.get("authorization") or ""
-        return cls(request.app.state.base, authorization.removeprefix("Bearer ").strip())
+        return cls(request.app.state.base,
+                   bearer_token(request.headers.get("authorization") or ""))
 
     def authenticate(self) -> Chainproof:
         """The service acting as the token's identity; AuthenticationError (401) otherwise."""

@@ -23,6 +23,7 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy.exc import DataError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from chainproof.api import access, assets, audit, blobs, registry
 from chainproof.api._http import (
@@ -52,6 +53,11 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(BodyLimit)
     app.exception_handler(ChainproofError)(lambda _r, exc: error_response(exc))
     app.exception_handler(RequestValidationError)(lambda _r, exc: invalid_response(exc))
+    # FastAPI's own refusals (an unparsable body, a wrong method) in the same error schema.
+    app.exception_handler(StarletteHTTPException)(lambda _r, exc: ORJSON(
+        {"error": "NotFoundError" if exc.status_code == 404 else "BadInputError",
+         "message": str(exc.detail), "hint": None, "problems": []},
+        status_code=exc.status_code))
     # Reads outside a write transaction reach the driver directly: map its refusals too.
     app.exception_handler(DataError)(lambda _r, exc: error_response(BadInputError(
         f"the database refused a value: {getattr(exc, 'orig', exc)}",

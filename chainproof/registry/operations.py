@@ -428,9 +428,10 @@ def resolve_alias(session: Session, model: str, alias: str) -> tuple[ModelRow, A
 def request_promotion(ctx: Context, tx: Transaction, model: str, version: int,
                       alias: str, request_id: str | None = None) -> str:
     check_name(alias, what="alias")
+    # Permission first: an outsider learns nothing, not even whether the model exists.
+    ctx.require(tx.session, Permission.REQUEST_PROMOTION, parse_ref(model).namespace,
+                "request promotions")
     row = find_model(tx.session, model)
-    ctx.require(tx.session, Permission.REQUEST_PROMOTION, row.namespace,
-               "request promotions")
     mv = model_version(tx.session, row, version)
     policy, _ = current_policy(tx.session)
     if request_id is None:
@@ -552,11 +553,6 @@ def evaluate_gate(ctx: Context, session: Session, model: ModelRow, version: int,
     mv = model_version(session, model, version)
     asset_ref = asset_ref_of(session, mv)
 
-    def role_check(identity: str, role: str, namespace: str) -> bool:
-        # An approval counts only if the role came from someone else: an admin cannot make
-        # itself an approver.
-        return access.holds_role_from_another(session, identity, role, namespace, as_of)
-
     chain = provenance.check_chain(ctx, asset_ref, session=session)
     chain_problems = [f"{link.ref}: {p}" for link in chain.links for p in link.problems]
     graph = catalog.lineage(session, parse_ref(asset_ref))
@@ -576,7 +572,7 @@ def evaluate_gate(ctx: Context, session: Session, model: ModelRow, version: int,
     if request is not None:
         for row in session.execute(select(ApprovalRow).where(
                 ApprovalRow.request_id == request.id)).scalars():
-            fact = _check_approval(session, row, request, model, rule, role_check, authors)
+            fact = _check_approval(session, row, request, model, rule, authors)
             if row.decision == "reject" and fact.signature_ok:
                 rejections.append(row.approver)
             elif row.decision == "approve":
@@ -591,8 +587,7 @@ def evaluate_gate(ctx: Context, session: Session, model: ModelRow, version: int,
 
 
 def _check_approval(session: Session, row: ApprovalRow, request: PromotionRequestRow,
-                    model: ModelRow, rule: Rule, role_check: Any,
-                    authors: set[str]) -> ApprovalFact:
+                    model: ModelRow, rule: Rule, authors: set[str]) -> ApprovalFact:
     role = rule.approvals.role if rule.approvals else "approver"
     independent = row.approver not in authors
     problem = None
@@ -611,8 +606,12 @@ def _check_approval(session: Session, row: ApprovalRow, request: PromotionReques
                        "(replayed)")
     except ChainproofError as exc:
         problem = f"approval signature invalid: {exc.message}"
+    # The role must have been held when the approval was recorded, through a grant (in the
+    # log) made by someone else: a role granted afterwards, or a row written into the
+    # database directly, never makes an earlier approval count.
     return ApprovalFact(approver=row.approver, signature_ok=problem is None,
-                        has_role=role_check(row.approver, role, model.namespace),
+                        has_role=access.holds_role_from_another(
+                            session, row.approver, role, model.namespace, row.log_seq),
                         authored_in_chain=not independent, problem=problem)
 
 
@@ -627,7 +626,9 @@ def _evidence(ctx: Context, session: Session, upstream: Iterable[AssetVersion],
       trusted for that kind **in the governed namespace** ``governed`` — an explicit trust
       policy rule for it there, or else (out of the box) the ``evaluator`` role there, granted
       by someone else — wherever the step itself was recorded;
-    * every subject of a report names a version of the chain with its exact digest;
+    * every subject of a report names a version of the chain with its exact digest, and a
+      report other than a validation (which judges data) names the candidate itself;
+    * metrics come from an ``evaluate`` step that consumed the candidate;
     * order comes from the audit log (the step's log position), never from a client-chosen
       time: the latest report about the same subjects supersedes earlier ones (a passing
       re-validation of the same bytes replaces a failing one; both stay in the log).
@@ -688,12 +689,17 @@ def _evidence(ctx: Context, session: Session, upstream: Iterable[AssetVersion],
                     break  # judged something outside the chain, or other bytes
                 refs.append(version.ref)
             else:
+                if report_kind != "validation" and model.ref not in refs:
+                    # A scan (or any report about a model) counts only about the candidate's
+                    # own bytes, never about an upstream version it was built from.
+                    continue
                 report = doc.get("report")
                 unlabelled = report_kind in label_checks and not (
                     isinstance(report, dict) and report.get("label_checked") is True)
                 latest[(report_kind, frozenset(refs))] = not unlabelled and _report_passed(
                     report_kind, doc, block_on.get(report_kind))
-        elif kind == "metrics" and about == model_id and trusted(step_kind, signer):
+        elif (kind == "metrics" and about == model_id and step_kind == "evaluate"
+              and trusted(step_kind, signer)):
             values = doc.get("metrics", doc)
             metrics = {k: float(v) for k, v in values.items()
                        if isinstance(v, int | float) and not isinstance(v, bool)}
@@ -701,6 +707,16 @@ def _evidence(ctx: Context, session: Session, upstream: Iterable[AssetVersion],
     for (report_kind, _), passed in latest.items():
         evidence[report_kind] = evidence.get(report_kind, True) and passed
     return evidence, metrics
+
+
+def candidate_evidence(ctx: Context, session: Session, asset_ref: str, governed: str,
+                       as_of: int | None = None) -> dict[str, bool]:
+    """The trusted evidence about the model asset version ``asset_ref`` for a gate in
+    namespace ``governed`` (report kind → passed), by the gate's own rules; what ``load``
+    checks its scan with (one authority)."""
+    graph = catalog.lineage(session, parse_ref(asset_ref))
+    return _evidence(ctx, session, graph.versions.values(), asset_ref, governed, None,
+                     as_of)[0]
 
 
 def _report_passed(report_kind: str, doc: dict[str, Any], block_on: str | None) -> bool:

@@ -99,7 +99,8 @@ class PromotionPolicy:
     version: int = 0
 
     def is_protected(self, alias: str) -> bool:
-        return any(fnmatch.fnmatchcase(alias, p)
+        # Case-insensitive: "Production" is the protected alias, not a way around it.
+        return any(fnmatch.fnmatchcase(alias.lower(), p.lower())
                    for p in (*FLOOR_ALIASES, *self.protected_aliases))
 
     def rule_for(self, namespace: str, model: str, alias: str) -> Rule:

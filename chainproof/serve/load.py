@@ -20,8 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from chainproof import catalog, provenance, signatures
 from chainproof.access import Permission
 from chainproof.attest import CHAINPROOF_PROMOTION_DECISION_V1, Statement
@@ -108,7 +106,7 @@ def load_verified(ctx: Context, ref: str, *, allow_override: bool = False,
     chain = provenance.verify_chain(ctx, asset_ref)
     checks.append(f"provenance chain of {len(chain.links)} links verifies")
     if require_scan:
-        _check_scan(ctx, asset_ref, mv.digest)
+        _check_scan(ctx, asset_ref, mv.digest, model.namespace, None)
         checks.append("a passing signed scan report covers these bytes")
     target_path = dest or ctx.settings.cache_dir / version.hexdigest / version.name
     path, how = _fetch_verified(ctx, version, target_path, full_rehash=full_rehash)
@@ -175,21 +173,17 @@ def _check_approvals(ctx: Context, session: Any, target: AliasRow, model: Any,
         checks.append(f"approvals verify: {approvals[0].detail}")
 
 
-def _check_scan(ctx: Context, asset_ref: str, digest: str) -> None:
+def _check_scan(ctx: Context, asset_ref: str, digest: str, governed: str,
+                as_of: int | None) -> None:
+    """The latest trusted scan about these exact bytes passes: from a signer the governed
+    namespace trusts for scans (a sandbox's self-made "scan" counts for nothing; a later failing
+    scan by an evaluator refuses). The gate's evidence rule, applied by the gate's own function
+    (one authority)."""
     with ctx.session() as session:
-        graph = catalog.lineage(session, parse_ref(asset_ref), "downstream")
-    for version in graph.versions.values():
-        if version.kind.value != "report":
-            continue
-        try:
-            doc = orjson.loads(ctx.store.read_bytes(version.digest))
-        except (ChainproofError, orjson.JSONDecodeError):
-            continue
-        if (isinstance(doc, dict) and doc.get("report_kind") == "scan" and doc.get("passed")
-                is True and any(s.get("digest") == digest for s in doc.get("subjects", []))):
-            return
-    raise ScanRequiredError(f"no passing scan report covers {asset_ref} ({digest[:23]}…)",
-                            hint=f"run `chainproof scan {asset_ref}` (as an evaluator)")
+        evidence = registry.candidate_evidence(ctx, session, asset_ref, governed, as_of)
+    if evidence.get("scan") is not True:
+        raise ScanRequiredError(f"no passing scan report covers {asset_ref} ({digest[:23]}…)",
+                                hint=f"an evaluator runs `chainproof scan {asset_ref}`")
 
 
 def _fetch_verified(ctx: Context, version: Any, path: Path, *,

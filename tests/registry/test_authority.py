@@ -19,6 +19,7 @@ from chainproof.errors import (
     PermissionDeniedError,
     PolicyViolationError,
     ProvenanceError,
+    ScanRequiredError,
     StepFailedError,
     UnapprovedModelError,
 )
@@ -265,3 +266,65 @@ def test_a_policy_can_require_validation_with_label_checks(pipe: Pipeline) -> No
     assert gate_rules(pipe.admin, version)["evidence:validation"] is False
     validation(True, "with-labels")
     assert gate_rules(pipe.admin, version)["evidence:validation"] is True
+
+
+def test_a_scan_of_an_upstream_version_is_not_a_scan_of_the_candidate(pipe: Pipeline) -> None:
+    pipe.evaluator.record_report(report_kind="scan", subjects=[f"{NS}/feats@1"], passed=True,
+                                 report={"verdict": "clean"}, name="feats-scan", namespace=NS)
+    version = pipe.train("unscanned", 0.9, scan=False)
+    assert gate_rules(pipe.admin, version)["evidence:scan"] is False
+
+
+def test_the_loader_trusts_only_the_gates_evidence(pipe: Pipeline) -> None:
+    """A forged 'passing scan' from a sandbox satisfies neither the gate nor the loader."""
+    version = pipe.train("forged", 0.9, scan=False)
+    asset = pipe.trainer.all_versions(namespace=NS, kind="model")[-1].ref
+    pipe.admin.set_namespace_mode("lab", "experiment")
+    pipe.admin.grant_role("svc-trainer", "trainer", "lab")
+    pipe.trainer.record_report(report_kind="scan", subjects=[asset], passed=True,
+                               report={"verdict": "clean"}, name="self-scan", namespace="lab")
+    pipe.admin.force_promotion(MODEL, version, "production", "incident 4711")
+    with pytest.raises(ScanRequiredError):
+        pipe.admin.load_model(REF, allow_override=True)
+
+
+def test_metrics_count_only_from_an_evaluate_step(pipe: Pipeline) -> None:
+    version = pipe.train("a", 0.80)  # the evaluator measured 0.80
+    asset = pipe.trainer.all_versions(namespace=NS, kind="model")[-1].ref
+    pipe.admin.set_trust_policy("namespaces:\n  '*':\n    steps:\n"
+                                "      train: {signers: [svc-trainer]}\n"
+                                "      '*': {signers: ['*']}\n")
+    pipe.admin.set_namespace_mode("lab", "experiment")
+    pipe.admin.grant_role("svc-trainer", "trainer", "lab")
+    better = pipe.tmp / "better.json"
+    better.write_text('{"auc": 0.998}')
+    with chainproof.step("train", inputs=[asset], namespace="lab", connection=pipe.trainer) as s:
+        s.output(better, kind="metrics", name="my-metrics", namespace="lab")
+    assert gate_rules(pipe.admin, version)["metrics:auc"] is False
+
+
+def test_an_approval_cast_before_the_role_was_granted_never_counts(pipe: Pipeline) -> None:
+    version = pipe.train("a", 0.9)
+    carol = act_as(pipe.admin, "carol", pipe.tmp, ("reader",))
+    request = pipe.trainer.request_promotion(MODEL, version, "production")
+    pipe.admin.grant_role("carol", "approver", "*")  # a glob grant elsewhere...
+    pipe.admin.revoke_role("carol", "approver", "*")
+    with pytest.raises(PermissionDeniedError):
+        carol.approve(request)
+    pipe.alice.approve(request)
+    detail = next(o for o in pipe.admin.check_request(request).outcomes if o.rule == "approvals")
+    assert "alice" in detail.detail and "carol" not in detail.detail.split("not counted")[0]
+
+
+def test_lineage_of_a_readable_version_hides_unreadable_namespaces(pipe: Pipeline) -> None:
+    pipe.train("a", 0.9)
+    asset = pipe.trainer.all_versions(namespace=NS, kind="model")[-1].ref
+    lab = act_as(pipe.admin, "lab-reader", pipe.tmp, ("reader",), "lab")
+    pipe.admin.set_namespace_mode("lab", "experiment")
+    pipe.admin.grant_role("svc-trainer", "trainer", "lab")
+    pipe.trainer.record_report(report_kind="scan", subjects=[asset], passed=True,
+                               report={"verdict": "clean"}, name="lab-scan", namespace="lab")
+    graph = lab.lineage("lab/lab-scan@1")
+    assert set(graph.versions) == {"lab/lab-scan@1"}
+    assert all(not ref.startswith(f"{NS}/") for s in graph.steps.values() for ref in s.inputs)
+    assert graph.steps  # the lab step itself stays visible, without its warehouse input
