@@ -292,8 +292,9 @@ def run_phase(system: System, label: str, writers: int, readers: int, seconds: f
               counter: Iterator[int], prefix: str, probe: bool = False) -> Phase:
     """``writers`` clients writing models ``prefix-0`` ... and ``readers`` clients reading them,
     for ``seconds``; each client on its own keep-alive connection. With ``probe``, one more
-    client reads ``prefix-0`` at a fixed pace (every PROBE_INTERVAL s, open loop: it adds
-    almost no load), so its latencies are what a reader sees while the writers saturate."""
+    client reads ``prefix-probe`` (a model of one version, so its reads cost the same all
+    along) at a fixed pace (every PROBE_INTERVAL s, open loop: it adds little load), so its
+    latencies are what a reader sees while the writers saturate."""
     phase = Phase(label, writers, readers)
     lock = threading.Lock()
     barrier = threading.Barrier(writers + readers + 1)
@@ -352,7 +353,7 @@ def run_phase(system: System, label: str, writers: int, readers: int, seconds: f
                 kind = READ_KINDS[k % len(READ_KINDS)]
                 k += 1
                 t = time.perf_counter()
-                system.read(http, f"{prefix}-0", kind, lambda *_: None)
+                system.read(http, f"{prefix}-probe", kind, lambda *_: None)
                 reads.setdefault(kind, []).append(time.perf_counter() - t)
                 next_at += PROBE_INTERVAL
                 time.sleep(max(0.0, next_at - time.perf_counter()))
@@ -438,10 +439,11 @@ def measure(system: System, clients: int, seconds: float, counter: Iterator[int]
                                     ("mixed", max(1, clients // 4), clients)):
         prefix = f"{label[0]}{clients}"
         http = Http(system.port, system.headers)
-        for c in range(writers):
-            system.create_model(http, f"{prefix}-{c}")
-            if readers or c == 0:  # a version under the alias before anyone reads it
-                system.write(http, f"{prefix}-{c}", next(counter), lambda *_: None)
+        keys = [f"{prefix}-{c}" for c in range(writers)] + ([] if readers else [f"{prefix}-probe"])
+        for key in keys:
+            system.create_model(http, key)
+            if readers or key.endswith("probe"):  # a version under the alias before reads
+                system.write(http, key, next(counter), lambda *_: None)
                 seeded += 1
         http.close()
         box: list[Phase] = []
@@ -682,7 +684,7 @@ def main() -> int:
                     results[(system.name, clients)] = (w, m)
                     if isinstance(system, ChainproofSystem):
                         cp_writes += w.write_ops + m.write_ops + seeded
-                        cp_models += w.writers + m.writers
+                        cp_models += w.writers + m.writers + 1  # + the probe's model
 
         # Servers stopped: every chainproof write logged and checkpointed, the log verifies.
         stamp("chainproof audit verify (CLI): start")
