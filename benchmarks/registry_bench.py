@@ -24,12 +24,17 @@ measured back to back (interleaved, so background load hits both alike), each in
   the run that produced it (GET model-versions/get + GET runs/get, timed as one read);
   list versions is GET model-versions/search.
 
+In the write phase one more client reads a one-version model at a fixed pace (10 reads/s, open
+loop): its latencies are the read p99 while writes run, without adding load of its own. The
+run starts by timing a bare PostgreSQL insert + commit (the WAL flush every write pays).
+
 Clients are threads in this process, one keep-alive connection each, with TCP_NODELAY and
-TCP_QUICKACK (re-armed around every call), so no figure is a delayed-ACK stall. Every call must
-answer 2xx; errors are counted and fail the run. Reported per client count and system: write
-ops/s, write-op p50/p99, per-call p50/p99, and in the mixed phase read ops/s and read p50/p99
-while the writers run. While chainproof's phases run, a sampler polls pg_stat_activity for
-backends waiting on a lock (the log head row every write locks) — the serialisation measured.
+TCP_QUICKACK (re-armed after every send and response), so no figure is a delayed-ACK stall.
+Every call must answer 2xx; errors are counted and fail the run. Reported per client count and
+system: write ops/s, write-op p50/p99, per-call p50/p99, and in the mixed phase read ops/s and
+read p50/p99 while the writers run. While each phase runs, a sampler polls pg_stat_activity
+for backends waiting on a lock (the log head row every chainproof write locks), and the CPU
+that the server, its database backends and the client used per write op is reported.
 
 Afterwards chainproof's log must have grown by exactly three entries per write operation (asset
 version, model version, alias move), the newest signed checkpoint must cover all of it, and
