@@ -18,12 +18,6 @@ from chainproof.errors import BadInputError, StepFailedError
 from chainproof.records.assets import AssetKind, AssetVersion
 from chainproof.records.names import DEFAULT_NAMESPACE, check_kind, check_name, parse_ref
 from chainproof.records.steps import OutputSpec, now
-from chainproof.validate import (
-    Profile,
-    contract_settings,
-    profile_reference,
-    validate_dataset,
-)
 
 
 class Workflows:
@@ -135,6 +129,15 @@ class Workflows:
         dataset's lineage (promotion evidence, judged by the gate with its own ``block_on``).
         Returns (report, report asset, reference ref). BadInputError for an unknown threshold
         or block_on (see docs/validation.md)."""
+        # Imported here, not at the top, for start-up time only (not to dodge a cycle):
+        # validate pulls in pandas and scipy (~1.3 s), which no other command needs.
+        from chainproof.validate import (
+            Profile,
+            contract_settings,
+            profile_reference,
+            validate_dataset,
+        )
+
         current = self.resolve(ref)
         if reference is None and current.version > 1:
             reference = f"{current.namespace}/{current.name}@{current.version - 1}"

@@ -68,7 +68,6 @@ from chainproof.registry.policy import (
     parse_policy,
 )
 from chainproof.transaction import Transaction
-from chainproof.validate import report_passes
 
 _REPORT_LIMIT = 5_000_000
 
@@ -724,6 +723,10 @@ def _report_passed(report_kind: str, doc: dict[str, Any], block_on: str | None) 
     validation package's own rule); any other report by its recorded ``passed``."""
     report = doc.get("report")
     if report_kind == "validation" and isinstance(report, dict):
+        # Imported here for start-up time only (validate pulls in pandas and scipy), not to
+        # dodge a cycle: the gate needs it only when a validation report is evidence.
+        from chainproof.validate import report_passes
+
         return report_passes(report, block_on or "fail")
     return doc.get("passed") is True
 
