@@ -219,11 +219,15 @@ class RemoteChainproof(Workflows):
         ``CHAINPROOF_LOG_PUBKEY``); a server presenting another key is refused."""
         verifier = self._log_verifier()
         try:
-            note = self._request("GET", "/v1/audit/head")["note"]
+            self._request("GET", "/v1/audit/head")
         except errors.NotFoundError:
             return  # a log without a checkpoint yet: nothing to remember
-        self._memory.refresh(note, lambda old, new: self._request(
-            "GET", "/v1/audit/consistency", params={"old": old, "new": new}), verifier)
+        # The head is fetched again with the memory locked: several clients of one user
+        # sharing the memory never take each other's newer head for a rollback.
+        self._memory.refresh(
+            lambda: str(self._request("GET", "/v1/audit/head")["note"]),
+            lambda old, new: self._request("GET", "/v1/audit/consistency",
+                                           params={"old": old, "new": new}), verifier)
 
     def _log_verifier(self) -> cpmod.CheckpointVerifier:
         answer = self._request("GET", "/v1/log-key")
