@@ -99,6 +99,12 @@ class TooLargeError(BadInputError):
     http_status = 413
 
 
+class RateLimitedError(BadInputError):
+    """A token sent more requests than the server's rate limit allows; retry later."""
+
+    http_status = 429
+
+
 class MalformedFileError(BadInputError):
     """A file (model, dataset, bundle, envelope) cannot be parsed."""
 

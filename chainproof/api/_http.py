@@ -13,6 +13,7 @@ import hashlib
 import inspect
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -29,6 +30,7 @@ from chainproof.access import grants, receipts
 from chainproof.errors import (
     BadInputError,
     ChainproofError,
+    RateLimitedError,
     TooLargeError,
 )
 from chainproof.service import Chainproof
@@ -45,6 +47,47 @@ UPLOAD_PATH = "/v1/model-versions/upload"
 
 
 # --- the app --------------------------------------------------------------------------------------
+
+
+class RateLimit:
+    """Requests per bearer token, per server process: a token bucket refilled at
+    ``CHAINPROOF_RATE_LIMIT`` requests a second (default 1000) holding at most
+    ``CHAINPROOF_RATE_BURST`` (default twice the rate); 0 turns it off. Over the limit the
+    answer is 429 in the error schema, with ``Retry-After``, before any other work. Tokens are
+    keyed by their SHA-256 (the bucket table holds no secret); the table is bounded.
+
+    Plain ASGI, like :class:`BodyLimit`, to stay off the hot path's budget."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.rate = float(os.environ.get("CHAINPROOF_RATE_LIMIT", "1000"))
+        self.burst = float(os.environ.get("CHAINPROOF_RATE_BURST", str(2 * self.rate)))
+        self.buckets: dict[bytes, tuple[float, float]] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self.rate <= 0:
+            await self.app(scope, receive, send)
+            return
+        token = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
+        if not token:
+            await self.app(scope, receive, send)  # refused later, as unauthenticated
+            return
+        key = hashlib.sha256(token).digest()
+        now = time.monotonic()
+        level, last = self.buckets.get(key, (self.burst, now))
+        level = min(self.burst, level + (now - last) * self.rate)
+        if level < 1:
+            wait = (1 - level) / self.rate
+            response = error_response(RateLimitedError(
+                f"more than {self.rate:g} requests a second with this token",
+                hint=f"retry in {wait:.2f} s (the operator sets CHAINPROOF_RATE_LIMIT)"))
+            response.headers["Retry-After"] = str(max(1, int(wait + 0.999)))
+            await response(scope, receive, send)
+            return
+        if len(self.buckets) > 100_000:
+            self.buckets.clear()  # bounded memory; at worst a burst is granted again
+        self.buckets[key] = (level - 1, now)
+        await self.app(scope, receive, send)
 
 
 #: JSON bodies larger than this are parsed only after the caller's token checked out.

@@ -29,6 +29,7 @@ from chainproof.api import access, assets, audit, blobs, registry
 from chainproof.api._http import (
     ORJSON,
     BodyLimit,
+    RateLimit,
     Route,
     error_response,
     invalid_response,
@@ -51,6 +52,7 @@ def create_app(settings: Settings) -> FastAPI:
                   lifespan=lifespan, default_response_class=ORJSON)  # type: ignore[arg-type]
     app.router.route_class = Route
     app.add_middleware(BodyLimit)
+    app.add_middleware(RateLimit)  # outermost: a throttled request costs nothing else
     app.exception_handler(ChainproofError)(lambda _r, exc: error_response(exc))
     app.exception_handler(RequestValidationError)(lambda _r, exc: invalid_response(exc))
     # FastAPI's own refusals (an unparsable body, a wrong method) in the same error schema.

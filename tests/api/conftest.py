@@ -26,10 +26,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(cp: Chainproof, *, port: int | None = None) -> tuple[str, subprocess.Popen[bytes]]:
+def start_server(cp: Chainproof, *, port: int | None = None,
+                 extra_env: dict[str, str] | None = None
+                 ) -> tuple[str, subprocess.Popen[bytes]]:
     port = port or free_port()
     assert cp.settings.workspace is not None
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHAINPROOF_")}
+    env.update(extra_env or {})
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "chainproof.api.factory:app", "--factory",
          "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
