@@ -232,13 +232,14 @@ def check_digest_claim(ctx: Context, session: Session, digest: str, is_directory
             raise refusal from None
     else:
         raise refusal
-    readable_dirs: list[str] | None = None
+    listed: set[str] | None = None  # files of readable directories, read once if needed
     for file_digest in sorted({f"sha256:{e.digest}" for e in manifest.entries}):
         if file_digest in proven or readable_holders(session, ctx.identity, file_digest):
             continue
-        if readable_dirs is None:
-            readable_dirs = _directories_holding(session, ctx.identity)
-        if not any(_lists(ctx.store, d, file_digest) for d in readable_dirs):
+        if listed is None:
+            listed = {f"sha256:{e.digest}" for d in _directories_holding(session, ctx.identity)
+                      for e in Manifest.from_bytes(ctx.store.read_bytes(d)).entries}
+        if file_digest not in listed:
             raise refusal
 
 

@@ -88,11 +88,10 @@ def holds_role_from_another(session: Session, identity: str, role: str, namespac
                 RoleGrantRow.identity == identity, RoleGrantRow.role == role)).scalars():
             held[(r.role, r.namespace)] = r.granted_by
     else:
-        for seq, action, body in session.execute(
-                select(LogEntryRow.seq, LogEntryRow.action, LogEntryRow.body).where(
+        for action, body in session.execute(
+                select(LogEntryRow.action, LogEntryRow.body).where(
                     LogEntryRow.object.startswith(f"role:{identity}:{role}:", autoescape=True),
                     LogEntryRow.seq < as_of).order_by(LogEntryRow.seq)):
-            del seq
             try:
                 detail = json.loads(body if isinstance(body, str) else bytes(body))["detail"]
             except (ValueError, KeyError, TypeError):
