@@ -354,12 +354,15 @@ def register(tx: Transaction, staged: Staged, namespace: str,
     return version, True, row_id
 
 
-def lineage(session: Session, ref: Ref, direction: str = "upstream") -> LineageGraph:
+def lineage(session: Session, ref: Ref, direction: str = "upstream", *,
+            every_producer: bool = False) -> LineageGraph:
     """The lineage graph of ``ref`` (``upstream``: what produced it; ``downstream``: what was
-    produced from it). BadInputError for another direction; NotFoundError for no version."""
+    produced from it; ``every_producer``: also the steps that later reproduced a version's
+    exact bytes, for display). BadInputError for another direction; NotFoundError for no
+    version."""
     if direction not in ("upstream", "downstream"):
         raise BadInputError(f"unknown direction {direction!r}",
                             hint="use upstream or downstream")
     row, asset = find(session, ref)
     root = queries.version_from_row(row, asset).ref
-    return queries.lineage(session, row.id, root, direction)
+    return queries.lineage(session, row.id, root, direction, every_producer=every_producer)

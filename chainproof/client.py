@@ -464,6 +464,7 @@ class RemoteChainproof(Workflows):
         for s in data["steps"]:
             graph.steps[s["id"]] = _step(s)
         graph.edges = {(e["from"], e["to"]) for e in data["edges"]}
+        graph.reproduced = {(e["from"], e["to"]) for e in data["edges"] if e.get("reproduced")}
         return graph
 
     def explain(self, ref: str, *, verify: bool = True) -> dict[str, Any]:

@@ -641,7 +641,7 @@ class Chainproof(Workflows):
         parsed = parse_ref(ref)
         self._read_check(parsed.namespace, f"read the lineage of {parsed}")
         with self.session() as session:
-            graph = catalog.lineage(session, parsed, direction)
+            graph = catalog.lineage(session, parsed, direction, every_producer=True)
             return self._redacted(session, graph)
 
     def _redacted(self, session: Session, graph: LineageGraph) -> LineageGraph:
@@ -665,6 +665,7 @@ class Chainproof(Workflows):
         kept.edges = {(a, b) for a, b in graph.edges
                       if (a in kept.versions or a in kept.steps)
                       and (b in kept.versions or b in kept.steps)}
+        kept.reproduced = graph.reproduced & kept.edges
         return kept
 
     def explain(self, ref: str, *, verify: bool = True) -> dict[str, Any]:

@@ -42,6 +42,8 @@ def explain(store: ObjectStore, up: LineageGraph, down: LineageGraph,
         return {"ref": version.ref, "kind": version.kind.value, "digest": version.digest,
                 "size": version.size, "created_by": version.created_by,
                 "produced_by": producer.id if producer else None,
+                "reproduced_by": sorted(sid for sid, ref in up.reproduced | down.reproduced
+                                        if ref == version.ref),
                 "status": status(version)}
 
     data, code, intermediate = [], [], []

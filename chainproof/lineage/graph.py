@@ -22,6 +22,9 @@ class LineageGraph:
     versions: dict[str, AssetVersion] = field(default_factory=dict)
     steps: dict[str, Step] = field(default_factory=dict)
     edges: set[tuple[str, str]] = field(default_factory=set)
+    #: ``(step id, version ref)`` edges of steps that reproduced an existing version's exact
+    #: bytes (a retrain with identical output); also in ``edges``.
+    reproduced: set[tuple[str, str]] = field(default_factory=set)
 
     def producer(self, ref: str) -> Step | None:
         version = self.versions.get(ref)
@@ -35,7 +38,9 @@ class LineageGraph:
             "direction": self.direction,
             "versions": [_version_dict(v) for _, v in sorted(self.versions.items())],
             "steps": [_step_dict(s) for _, s in sorted(self.steps.items())],
-            "edges": [{"from": a, "to": b} for a, b in sorted(self.edges)],
+            "edges": [{"from": a, "to": b, **({"reproduced": True}
+                                              if (a, b) in self.reproduced else {})}
+                      for a, b in sorted(self.edges)],
         }
 
     def to_dot(self) -> str:
@@ -52,7 +57,8 @@ class LineageGraph:
         for a, b in sorted(self.edges):
             src = f"step:{a}" if a in self.steps else a
             dst = f"step:{b}" if b in self.steps else b
-            lines.append(f'  "{src}" -> "{dst}";')
+            dashed = ' [style="dashed", label="reproduced"]' if (a, b) in self.reproduced else ""
+            lines.append(f'  "{src}" -> "{dst}"{dashed};')
         lines.append("}")
         return "\n".join(lines) + "\n"
 

@@ -2,8 +2,10 @@
 
 The graph is acyclic by construction: a version's producer step exists before the version and
 only consumes versions that existed before the step, so following producer edges always goes to
-strictly older rows. Outputs whose bytes already existed are linked as ``reused`` and are not
-followed, which is what keeps that guarantee.
+strictly older rows. A later step whose output was byte-identical to an existing version (a
+retrain that reproduced the same model) is recorded in ``step_outputs`` only; such
+re-producing steps are shown (``every_producer``) but not followed, which is what keeps that
+guarantee, and the chain verifier judges the first producer only.
 """
 
 from __future__ import annotations
@@ -123,8 +125,13 @@ def steps_with_links(session: Session, step_ids: Iterable[str]) -> dict[str, Ste
     return result
 
 
-def lineage(session: Session, version_id: int, root_ref: str, direction: str) -> LineageGraph:
-    """Everything upstream or downstream of one version, to any depth."""
+def lineage(session: Session, version_id: int, root_ref: str, direction: str, *,
+            every_producer: bool = False) -> LineageGraph:
+    """Everything upstream or downstream of one version, to any depth.
+
+    With ``every_producer``, steps that later produced byte-identical output for a version in
+    the graph are added too, with their edge in ``graph.reproduced`` (display only: the
+    graph's chain still follows each version's first producer)."""
     query = _UPSTREAM if direction == "upstream" else _DOWNSTREAM
     ids = [row[0] for row in session.execute(query, {"vid": version_id})]
     versions = _versions_by_id(session, ids)
@@ -149,4 +156,29 @@ def lineage(session: Session, version_id: int, root_ref: str, direction: str) ->
             produced = graph.versions.get(ref)
             if produced is not None and produced.producer_step == step.id:
                 graph.edges.add((step.id, ref))
+    if every_producer:
+        _add_reproducing_steps(session, graph, versions)
     return graph
+
+
+def _add_reproducing_steps(session: Session, graph: LineageGraph,
+                           versions: dict[int, AssetVersion]) -> None:
+    """Steps whose output was a version already in the graph, other than its producer."""
+    by_id = {vid: v for vid, v in versions.items()}
+    later: list[tuple[str, int]] = []
+    for chunk in _chunks(list(by_id)):
+        later.extend((sid, vid) for sid, vid in session.execute(
+            select(StepOutputRow.step_id, StepOutputRow.version_id)
+            .where(StepOutputRow.version_id.in_(chunk))))
+    later = [(sid, vid) for sid, vid in later if by_id[vid].producer_step != sid]
+    if not later:
+        return
+    steps = steps_with_links(session, {sid for sid, _ in later} - set(graph.steps))
+    graph.steps.update(steps)
+    for sid, vid in later:
+        graph.reproduced.add((sid, by_id[vid].ref))
+        graph.edges.add((sid, by_id[vid].ref))
+    for step in steps.values():
+        for ref in step.inputs:
+            if ref in graph.versions:
+                graph.edges.add((ref, step.id))

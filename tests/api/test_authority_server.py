@@ -157,3 +157,23 @@ def test_governance_through_the_server(cp: Chainproof, server: str, remote: Any,
     # Unicode digits are bad input, never a server error
     response = httpx.get(f"{server}/v1/resolve/{NS}/orders@²", headers=_headers(trainer))
     assert response.status_code == 400
+
+
+def test_identical_retrain_and_reads_through_the_server(cp: Chainproof, server: str,
+                                                        remote: Any, tmp_path: Path) -> None:
+    data = remote("data-eng", ("data-writer",))
+    trainer = remote("svc-trainer", ("trainer",))
+    (tmp_path / "orders.csv").write_text("a,b\n1,2\n")
+    data.add(tmp_path / "orders.csv", kind="dataset", name="orders", namespace=NS)
+    model = tmp_path / "model.bin"
+    model.write_bytes(b"weights")
+    steps = [trainer.record_step(kind="train", inputs=[f"{NS}/orders@1"], namespace=NS,
+                                 outputs=[OutputSpec(model, AssetKind.MODEL, "m", NS)],
+                                 started_at=now()) for _ in range(2)]
+    # both runs name the one version as their output; lineage shows both producers
+    assert [s.outputs[0].ref for s in steps] == [f"{NS}/m@1"] * 2
+    graph = trainer.lineage(f"{NS}/m@1")
+    first, second = steps[0].step.id, steps[1].step.id
+    assert (first, f"{NS}/m@1") in graph.edges - graph.reproduced
+    assert graph.reproduced == {(second, f"{NS}/m@1")}
+    assert trainer.show(f"{NS}/m@1")["produced_by"] == [first, second]

@@ -328,3 +328,32 @@ def test_lineage_of_a_readable_version_hides_unreadable_namespaces(pipe: Pipelin
     assert set(graph.versions) == {"lab/lab-scan@1"}
     assert all(not ref.startswith(f"{NS}/") for s in graph.steps.values() for ref in s.inputs)
     assert graph.steps  # the lab step itself stays visible, without its warehouse input
+
+
+def test_a_retrain_with_identical_bytes_shows_both_producing_steps(pipe: Pipeline) -> None:
+    pipe.train("same", 0.8, scan=False)
+    model = pipe.tmp / "model-same.bin"
+    with chainproof.step("train", inputs=[f"{NS}/feats@1", f"{NS}/labels@1"], namespace=NS,
+                         connection=pipe.trainer) as s:
+        s.output(model, kind="model", name="fraud-model")
+    versions = pipe.trainer.all_versions(namespace=NS, kind="model")
+    assert [v.ref for v in versions] == [f"{NS}/fraud-model@1"]  # the same version
+    shown = pipe.trainer.show(f"{NS}/fraud-model@1")
+    assert len(shown["produced_by"]) == 2
+    first, second = shown["produced_by"]
+    assert shown["producer"]["id"] == first
+    assert pipe.trainer.step_record(second).outputs == (f"{NS}/fraud-model@1",)
+    graph = pipe.trainer.lineage(f"{NS}/fraud-model@1")
+    assert {second, first} <= set(graph.steps)
+    assert (first, f"{NS}/fraud-model@1") in graph.edges - graph.reproduced
+    assert (second, f"{NS}/fraud-model@1") in graph.reproduced
+    assert (f"{NS}/feats@1", second) in graph.edges
+    edges = graph.to_dict()["edges"]
+    assert {"from": second, "to": f"{NS}/fraud-model@1", "reproduced": True} in edges
+    assert 'label="reproduced"' in graph.to_dot()
+    explained = pipe.trainer.explain(f"{NS}/fraud-model@1")
+    assert explained["subject"]["produced_by"] == first
+    assert explained["subject"]["reproduced_by"] == [second]
+    assert {first, second} <= {s["id"] for s in explained["steps"]}
+    # the chain is still judged by its first producer and verifies
+    assert pipe.trainer.verify_chain(f"{NS}/fraud-model@1").ok
