@@ -405,6 +405,16 @@ class Chainproof(Workflows):
                                     hint="e.g. 2026-11-30T12:00:00.000000Z") from None
         error = sub.error
         outputs = sub.outputs if error is None else ()
+        if sub.kind == "train" and any(out.kind is AssetKind.METRICS for out in outputs):
+            # The gate counts metrics only from an `evaluate` step that consumes the model (a
+            # trainer does not grade its own work): a train step's metrics would never count,
+            # so recording them as such is refused rather than silently ignored.
+            raise BadInputError(
+                "a train step may not output a metrics asset: promotion metrics count only "
+                "from an `evaluate` step that consumes the model",
+                hint="record the model's metrics in an evaluate step (chainproof run --step "
+                     "evaluate --input MODEL@V --output metrics.json:metrics:NAME), or keep "
+                     "training curves as a `report` output")
         # Permission before any work or write: the step's own namespace, and every namespace
         # it writes into.
         self._check_step_writer(sub.namespace)
