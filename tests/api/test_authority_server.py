@@ -177,3 +177,12 @@ def test_identical_retrain_and_reads_through_the_server(cp: Chainproof, server: 
     assert (first, f"{NS}/m@1") in graph.edges - graph.reproduced
     assert graph.reproduced == {(second, f"{NS}/m@1")}
     assert trainer.show(f"{NS}/m@1")["produced_by"] == [first, second]
+    # a train step's own metrics are refused (the gate counts only an evaluate step's)
+    before = _state(cp)
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text('{"auc": 0.99}')
+    with pytest.raises(BadInputError, match="evaluate"):
+        trainer.record_step(kind="train", inputs=[f"{NS}/orders@1"], namespace=NS,
+                            outputs=[OutputSpec(metrics, AssetKind.METRICS, "mm", NS)],
+                            started_at=now())
+    assert _state(cp) == before
