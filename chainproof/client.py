@@ -535,6 +535,13 @@ class RemoteChainproof(Workflows):
     def step_record(self, step_id: str) -> Step:
         return _step(self._call("GET", f"/v1/steps/{step_id}"))
 
+    def step_list(self, *, namespace: str | None = None, kind: str | None = None,
+                  identity: str | None = None, limit: int = 100) -> list[Step]:
+        params: dict[str, Any] = {k: v for k, v in (("namespace", namespace), ("kind", kind),
+                                                    ("identity", identity)) if v is not None}
+        params["limit"] = limit
+        return [_step(s) for s in self._call("GET", "/v1/steps", params=params)]
+
     def load_model(self, ref: str, *, allow_override: bool = False,
                    dest: Path | None = None, full_rehash: bool = True) -> RemoteLoaded:
         """The server verifies decision, approvals, chain and scan; this client then downloads
@@ -666,6 +673,22 @@ class RemoteChainproof(Workflows):
     def set_alias(self, model: str, version: int, alias: str) -> None:
         self._call("PUT", "/v1/aliases", json={"model": model, "version": version,
                                                "alias": alias})
+
+    def set_model_tag(self, model: str, key: str, value: str, *,
+                      version: int | None = None) -> None:
+        self._call("PUT", "/v1/model-tags", json={"model": model, "version": version,
+                                                  "key": key, "value": value})
+
+    def delete_model_tag(self, model: str, key: str, *, version: int | None = None) -> None:
+        params: dict[str, Any] = {"model": model, "key": key}
+        if version is not None:
+            params["version"] = version
+        self._call("DELETE", "/v1/model-tags", params=params)
+
+    def set_model_description(self, model: str, description: str, *,
+                              version: int | None = None) -> None:
+        self._call("PUT", "/v1/model-descriptions", json={
+            "model": model, "version": version, "description": description})
 
     def resolve_alias(self, model: str, alias: str) -> dict[str, Any]:
         return dict(self._call("GET", f"/v1/aliases/{model}", params={"alias": alias}))

@@ -68,6 +68,7 @@ from chainproof.records.names import (
 )
 from chainproof.records.steps import OutputSpec, Step, StepStatus, now
 from chainproof.registry import operations as registry
+from chainproof.registry import tags as model_tags
 from chainproof.serve.load import load_verified
 from chainproof.signatures import RemoteSignature, SignFn, prepare_only, prepared
 from chainproof.store import ObjectStore, open_store
@@ -693,6 +694,8 @@ class Chainproof(Workflows):
         answer = self.explain(target["asset"], verify=verify)
         with self.session() as session:
             decision = registry.decision_for_alias(session, model, alias)
+            model_id = registry.find_model(session, model).id
+            notes = model_tags.of_models(session, [model_id])
         promotion: dict[str, Any] = {"alias": alias, "version": target["version"],
                                      "moved_by": target["moved_by"],
                                      "moved_at": target["moved_at"],
@@ -709,9 +712,43 @@ class Chainproof(Workflows):
             promotion["decision"] = f"{decision['id']} (MISSING: the decision record is gone)"
         answer["promotion"] = promotion
         answer["registered_as"] = f"{target['model']}@{target['version']}"
+        # annotations for people (never evidence): the model's and this version's
+        answer["model_annotations"] = model_tags.split(notes.get((model_id, 0)))
+        answer["version_annotations"] = model_tags.split(
+            notes.get((model_id, int(target["version"]))))
         if target["override"]:
             answer["verified"] = False if answer["verified"] is False else answer["verified"]
         return answer
+
+    def step_list(self, *, namespace: str | None = None, kind: str | None = None,
+                  identity: str | None = None, limit: int = 100) -> list[Step]:
+        """Recorded steps the caller may read, newest first (by log position), optionally of
+        one namespace, kind or identity; at most ``limit`` (1-10,000). BadInputError for a bad
+        filter or limit."""
+        if namespace is not None:
+            check_name(namespace, what="namespace")
+        if kind is not None:
+            check_kind(kind, what="step kind")
+        if identity is not None:
+            check_name(identity, what="identity")
+        if not 1 <= limit <= 10_000:
+            raise BadInputError(f"limit {limit} is out of range", hint="use 1 to 10000")
+        with self.session() as session:
+            query = select(StepRow.namespace).distinct()
+            if namespace is not None:
+                query = query.where(StepRow.namespace == namespace)
+            readable = self._readable(session, set(session.execute(query).scalars()))
+            if not readable:
+                return []
+            ids = select(StepRow.id).where(StepRow.namespace.in_(sorted(readable)))
+            if kind is not None:
+                ids = ids.where(StepRow.kind == kind)
+            if identity is not None:
+                ids = ids.where(StepRow.identity == identity)
+            order = list(session.execute(ids.order_by(StepRow.log_seq.desc()).limit(limit))
+                         .scalars())
+            steps = queries.steps_with_links(session, order)
+            return [steps[i] for i in order]
 
     def step_record(self, step_id: str) -> Step:
         """One recorded step (``show STEP_ID``); unknown and unreadable answer alike."""
@@ -859,6 +896,23 @@ class Chainproof(Workflows):
     def set_alias(self, model: str, version: int, alias: str) -> None:
         with self.transaction() as tx:
             registry.set_alias(self.ctx, tx, model, version, alias)
+
+    def set_model_tag(self, model: str, key: str, value: str, *,
+                      version: int | None = None) -> None:
+        """Set a tag on a registered model or one of its versions (MLflow's tags). Tags are
+        annotations: the gate and the loader never read them."""
+        with self.transaction() as tx:
+            model_tags.set_tag(self.ctx, tx, model, key, value, version=version)
+
+    def delete_model_tag(self, model: str, key: str, *, version: int | None = None) -> None:
+        with self.transaction() as tx:
+            model_tags.delete_tag(self.ctx, tx, model, key, version=version)
+
+    def set_model_description(self, model: str, description: str, *,
+                              version: int | None = None) -> None:
+        """Set (empty: remove) the description of a registered model or one of its versions."""
+        with self.transaction() as tx:
+            model_tags.set_description(self.ctx, tx, model, description, version=version)
 
     def set_promotion_policy(self, document: str) -> int:
         with self.transaction() as tx:
@@ -1089,7 +1143,10 @@ class Chainproof(Workflows):
         with self.session() as session:
             rows = registry.model_summaries(session)
             readable = self._readable(session, {r["namespace"] for r in rows})
-            return [r for r in rows if r["namespace"] in readable]
+            rows = [r for r in rows if r["namespace"] in readable]
+            notes = model_tags.of_models(session, [r["id"] for r in rows])
+            return [{**{k: v for k, v in r.items() if k != "id"},
+                     **model_tags.split(notes.get((r["id"], 0)))} for r in rows]
 
     def namespace_list(self) -> list[dict[str, Any]]:
         """Namespaces the caller may read (each with its mode), from assets, models, grants
@@ -1127,6 +1184,11 @@ class Chainproof(Workflows):
         with self.session() as session:
             info = registry.versions(session, model)
             info["history"] = registry.history(session, model)
+            model_id = info.pop("id")
+            notes = model_tags.of_models(session, [model_id])
+            info.update(model_tags.split(notes.get((model_id, 0))))
+            for v in info["versions"]:
+                v.update(model_tags.split(notes.get((model_id, v["version"]))))
             return info
 
     def promotion_requests(self, status: str | None = None) -> list[dict[str, Any]]:

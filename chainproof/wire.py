@@ -15,7 +15,14 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from chainproof.records.assets import AssetKind
-from chainproof.records.names import MAX_VERSION, check_kind, check_name
+from chainproof.records.names import (
+    MAX_DESCRIPTION,
+    MAX_TAG_KEY,
+    MAX_TAG_VALUE,
+    MAX_VERSION,
+    check_kind,
+    check_name,
+)
 from chainproof.service import StepSubmission, StoredOutput
 
 #: Largest JSON body the server parses (blobs have their own limit).
@@ -209,6 +216,23 @@ class AliasBody(Body):
     model: Ref
     version: int = Field(ge=1, le=MAX_VERSION)
     alias: Name
+
+
+class TagBody(Body):
+    """A tag (``key`` → ``value``) of a registered model, or of its ``version``."""
+
+    model: Ref
+    version: int | None = Field(default=None, ge=1, le=MAX_VERSION)
+    key: Annotated[str, Field(max_length=MAX_TAG_KEY)]
+    value: Annotated[str, Field(max_length=MAX_TAG_VALUE)]
+
+
+class DescriptionBody(Body):
+    """The description of a registered model, or of its ``version`` (empty: removed)."""
+
+    model: Ref
+    version: int | None = Field(default=None, ge=1, le=MAX_VERSION)
+    description: Annotated[str, Field(max_length=MAX_DESCRIPTION)]
 
 
 class ForceBody(AliasBody):

@@ -134,14 +134,38 @@ def test_the_whole_chain_behaves_the_same(team: Team, tmp_path: Path) -> None:
     assert explained["promotion"]["decision"] == decision
     assert [d["ref"] for d in explained["data"]] == [f"{NS}/orders@1"]
     assert team["alice"].model_versions(MODEL)["aliases"]["production"]["version"] == 1
+    # tags and descriptions (annotations, never evidence), then the step listing
+    team["svc-trainer"].set_model_tag(MODEL, "team", "fraud")
+    team["svc-trainer"].set_model_description(MODEL, "Reviews card payments", version=1)
+    team["svc-trainer"].set_model_tag(MODEL, "tmp", "x", version=1)
+    team["svc-trainer"].delete_model_tag(MODEL, "tmp", version=1)
+    listed = team["alice"].model_versions(MODEL)
+    assert (listed["tags"], listed["description"]) == ({"team": "fraud"}, None)
+    assert (listed["versions"][0]["tags"], listed["versions"][0]["description"]) == (
+        {}, "Reviews card payments")
+    assert [m["tags"] for m in team["alice"].model_list()] == [{"team": "fraud"}]
+    explained = team["alice"].explain(f"{MODEL}@production")
+    assert explained["version_annotations"]["description"] == "Reviews card payments"
+    steps = team["alice"].step_list(namespace=NS)
+    assert [s.kind for s in steps] == ["scan", "train"]  # newest first
+    assert steps[1].id == trained.step.id and steps[1].outputs == (model_ref,)
+    assert [s.id for s in team["alice"].step_list(kind="train", identity="svc-trainer")] == [
+        trained.step.id]
+    assert team["outsider"].step_list() == []
     # the same refusals, with the same messages
     refusals = [
         _refusal(lambda: team["svc-trainer"].approve(request_id)),
         _refusal(lambda: team["outsider"].resolve(model_ref)),
         _refusal(lambda: team["outsider"].resolve(f"{NS}/no-such@1")),
         _refusal(lambda: team["svc-trainer"].set_alias(MODEL, 1, "production")),
+        _refusal(lambda: team["alice"].set_model_tag(MODEL, "team", "hijacked")),
+        _refusal(lambda: team["outsider"].delete_model_tag(MODEL, "team")),
     ]
-    assert [kind for kind, _ in refusals] == ["PermissionDeniedError"] * 4
+    assert [kind for kind, _ in refusals] == ["PermissionDeniedError"] * 6
+    assert _refusal(lambda: team["svc-trainer"].set_model_tag(
+        MODEL, "chainproof.description", "x"))[0] == "InvalidNameError"
+    assert _refusal(lambda: team["alice"].step_list(limit=0))[0] in (
+        "BadInputError", "InvalidNameError")
     # unknown and forbidden answer alike
     assert refusals[1][1].replace("fraud-model", "X") == refusals[2][1].replace("no-such", "X")
     # listings answer only with what the caller may read

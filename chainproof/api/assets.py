@@ -93,6 +93,16 @@ def load(ref: str, cp: Caller, allow_override: bool = False) -> dict[str, Any]:
     return {**loaded.to_dict(), "path": None}
 
 
+@router.get("/v1/steps")
+def list_steps(cp: Caller, namespace: Annotated[str | None, Query(max_length=300)] = None,
+               kind: Annotated[str | None, Query(max_length=300)] = None,
+               identity: Annotated[str | None, Query(max_length=300)] = None,
+               limit: Annotated[int, Query(ge=1, le=10_000)] = 100) -> list[dict[str, Any]]:
+    """Recorded steps the caller may read, newest first."""
+    return [step_dict(s) for s in cp.step_list(namespace=namespace, kind=kind,
+                                               identity=identity, limit=limit)]
+
+
 @router.get("/v1/steps/{step_id}")
 def show_step(step_id: str, cp: Caller) -> dict[str, Any]:
     return step_dict(cp.step_record(step_id))

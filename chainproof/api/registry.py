@@ -23,12 +23,14 @@ from chainproof.records.names import MAX_VERSION
 from chainproof.service import Chainproof, RemoteSignature
 from chainproof.wire import (
     AliasBody,
+    DescriptionBody,
     DocumentBody,
     ExecuteBody,
     ForceBody,
     ModelBody,
     ModelVersionBody,
     ReviewBody,
+    TagBody,
 )
 
 router = APIRouter(route_class=Route)
@@ -84,6 +86,24 @@ def model_versions(model: str, cp: Caller) -> dict[str, Any]:
 def set_alias(body: AliasBody, cp: Caller) -> dict[str, Any]:
     cp.set_alias(body.model, body.version, body.alias)
     return body.model_dump()
+
+@router.put("/v1/model-tags")
+def set_tag(body: TagBody, cp: Caller) -> dict[str, Any]:
+    cp.set_model_tag(body.model, body.key, body.value, version=body.version)
+    return body.model_dump()
+
+@router.delete("/v1/model-tags")
+def delete_tag(model: Annotated[str, Query(max_length=300)],
+               key: Annotated[str, Query(max_length=300)], cp: Caller,
+               version: Annotated[int | None, Query(ge=1, le=MAX_VERSION)] = None
+               ) -> dict[str, Any]:
+    cp.delete_model_tag(model, key, version=version)
+    return {"model": model, "key": key, "version": version}
+
+@router.put("/v1/model-descriptions")
+def set_description(body: DescriptionBody, cp: Caller) -> dict[str, Any]:
+    cp.set_model_description(body.model, body.description, version=body.version)
+    return {"model": body.model, "version": body.version}
 
 @router.get("/v1/aliases/{model:path}")
 def resolve_alias(model: str, alias: str, cp: Caller) -> dict[str, Any]:

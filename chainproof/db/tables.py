@@ -264,6 +264,22 @@ class ModelVersionRow(Base):
     log_seq: Mapped[int] = mapped_column(BigInteger)
 
 
+class ModelTagRow(Base):
+    """A tag of a registered model (``version`` 0) or of one of its versions, as MLflow's
+    registered model and model version tags; the description is the reserved tag
+    ``chainproof.description``. Annotations only: the gate and the loader never read them."""
+
+    __tablename__ = "model_tags"
+
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(250), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    set_at: Mapped[str] = mapped_column(String(40))
+    set_by: Mapped[str] = mapped_column(String(128))
+    log_seq: Mapped[int] = mapped_column(BigInteger)
+
+
 class AliasRow(Base):
     __tablename__ = "aliases"
 

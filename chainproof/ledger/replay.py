@@ -86,6 +86,10 @@ COMPARED: dict[str, dict[str, str]] = {
                 "version": "to_version", "digest": "digest", "moved_at": "moved_at",
                 "moved_by": "moved_by", "decision_id": "decision_id", "override": "override",
                 "log_seq": "seq of the newest registry.alias.move of it"},
+    "model_tags": {"model_id": "model (resolved through models)",
+                   "version": "version (0: the registered model itself)", "key": "key",
+                   "value": "value", "set_at": "set_at", "set_by": "set_by",
+                   "log_seq": "seq of the newest registry.tag.set of it"},
     "alias_history": {"model_id": "model (resolved through models)", "alias": "alias",
                       "from_version": "from_version", "to_version": "to_version",
                       "moved_at": "moved_at", "moved_by": "moved_by",
@@ -205,6 +209,7 @@ SPECS: dict[str, _Spec] = {
     "models": _Spec("model", lambda r: f"{r['namespace']}/{r['name']}", _plain),
     "model_versions": _Spec("model version", lambda r: (r["model_id"], r["version"]), _at),
     "aliases": _Spec("alias", lambda r: (r["model_id"], r["alias"]), _at),
+    "model_tags": _Spec("tag", lambda r: (r["model_id"], r["version"], r["key"]), _tuple),
     "alias_history": _Spec("alias history entry", lambda r: r["log_seq"], _plain),
     "promotion_policies": _Spec("promotion policy", lambda r: r["version"], _plain),
     "promotion_requests": _Spec("promotion request", lambda r: r["id"], _plain),
@@ -219,6 +224,7 @@ _FIELD = {("aliases", "version"): "to_version", ("aliases", "model_id"): "model"
           ("promotion_decisions", "envelope"): "envelope_digest",
           ("model_versions", "asset_version_id"): "asset",
           ("model_versions", "model_id"): "model", ("alias_history", "model_id"): "model",
+          ("model_tags", "model_id"): "model",
           ("promotion_requests", "model_id"): "model", ("asset_versions", "asset_id"): "asset"}
 
 
@@ -251,6 +257,8 @@ class Replay:
             Action.MODEL_CREATE: self._model,
             Action.MODEL_VERSION_ADD: self._model_version,
             Action.ALIAS_MOVE: self._alias_move,
+            Action.MODEL_TAG_SET: self._tag_set,
+            Action.MODEL_TAG_DELETE: self._tag_delete,
             Action.PROMOTION_POLICY_SET: self._simple("promotion_policies", "version"),
             Action.PROMOTION_REQUEST: self._request,
             Action.PROMOTION_APPROVE: self._review,
@@ -380,6 +388,21 @@ class Replay:
         row = self._columns("alias_history", d, seq)
         row.update(model_id=d["model"], override=bool(d["override"]))
         self._put("alias_history", seq, seq, row)
+
+    def _tag_set(self, entry: LogEntry) -> None:
+        d, seq = entry.detail, entry.seq
+        if d["model"] not in self.expected["models"]:
+            self.problem(f"log entry {seq} tags model {d['model']}, never created")
+        elif d["version"] and (d["model"], d["version"]) not in self.expected["model_versions"]:
+            self.problem(f"log entry {seq} tags {d['model']}@{d['version']}, never registered")
+        row = {**self._columns("model_tags", d, seq), "model_id": d["model"]}
+        self._put("model_tags", (d["model"], d["version"], d["key"]), seq, row, replace=True)
+
+    def _tag_delete(self, entry: LogEntry) -> None:
+        d = entry.detail
+        if self.expected["model_tags"].pop((d["model"], d["version"], d["key"]), None) is None:
+            self.problem(f"log entry {entry.seq} deletes tag {d['key']!r} of "
+                         f"{d['model']}@{d['version']}, which was not set")
 
     def _request(self, entry: LogEntry) -> None:
         d = entry.detail

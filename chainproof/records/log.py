@@ -30,6 +30,8 @@ class Action(StrEnum):
     MODEL_CREATE = "registry.model.create"
     MODEL_VERSION_ADD = "registry.version.add"
     ALIAS_MOVE = "registry.alias.move"
+    MODEL_TAG_SET = "registry.tag.set"
+    MODEL_TAG_DELETE = "registry.tag.delete"
     PROMOTION_REQUEST = "promotion.request"
     PROMOTION_APPROVE = "promotion.approve"
     PROMOTION_REJECT = "promotion.reject"
@@ -64,6 +66,8 @@ REQUIRED_DETAIL: dict[str, frozenset[str]] = {
     Action.MODEL_CREATE: frozenset({"namespace", "name", "created_at", "created_by"}),
     Action.MODEL_VERSION_ADD: frozenset({"model", "version", "asset", "digest", "created_at",
                                          "created_by"}),
+    Action.MODEL_TAG_SET: frozenset({"model", "version", "key", "value", "set_at", "set_by"}),
+    Action.MODEL_TAG_DELETE: frozenset({"model", "version", "key"}),
     Action.ALIAS_MOVE: frozenset({"model", "alias", "from_version", "to_version", "digest",
                                   "moved_at", "moved_by", "decision_id", "override", "reason"}),
     Action.PROMOTION_POLICY_SET: frozenset({"version", "digest", "document", "set_at",

@@ -51,6 +51,49 @@ def check_name(name: str, *, what: str = "name") -> str:
     return name
 
 
+#: Tags on registered models and model versions (as MLflow's): keys are short printable labels;
+#: keys under ``chainproof.`` are reserved (the description is the tag DESCRIPTION_TAG).
+MAX_TAG_KEY = 250
+MAX_TAG_VALUE = 5_000
+MAX_DESCRIPTION = 20_000
+RESERVED_TAG_PREFIX = "chainproof."
+DESCRIPTION_TAG = "chainproof.description"
+_TAG_KEY_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:/ -]{0,249}")
+
+
+def check_tag_key(key: str) -> str:
+    """Return ``key`` if it is a valid user tag key, else raise :class:`InvalidNameError`:
+    1-250 characters, letters, digits, '_', '.', ':', '/', '-' and spaces, starting with a
+    letter, digit or '_', not under the reserved ``chainproof.`` prefix."""
+    if not isinstance(key, str) or not _TAG_KEY_RE.fullmatch(key) or key != key.strip():
+        raise InvalidNameError(
+            f"tag key {key!r} is not a valid key",
+            hint="1-250 characters: letters, digits, '_', '.', ':', '/', '-' and inner spaces, "
+                 "starting with a letter, digit or '_'")
+    if key.lower().startswith(RESERVED_TAG_PREFIX):
+        raise InvalidNameError(f"tag key {key!r} is reserved (keys under "
+                               f"{RESERVED_TAG_PREFIX!r} are chainproof's own)",
+                               hint="use another prefix; set a description with "
+                                    "`registry describe`")
+    return key
+
+
+def check_text(value: str, *, what: str, limit: int) -> str:
+    """Return ``value`` if it is printable text of at most ``limit`` characters (newlines and
+    tabs allowed), else raise :class:`InvalidNameError` saying why."""
+    if not isinstance(value, str):
+        raise InvalidNameError(f"{what} is not text")
+    if len(value) > limit:
+        raise InvalidNameError(f"{what} is {len(value)} characters long; at most {limit}",
+                               hint="shorten it (keep long documents as assets)")
+    bad = next((c for c in value if (ord(c) < 32 and c not in "\n\t") or ord(c) == 127
+                or 0xD800 <= ord(c) <= 0xDFFF), None)
+    if bad is not None:
+        raise InvalidNameError(f"{what} contains the control character {bad!r}",
+                               hint="use printable text (newlines and tabs are fine)")
+    return value
+
+
 def is_version(text: str) -> bool:
     """Whether ``text`` (after the '@') is a version number: ASCII digits only ('²' and other
     Unicode digits are not; they are refused as bad input, never parsed)."""

@@ -841,13 +841,14 @@ def execute(ctx: Context, tx: Transaction, request_id: str, sign: Callable[[byte
 
 
 def model_summaries(session: Session) -> list[dict[str, Any]]:
-    """Every registered model: namespace, name, number of versions, aliases (name → version)."""
+    """Every registered model: row id, namespace, name, number of versions, aliases (name →
+    version)."""
     counts = dict(session.execute(select(ModelVersionRow.model_id, func.count())
                                   .group_by(ModelVersionRow.model_id)).all())
     aliases: dict[int, dict[str, int]] = {}
     for a in session.execute(select(AliasRow)).scalars():
         aliases.setdefault(a.model_id, {})[a.alias] = a.version
-    return [{"model": model_label(m.namespace, m.name), "namespace": m.namespace,
+    return [{"id": m.id, "model": model_label(m.namespace, m.name), "namespace": m.namespace,
              "name": m.name, "versions": int(counts.get(m.id, 0)),
              "aliases": aliases.get(m.id, {}), "created_at": m.created_at,
              "created_by": m.created_by}
@@ -870,7 +871,7 @@ def versions(session: Session, model: str) -> dict[str, Any]:
                          "decision": a.decision_id, "moved_at": a.moved_at}
                for a in session.execute(select(AliasRow).where(
                    AliasRow.model_id == row.id)).scalars()}
-    return {"model": model_label(row.namespace, row.name), "aliases": aliases,
+    return {"id": row.id, "model": model_label(row.namespace, row.name), "aliases": aliases,
             "versions": [{"version": v.version, "asset": asset_ref_of(session, v),
                           "digest": v.digest, "created_at": v.created_at,
                           "created_by": v.created_by,

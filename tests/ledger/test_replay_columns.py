@@ -76,8 +76,8 @@ def attacker(cp: Chainproof) -> Iterator[Connection]:
 def populate(p: Pipeline, tmp_path: Path) -> None:
     """Rows in every table: assets, steps with attestations (one failed), keys (one revoked),
     tokens (one revoked), roles (one revoked), namespaces, trust and promotion policy, two
-    models, versions, aliases moved three times (once by force), approvals, a rejection,
-    decisions."""
+    models, versions, aliases moved three times (once by force), tags and a description (one
+    tag deleted), approvals, a rejection, decisions."""
     cp = p.admin
 
     def promote(version: int) -> None:
@@ -115,6 +115,11 @@ def populate(p: Pipeline, tmp_path: Path) -> None:
     cp.set_namespace_mode("lab", "governed")
     cp.set_namespace_mode(NS, "governed")
     cp.set_alias(f"{NS}/fraud-review", v2, "staging")
+    p.trainer.set_model_tag(f"{NS}/fraud-review", "team", "fraud")
+    p.trainer.set_model_tag(f"{NS}/fraud-review", "owner", "ops", version=v2)
+    p.trainer.set_model_description(f"{NS}/fraud-review", "Reviews card payments", version=v1)
+    p.trainer.set_model_tag(f"{NS}/fraud-review", "temporary", "x")
+    p.trainer.delete_model_tag(f"{NS}/fraud-review", "temporary")
     cp.set_promotion_policy("protected_aliases: [production]\nrules: []\n")
     cp.set_trust_policy("namespaces: {'*': {}}\n")
     cp.set_trust_policy("namespaces:\n  '*': {}\n")
