@@ -889,7 +889,10 @@ class Chainproof(Workflows):
         staged = Staged(AssetKind.MODEL, name, ref.namespace, digest, size, is_directory,
                         media_type)
         with self.transaction() as tx:
-            version, asset, created = registry.register_stored_version(self.ctx, tx, model, staged)
+            # Without an explicit asset name, bytes a recorded step produced keep that
+            # provenance: the registered version pins the produced asset version.
+            version, asset, created = registry.register_stored_version(
+                self.ctx, tx, model, staged, link_produced=asset_name is None)
         return RegisteredVersion(registry.model_label(ref.namespace, ref.name), version, asset,
                                  created)
 

@@ -54,6 +54,7 @@ from chainproof.errors import (
     NotFoundError,
     PolicyViolationError,
 )
+from chainproof.lineage import queries
 from chainproof.records.assets import AssetKind, AssetVersion
 from chainproof.records.log import Action
 from chainproof.records.names import DEFAULT_NAMESPACE, MAX_VERSION, check_name, parse_ref
@@ -232,16 +233,35 @@ def register_version(ctx: Context, tx: Transaction, model: str, asset_ref: str) 
 
 
 def register_stored_version(ctx: Context, tx: Transaction, model: str,
-                            staged: catalog.Staged) -> tuple[int, AssetVersion, bool]:
+                            staged: catalog.Staged, *,
+                            link_produced: bool = False) -> tuple[int, AssetVersion, bool]:
     """Register stored bytes as a model asset version (or find the version that holds exactly
     these bytes) and pin it as ``model``'s next version: one transaction, two log entries.
-    Returns (model version, asset version, whether the asset version is new)."""
+    With ``link_produced``, bytes that a recorded step already produced as a model asset
+    version in the model's namespace (readable by the caller) are pinned to that version, so
+    the registered version keeps its provenance. Returns (model version, asset version,
+    whether the asset version is new)."""
     ctx.require(tx.session, Permission.WRITE_MODEL, parse_ref(model).namespace,
                "register model versions")
     row = model_key(tx.session, model)
     if staged.kind is not AssetKind.MODEL:
         raise BadInputError(f"{staged.name} is registered as a {staged.kind.value}, "
                             "not a model")
+    if link_produced and Permission.READ in access.permitted(tx.session, tx.actor,
+                                                            row.namespace):
+        produced = tx.session.execute(
+            select(AssetVersionRow, AssetRow)
+            .join(AssetRow, AssetRow.id == AssetVersionRow.asset_id)
+            .where(AssetRow.namespace == row.namespace,
+                   AssetRow.kind == AssetKind.MODEL.value,
+                   AssetVersionRow.digest == staged.digest,
+                   AssetVersionRow.is_directory == staged.is_directory,
+                   AssetVersionRow.producer_step.is_not(None))
+            .order_by(AssetVersionRow.log_seq).limit(1)).one_or_none()
+        if produced is not None:
+            found = queries.version_from_row(*produced)
+            return (_pin(tx, row, produced[0].id, found.digest,
+                         f"{found.namespace}/{found.name}@{found.version}"), found, False)
     asset, created, version_row_id = catalog.register(tx, staged, row.namespace, producer=None)
     return (_pin(tx, row, version_row_id, asset.digest,
                  f"{asset.namespace}/{asset.name}@{asset.version}"), asset, created)

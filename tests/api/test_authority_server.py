@@ -186,3 +186,7 @@ def test_identical_retrain_and_reads_through_the_server(cp: Chainproof, server: 
                             outputs=[OutputSpec(metrics, AssetKind.METRICS, "mm", NS)],
                             started_at=now())
     assert _state(cp) == before
+    # registering the same bytes by file pins the produced version (its provenance kept)
+    trainer.create_model(f"{NS}/by-file")
+    registered = trainer.register_model_file(f"{NS}/by-file", model)
+    assert (registered.asset.ref, registered.asset_created) == (f"{NS}/m@1", False)

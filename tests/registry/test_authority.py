@@ -364,3 +364,25 @@ def test_a_retrain_with_identical_bytes_shows_both_producing_steps(pipe: Pipelin
     assert {first, second} <= {s["id"] for s in explained["steps"]}
     # the chain is still judged by its first producer and verifies
     assert pipe.trainer.verify_chain(f"{NS}/fraud-model@1").ok
+
+
+def test_registering_a_file_keeps_the_provenance_of_the_same_bytes(pipe: Pipeline) -> None:
+    pipe.train("prov", 0.9, scan=False)
+    produced = pipe.trainer.all_versions(namespace=NS, kind="model")[-1]
+    model_file = pipe.tmp / "model-prov.bin"
+    pipe.trainer.create_model(f"{NS}/by-file")
+    result = pipe.trainer.register_model_file(f"{NS}/by-file", model_file)
+    # the produced asset version is pinned (its chain verifies), no provenance-less copy
+    assert (result.version, result.asset.ref, result.asset_created) == (1, produced.ref, False)
+    assert pipe.trainer.model_versions(f"{NS}/by-file")["versions"][0]["asset"] == produced.ref
+    assert pipe.trainer.verify_chain(produced.ref).ok
+    # an explicit asset name asks for a separate asset (no step produced it)
+    named = pipe.trainer.register_model_file(f"{NS}/by-file", model_file, asset_name="upload")
+    assert (named.asset.ref, named.asset_created) == (f"{NS}/upload@1", True)
+    assert named.asset.producer_step is None
+    # bytes produced in another namespace are not linked across it
+    pipe.admin.set_namespace_mode("lab", "experiment")
+    pipe.admin.grant_role("svc-trainer", "trainer", "lab")
+    pipe.trainer.create_model("lab/copy")
+    other = pipe.trainer.register_model_file("lab/copy", model_file)
+    assert other.asset.namespace == "lab" and other.asset.producer_step is None
