@@ -161,7 +161,12 @@ def _check_chain(ctx: Context, session: Session, ref: str, moment: datetime) -> 
 
 def verify_chain(ctx: Context, ref: str, **kwargs: Any) -> ChainReport:
     """Verify the chain; raise :class:`ProvenanceError` naming every failed link."""
-    report = check_chain(ctx, ref, **kwargs)
+    return require_verified(check_chain(ctx, ref, **kwargs))
+
+
+def require_verified(report: ChainReport) -> ChainReport:
+    """``report`` if every link verified, else :class:`ProvenanceError` naming every failed
+    link (for a caller that already has the report, e.g. from the gate)."""
     if not report.ok:
         problems = [f"{link.ref}: {p}" for link in report.links for p in link.problems]
         error = ProvenanceError(

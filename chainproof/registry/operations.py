@@ -13,7 +13,7 @@ import functools
 import hashlib
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import orjson
@@ -542,6 +542,8 @@ class GateResult:
     policy_version: int
     outcomes: list[Outcome]
     rule: Rule
+    #: The provenance check the gate made (``load`` reuses it rather than verifying twice).
+    chain: provenance.ChainReport | None = field(default=None, compare=False, repr=False)
 
     @property
     def passed(self) -> bool:
@@ -602,7 +604,7 @@ def evaluate_gate(ctx: Context, session: Session, model: ModelRow, version: int,
     return GateResult(request_id=request.id if request else None,
                       model=model_label(model.namespace, model.name), version=version,
                       alias=alias, digest=mv.digest, policy_version=policy.version,
-                      outcomes=evaluate(rule, facts), rule=rule)
+                      outcomes=evaluate(rule, facts), rule=rule, chain=chain)
 
 
 def _check_approval(session: Session, row: ApprovalRow, request: PromotionRequestRow,

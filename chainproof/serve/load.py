@@ -101,9 +101,12 @@ def load_verified(ctx: Context, ref: str, *, allow_override: bool = False,
             checks.append("break-glass override accepted by the caller")
         recorded = _check_decision(session, target, model, mv.digest, alias, checks,
                                    allow_override=allow_override)
+        gate_chain = None
         if not target.override:
-            _check_approvals(ctx, session, target, model, recorded, checks)
-    chain = provenance.verify_chain(ctx, asset_ref)
+            gate_chain = _check_approvals(ctx, session, target, model, recorded, checks)
+    # The gate verified the chain just now (same rules, same moment): not verified twice.
+    chain = (provenance.require_verified(gate_chain) if gate_chain is not None
+             else provenance.verify_chain(ctx, asset_ref))
     checks.append(f"provenance chain of {len(chain.links)} links verifies")
     if require_scan:
         _check_scan(ctx, asset_ref, mv.digest, model.namespace, None)
@@ -152,10 +155,12 @@ def _check_decision(session: Any, target: AliasRow, model: Any, digest: str, ali
 
 
 def _check_approvals(ctx: Context, session: Any, target: AliasRow, model: Any,
-                     recorded: dict[str, Any], checks: list[str]) -> None:
+                     recorded: dict[str, Any], checks: list[str]
+                     ) -> provenance.ChainReport | None:
     """The approvals behind the decision still count — judged by the one gate, under the
     policy version the decision recorded and as of the decision's place in the log (roles
-    then; each signature's key at its own log position)."""
+    then; each signature's key at its own log position). Returns the chain report the gate
+    made."""
     row = session.get(DecisionRow, target.decision_id)
     request = session.get(PromotionRequestRow, row.request_id)
     if request is None:
@@ -171,6 +176,7 @@ def _check_approvals(ctx: Context, session: Any, target: AliasRow, model: Any,
                                    hint="an approval was revoked, replayed or edited")
     if approvals:
         checks.append(f"approvals verify: {approvals[0].detail}")
+    return gate.chain
 
 
 def _check_scan(ctx: Context, asset_ref: str, digest: str, governed: str,
