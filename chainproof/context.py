@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -47,6 +50,52 @@ from chainproof.workspace import Settings
 #: The write transaction in progress in this context, keyed by its connection pool.
 _ACTIVE: ContextVar[tuple[Any, Session] | None] = ContextVar("chainproof_transaction",
                                                              default=None)
+
+
+class RefusalBudget:
+    """How many ``access.denied`` entries one identity may add to the log per minute, in this
+    process (``CHAINPROOF_DENIALS_PER_MINUTE``, default 60; 0 logs none).
+
+    Every refusal is still refused; past the budget it is counted instead of logged, and the
+    next logged refusal of that identity carries the count (``suppressed_before``), the way
+    syslog says "last message repeated N times". Without it a token with no role could grow
+    the append-only log, and hold its lock, as fast as it can send requests."""
+
+    WINDOW = 60.0
+
+    def __init__(self) -> None:
+        self.clock = time.monotonic
+        self._lock = threading.Lock()
+        # (database, actor) -> (window start, logged in it, held back since the last logged)
+        self._spent: dict[str, tuple[float, int, int]] = {}
+
+    @staticmethod
+    def limit() -> int:
+        try:
+            return max(0, int(os.environ.get("CHAINPROOF_DENIALS_PER_MINUTE", "60")))
+        except ValueError:
+            return 60
+
+    def admit(self, actor: str) -> int | None:
+        """None if this refusal of ``actor`` (a log and an identity) goes unlogged; else how
+        many were held back before it."""
+        with self._lock:
+            moment = self.clock()
+            start, logged, held = self._spent.get(actor, (moment, 0, 0))
+            if moment - start >= self.WINDOW:
+                start, logged = moment, 0
+            if logged >= self.limit():
+                self._spent[actor] = (start, logged, held + 1)
+                return None
+            self._spent[actor] = (start, logged + 1, 0)
+            if len(self._spent) > 100_000:  # bounded memory: forget finished windows
+                self._spent = {a: v for a, v in self._spent.items()
+                               if moment - v[0] < self.WINDOW or v[2]}
+            return held
+
+
+#: The process's refusal budget (the server's workers each keep their own).
+REFUSAL_BUDGET = RefusalBudget()
 
 
 class Context:
@@ -159,6 +208,11 @@ class Context:
             witness.publish_checkpoint(published)
 
     def _log_refusal(self, detail: dict[str, Any], actor: str) -> None:
+        held = REFUSAL_BUDGET.admit(f"{self.engine.url}#{actor}")
+        if held is None:
+            return  # over this identity's budget: refused, counted, not logged
+        if held:
+            detail = {**detail, "suppressed_before": held}
         signer = self.checkpoint_signer
         with Session(self.write_engine) as session, session.begin():
             appender = open_appender(session)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -190,3 +191,22 @@ def test_identical_retrain_and_reads_through_the_server(cp: Chainproof, server: 
     trainer.create_model(f"{NS}/by-file")
     registered = trainer.register_model_file(f"{NS}/by-file", model)
     assert (registered.asset.ref, registered.asset_created) == (f"{NS}/m@1", False)
+
+
+def test_a_roleless_token_cannot_grow_the_log_at_will(cp: Chainproof, tmp_path: Path) -> None:
+    from api.conftest import start_server
+
+    url, proc = start_server(cp, extra_env={"CHAINPROOF_DENIALS_PER_MINUTE": "2"})
+    try:
+        cp.create_identity("nobody")
+        _, token = cp.create_token("nobody", timedelta(days=1))
+        before = cp.audit_log(limit=10_000)
+        answers = {httpx.get(f"{url}/v1/resolve/secret{i}/x@1",
+                             headers={"Authorization": f"Bearer {token}"}).status_code
+                   for i in range(6)}
+        assert answers == {403}
+        added = [e for e in cp.audit_log(limit=10_000) if e not in before]
+        assert [e["action"] for e in added] == ["access.denied"] * 2
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
