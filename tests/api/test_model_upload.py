@@ -328,7 +328,7 @@ _PATH_VALUES = {"digest": "sha256:" + "ab" * 32, "ref": f"{NS}/fraud-review@1",
                 "model": MODEL, "keyid": "ab" * 32, "token_id": "ab" * 8, "name": NS,
                 "request_id": "ab" * 8, "seq": "0", "step_id": "ab" * 16}
 _QUERY_VALUES = {"model": MODEL, "digest": "sha256:" + "ab" * 32, "alias": "production",
-                 "version": 1, "old": 1, "new": 1}
+                 "version": 1, "old": 1, "new": 1, "key": "team"}
 _PATTERNS = {"^[0-9a-f]{32}$": "ab" * 16, "^(approve|reject)$": "approve"}
 _BODIES = {"/v1/model-versions": {"model": MODEL, "asset": f"{NS}/fraud-review@1"}}
 

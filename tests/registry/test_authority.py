@@ -299,10 +299,10 @@ def test_metrics_count_only_from_an_evaluate_step(pipe: Pipeline) -> None:
     better = pipe.tmp / "better.json"
     better.write_text('{"auc": 0.998}')
     before = state(pipe.admin)
-    with pytest.raises(BadInputError, match="count only from an `evaluate` step"):
-        with chainproof.step("train", inputs=[asset], namespace="lab",
-                             connection=pipe.trainer) as s:
-            s.output(better, kind="metrics", name="my-metrics", namespace="lab")
+    with pytest.raises(BadInputError, match="count only from an `evaluate` step"), \
+            chainproof.step("train", inputs=[asset], namespace="lab",
+                            connection=pipe.trainer) as s:
+        s.output(better, kind="metrics", name="my-metrics", namespace="lab")
     assert state(pipe.admin) == before
     # another step kind may output metrics, but the gate does not count them
     with chainproof.step("tune", inputs=[asset], namespace="lab", connection=pipe.trainer) as s:

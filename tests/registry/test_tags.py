@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from pipeline_fixtures import NS, Pipeline, act_as, pipe  # noqa: F401  (fixture)
+from pipeline_fixtures import NS, Pipeline, act_as
 from sqlalchemy import text
 
 from chainproof.errors import (
