@@ -22,9 +22,35 @@ notBefore, including pathLenConstraint and keyCertSign) and the OpenSSF end-enti
 the leaf's key. No revocation or transparency-log checks (neither does model_signing for
 certificates).
 
-Empty models are refused at sign and at verify (the OpenSSF model signing spec's MUST-reject
-rule: a signature over no file vouches for nothing, and a model whose every file is ignored
-would verify against any signature over nothing).
+Refusals (the OpenSSF model signing spec v1.0, "OMS", github.com/ossf/model-signing-spec
+spec/v1.0.md, and the reference verifier, sigstore/model-transparency src/model_signing; each
+check cites its rule where it is made):
+
+- an empty model, at sign and at verify (OMS 5.2.1, 6.1: "an empty model MUST be rejected");
+- a DSSE payloadType other than in-toto JSON (OMS 6.7; reference ``Verifier.verify``), a
+  ``_type`` other than Statement v1 and a ``predicateType`` other than v1.0 (OMS 8.3; reference
+  ``dsse_payload_to_manifest``), a subject count other than one and a root digest that does not
+  match the resources (OMS 6.5; reference "Manifest is inconsistent");
+- serialization parameters outside the schema (OMS 5.2.2, predicate.schema.json): unknown
+  method or hash type, ``allow_symlinks`` missing or not a boolean, ``shard_size`` missing,
+  non-integer or non-positive for shards and present for files, ignore paths that are not
+  relative literal paths (OMS 6.2.1: no glob characters, leading ``/`` or ``..``);
+- resources whose algorithm differs from ``hash_type`` (OMS 6.3), whose digest has the wrong
+  length for it, whose name is not a canonical relative path (OMS 6.1.2: absolute, ``..``,
+  ``.`` or empty components, trailing ``/``), duplicated names (reference manifest.py: "two
+  items in the same manifest must not share the same key"; model_signing keeps the last one,
+  other readers the first: a parser differential) and malformed shard names (OMS 6.3.2);
+- files missing on disk or present but unsigned (OMS 8.4 steps 8-9, 8.5), symbolic links when
+  the signature says ``allow_symlinks: false`` (OMS 6.1.1), special files and non-UTF-8 names
+  (OMS 6.1, 6.1.2 rule 7; chainproof.digest refuses them);
+- for certificate verification, a bundle whose material is the Sigstore keyless ``certificate``
+  field instead of an ``x509CertificateChain`` (OMS 11.1: "MUST match field to method"; keyless
+  bundles need transparency-log verification, which chainproof does not do).
+
+Not refused on purpose: resources out of code-point order (OMS 5.2.1 says producers sort them,
+but model_signing sorts by path components and shard offsets, not code points, so the rule read
+literally would reject its real bundles; the root digest is recomputed over the list as
+signed), unknown extra predicate fields (the reference says v1.0 verifiers ignore them).
 """
 
 from __future__ import annotations
@@ -78,6 +104,12 @@ LEGACY_PREDICATE_TYPE = "https://model_signing/Digests/v0.1"
 DEFAULT_IGNORE_PATHS: tuple[str, ...] = (".git", ".gitattributes", ".github", ".gitignore")
 _MAX_BUNDLE_BYTES = 64 * 1024 * 1024
 _HASH_HEX_LEN = {"sha256": 64, "blake3": 64}
+# OMS algorithm-registry.md: identifiers a bundle may name (blake2b is OPTIONAL and unsupported
+# here, so it gets a precise "unsupported" refusal rather than "unknown").
+_REGISTRY_HASHES = frozenset({"sha256", "blake2b", "blake3"})
+# OMS 6.2.1: ignore path entries MUST NOT contain glob characters.
+_GLOB_CHARS = frozenset("*?[")
+_SHARD_NAME_RE = re.compile(r"^(.+):(0|[1-9][0-9]*):(0|[1-9][0-9]*)$")
 _SHARD_ALG_RE = re.compile(r"^sha256-sharded-([1-9][0-9]*)$")
 
 
@@ -261,6 +293,14 @@ def sign_model(
         if ignore_git_paths:
             ignores += list(DEFAULT_IGNORE_PATHS)
     ignores = sorted(set(ignores))
+    for entry in ignores:
+        # OMS 6.2.1: recorded ignore paths are literal; our verifier (and the spec's) refuses
+        # glob characters in them, so never write a bundle it would refuse.
+        if _GLOB_CHARS & set(entry):
+            raise BadInputError(
+                f"ignore path {entry!r} contains a glob character (*, ? or [)",
+                hint="OMS 6.2.1: ignore paths are literal; rename the file or the signature",
+            )
     _check_no_symlinks(model_dir, ignores)
     resources = _model_resources(model_dir, ignores, hash_type)
     if not resources:
@@ -316,6 +356,9 @@ class _Bundle:
     envelope: dsse.Envelope
     key_hint: str | None
     certificates: tuple[bytes, ...]
+    #: which verificationMaterial field carried the key: publicKey, x509CertificateChain or
+    #: certificate (the Sigstore keyless form)
+    material: str
 
 
 def _read_bundle(signature_path: Path) -> _Bundle:
@@ -354,6 +397,9 @@ def _read_bundle(signature_path: Path) -> _Bundle:
         )
     key_hint: str | None = None
     certs: list[bytes] = []
+    material = "publicKey" if "publicKey" in vm else (
+        "x509CertificateChain" if "x509CertificateChain" in vm else "certificate"
+    )
     if "publicKey" in vm:
         pk = vm["publicKey"]
         if not isinstance(pk, dict):
@@ -386,12 +432,25 @@ def _read_bundle(signature_path: Path) -> _Bundle:
             hint="message-signature bundles are not model signatures",
         )
     envelope = dsse.Envelope.from_dict(data["dsseEnvelope"], where=f"{where} dsseEnvelope")
-    return _Bundle(envelope, key_hint, tuple(certs))
+    return _Bundle(envelope, key_hint, tuple(certs), material)
 
 
 def read_bundle_certificates(signature_path: Path) -> list[x509.Certificate]:
-    """The certificate chain embedded in a certificate-signed bundle, leaf first."""
+    """The certificate chain embedded in a certificate-signed bundle, leaf first.
+
+    Raises :class:`MalformedFileError` for an unreadable bundle or certificate and
+    :class:`SignatureError` for a Sigstore keyless bundle (its single ``certificate`` needs
+    transparency-log verification; OMS 11.1: the field MUST match the signing method).
+    """
     bundle = _read_bundle(Path(signature_path))
+    if bundle.material == "certificate":
+        raise SignatureError(
+            f"model signature {signature_path} is a Sigstore keyless bundle (a single "
+            "'certificate', not an 'x509CertificateChain')",
+            hint="keyless signatures are verified with Sigstore (transparency log, identity, "
+            "issuer), e.g. model_signing verify sigstore; chainproof verifies key and "
+            "certificate-chain signatures",
+        )
     out = []
     for i, der in enumerate(bundle.certificates):
         try:
@@ -581,38 +640,165 @@ def _parse_payload(payload: bytes, where: str) -> tuple[str, str, dict[str, Any]
 def _serialization_params(args: Mapping[str, Any], where: str) -> tuple[str, str, int, bool, list[
     str
 ]]:
+    """(method, hash_type, shard_size, allow_symlinks, ignore_paths) of a signed ``serialization``
+    object, refused unless it conforms to OMS 5.2.2 (predicate.schema.json ``serialization``)."""
     method = args.get("method")
     hash_type = args.get("hash_type")
-    allow_symlinks = args.get("allow_symlinks", False)
-    if isinstance(allow_symlinks, str):  # the 0.2 compat shim wrote "false"
-        allow_symlinks = allow_symlinks.lower() == "true"
+    # OMS 5.2.2: allow_symlinks is REQUIRED and a boolean (the reference reads
+    # args["allow_symlinks"] and fails without it). A string "false" would be truthy in the
+    # reference's hashing config: a parser differential, so only real booleans pass.
+    if "allow_symlinks" not in args:
+        raise SignatureError(
+            f"{where}: serialization has no allow_symlinks", hint="OMS 5.2.2: it is REQUIRED"
+        )
+    allow_symlinks = args["allow_symlinks"]
     if not isinstance(allow_symlinks, bool):
-        raise SignatureError(f"{where}: allow_symlinks is not a boolean", hint="corrupt payload")
+        raise SignatureError(
+            f"{where}: allow_symlinks is {allow_symlinks!r}, not a boolean",
+            hint="OMS 5.2.2: allow_symlinks is a JSON boolean",
+        )
     ignores = args.get("ignore_paths", [])
-    if not isinstance(ignores, list) or not all(isinstance(p, str) for p in ignores):
-        raise SignatureError(f"{where}: ignore_paths is not a list of strings", hint="corrupt")
-    shard_size = 0
-    if method == "shards":
-        shard_size = args.get("shard_size", 0)
-        if not isinstance(shard_size, int | float) or int(shard_size) < 1:
-            raise SignatureError(f"{where}: shards serialization without a shard_size", hint="")
-        shard_size = int(shard_size)
-        if hash_type != "sha256":
-            raise SignatureError(
-                f"{where}: shards with hash {hash_type!r} are not supported",
-                hint="chainproof verifies sha256 shards",
-            )
-    elif method != "files":
+    if not isinstance(ignores, list) or not all(isinstance(p, str) and p for p in ignores):
+        raise SignatureError(
+            f"{where}: ignore_paths is not a list of non-empty strings", hint="corrupt payload"
+        )
+    for entry in ignores:
+        _check_signed_ignore(entry, where)
+    if method not in ("files", "shards"):
+        # OMS 6.3 / reference SerializationType.from_args: "Unknown serialization type".
         raise SignatureError(
             f"{where}: unsupported serialization method {method!r}",
             hint="chainproof verifies model_signing 'files' and 'shards' serializations",
         )
-    if hash_type not in _HASH_HEX_LEN:
+    shard_size = 0
+    if method == "shards":
+        # OMS 5.2.2 / 6.3.2: shard_size REQUIRED, a positive JSON integer. model_signing's
+        # payload goes through a protobuf Struct, so it writes 30000.0: an integral float is an
+        # integer in JSON Schema; 1.5, true (int(True) == 1: a 1-byte shard size) or "8" not.
+        raw_size = args.get("shard_size")
+        if isinstance(raw_size, float) and raw_size.is_integer():
+            raw_size = int(raw_size)
+        if not isinstance(raw_size, int) or isinstance(raw_size, bool) or raw_size < 1:
+            raise SignatureError(
+                f"{where}: shards serialization needs a positive integer shard_size, "
+                f"got {raw_size!r}",
+                hint="OMS 5.2.2: shard_size is REQUIRED for shards",
+            )
+        shard_size = raw_size
+    elif "shard_size" in args:
         raise SignatureError(
-            f"{where}: unsupported hash type {hash_type!r}",
+            f"{where}: files serialization carries a shard_size",
+            hint="OMS 5.2.2: shard_size MUST be absent when method is 'files'",
+        )
+    if hash_type not in _HASH_HEX_LEN:
+        known = " (registered, but not supported here)" if hash_type in _REGISTRY_HASHES else ""
+        raise SignatureError(
+            f"{where}: unsupported hash type {hash_type!r}{known}",
             hint=f"chainproof verifies {sorted(_HASH_HEX_LEN)}",
         )
+    if method == "shards" and hash_type != "sha256":
+        raise SignatureError(
+            f"{where}: shards with hash {hash_type!r} are not supported",
+            hint="chainproof verifies sha256 shards",
+        )
     return str(method), str(hash_type), shard_size, allow_symlinks, list(ignores)
+
+
+def _check_signed_ignore(entry: str, where: str) -> None:
+    # OMS 6.2.1: "Ignore path entries MUST NOT contain glob characters (*, ?, [), leading /, or
+    # ../ components." Also no "." / empty components and no NUL: an ignore entry is a literal
+    # relative path, and one verifier globbing or normalising where another does not is a
+    # parser differential over which files a signature leaves out.
+    problem = None
+    if "\x00" in entry:
+        problem = "contains a NUL byte"
+    elif entry.startswith("/"):
+        problem = "is absolute"
+    elif _GLOB_CHARS & set(entry):
+        problem = "contains a glob character"
+    elif any(part in ("..",) for part in entry.split("/")):
+        problem = "climbs out of the model with '..'"
+    if problem:
+        raise SignatureError(
+            f"{where}: signed ignore path {entry!r} {problem}",
+            hint="OMS 6.2.1: ignore paths are literal paths relative to the model root",
+        )
+
+
+def _check_resources(
+    resources: Sequence[ModelResource], method: str, hash_type: str, shard_size: int, where: str
+) -> None:
+    """Refuse resource lists that no conforming signer writes (before touching the disk)."""
+    seen: set[str] = set()
+    for r in resources:
+        # Reference manifest.py: "Two items in the same manifest must not share the same key".
+        # model_signing folds duplicates into a dict (the last digest wins); another reader may
+        # keep the first: refuse instead of picking one.
+        if r.name in seen:
+            raise SignatureError(
+                f"{where}: resource {r.name!r} is listed twice",
+                hint="a manifest names each file (or shard) once",
+            )
+        seen.add(r.name)
+        # OMS 6.3.1 / 6.3.2: every resource uses serialization.hash_type. For shards the
+        # reference writes the sharded hasher's name, "<hash_type>-sharded-<shard_size>"
+        # (model_signing _hashing/io.py ShardedFileHasher.digest_name); that is what we compare.
+        want = hash_type if method == "files" else f"{hash_type}-sharded-{shard_size}"
+        if r.algorithm != want:
+            raise SignatureError(
+                f"{where}: resource {r.name!r} uses {r.algorithm!r}, serialization says "
+                f"{want!r}",
+                hint="OMS 6.3: resources use the serialization's hash_type",
+            )
+        if len(r.digest) != _HASH_HEX_LEN[hash_type]:
+            raise SignatureError(
+                f"{where}: resource {r.name!r} has a {len(r.digest) * 4}-bit digest, "
+                f"{hash_type} digests are {_HASH_HEX_LEN[hash_type] * 4}-bit",
+                hint="corrupt payload",
+            )
+        path = r.name
+        if method == "shards":
+            # OMS 6.3.2: "<path>:<start>:<end>", the last two components decimal; a shard is
+            # non-empty, starts on a shard boundary and is at most shard_size long.
+            m = _SHARD_NAME_RE.match(r.name)
+            if m is None:
+                raise SignatureError(
+                    f"{where}: shard resource {r.name!r} is not <path>:<start>:<end>",
+                    hint="OMS 6.3.2",
+                )
+            path, start, end = m.group(1), int(m.group(2)), int(m.group(3))
+            if not (start < end and start % shard_size == 0 and end - start <= shard_size):
+                raise SignatureError(
+                    f"{where}: shard resource {r.name!r} is not a shard of size {shard_size}",
+                    hint="OMS 6.3.2: shards are consecutive ranges of shard_size bytes",
+                )
+        if path == ".":
+            continue  # model_signing's name for a single-file model (Path.relative_to itself)
+        problem = _resource_path_problem(path)
+        if problem:
+            raise SignatureError(
+                f"{where}: resource name {r.name!r} {problem}",
+                hint="OMS 6.1.2: names are canonical paths relative to the model root",
+            )
+
+
+def _resource_path_problem(path: str) -> str | None:
+    # OMS 6.1.2 rules 2-4: relative, no "../", normalised (no "." or empty components), no
+    # trailing "/". A name that is not canonical can never match a file the verifier
+    # enumerates; refusing it names the real problem (and keeps "../secret" from ever being
+    # joined to the model path by a later reader of VerifiedModel.resources).
+    if "\x00" in path:
+        return "contains a NUL byte"
+    if path.startswith("/"):
+        return "is an absolute path"
+    parts = path.split("/")
+    if ".." in parts:
+        return "climbs out of the model with '..'"
+    if path.endswith("/"):
+        return "ends with '/'"
+    if "." in parts or "" in parts:
+        return "is not normalised ('.' or empty path components)"
+    return None
 
 
 def _compare(expected: Sequence[ModelResource], actual: Sequence[ModelResource]) -> list[str]:
@@ -670,6 +856,7 @@ def _verify_with(
     method, hash_type, shard_size, allow_symlinks, signed_ignores = _serialization_params(
         args, where
     )
+    _check_resources(expected, method, hash_type, shard_size, where)
     if not model_dir.exists():
         raise BadInputError(f"model path {model_dir} does not exist", hint="check the path")
     if not allow_symlinks and model_dir.is_symlink():
@@ -684,7 +871,9 @@ def _verify_with(
         ignores += _signature_ignore(model_dir, signature_path)
         if ignore_git_paths:
             ignores += list(DEFAULT_IGNORE_PATHS)
-    elif [r.name for r in expected] != ["."]:
+    elif [r.name for r in expected] not in (["."], [model_dir.name]):
+        # A single file is "." in model_signing's manifests and its basename in OMS 6.1.2
+        # rule 5; both are accepted (the comparison below maps the file to the signed name).
         raise SignatureError(
             f"{where} covers a directory of {len(expected)} file(s), but {model_dir} is a file",
             hint="pass the model directory that was signed",
@@ -697,15 +886,10 @@ def _verify_with(
     ignores = sorted(set(ignores))
     if not allow_symlinks:
         _check_no_symlinks(model_dir, ignores)
-    for r in expected:
-        if method == "files" and r.algorithm != hash_type:
-            raise SignatureError(
-                f"{where}: resource {r.name!r} uses {r.algorithm!r}, serialization says "
-                f"{hash_type!r}",
-                hint="corrupt payload",
-            )
     if method == "files":
         actual = _model_resources(model_dir, ignores, hash_type)
+        if not is_dir and [r.name for r in expected] == [model_dir.name]:
+            actual = [ModelResource(model_dir.name, a.algorithm, a.digest) for a in actual]
         problems = _compare(expected, actual)
     else:
         actual = _shard_resources(model_dir, ignores, shard_size)

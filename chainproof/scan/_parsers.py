@@ -51,8 +51,11 @@ STANDARD_ONNX_DOMAINS = frozenset(
 _MAX_MSG_DEPTH = 128
 
 
-def parse_onnx(data: bytes) -> Any:
-    """``onnx.ModelProto`` of ``data``, or None if it is not an ONNX model (no graph)."""
+def parse_onnx(data: bytes | memoryview) -> Any:
+    """``onnx.ModelProto`` of ``data`` (bytes, or a memoryview such as one over a read-only
+    mmap of the file), or None if it is not an ONNX model (no graph). External data is never
+    read here (what ``onnx.load(..., load_external_data=False)`` does, minus its full
+    ``bytes`` copy of the file). Raises :class:`ParserMissing` without the onnx package."""
     try:
         import onnx
     except ImportError as exc:
@@ -143,8 +146,28 @@ def check_onnx(model: Any, model_dir: Path | None) -> tuple[list[Construct], lis
 KERAS_CODE_CLASSES = frozenset({"Lambda", "TFOpLambda", "SlicingOpLambda", "__lambda__"})
 
 
+#: Keras classes that load or run code from elsewhere even though they live in keras.*:
+#: TFSMLayer loads a TensorFlow SavedModel (its graph can run arbitrary TF ops, e.g. file I/O).
+KERAS_CODE_LOADING_CLASSES = frozenset({"TFSMLayer"})
+#: Modules whose functions a config may name (``class_name: "function"``): pure tensor math.
+#: Any other keras.* function is refused: Keras *calls* what it deserializes, and
+#: keras.config.enable_unsafe_deserialization (CVE-2025-1550) or keras.utils.get_file
+#: (CVE-2025-8747) are keras.* functions too.
+KERAS_FUNCTION_MODULES = frozenset({
+    f"{root}.{sub}" for root in ("keras", "keras.src")
+    for sub in ("activations", "losses", "metrics", "initializers", "regularizers",
+                "constraints", "ops")
+})
+
+
 def _keras_module_ok(module: str) -> bool:
     return module == "keras" or module.startswith("keras.")
+
+
+def _keras_function_ok(module: object, name: object) -> bool:
+    return (isinstance(module, str) and isinstance(name, str) and name.isidentifier()
+            and not name.startswith("_")
+            and any(module == m or module.startswith(m + ".") for m in KERAS_FUNCTION_MODULES))
 
 
 def check_keras_config(doc: Any, where: str) -> list[Construct]:
@@ -172,9 +195,11 @@ def check_keras_config(doc: Any, where: str) -> list[Construct]:
             found.append(Construct("keras_layer", str(module or "keras.layers"), cls,
                                    f"{cls} layer at {path} carries Python code that Keras runs "
                                    "when the model is loaded or called"))
-        elif cls == "function" and isinstance(node.get("config"), str) and not (
-            isinstance(module, str) and _keras_module_ok(module)
-        ):
+        elif isinstance(cls, str) and cls in KERAS_CODE_LOADING_CLASSES:
+            found.append(Construct("keras_layer", str(module or "keras.layers"), cls,
+                                   f"{cls} layer at {path} loads a TensorFlow SavedModel "
+                                   "(its graph runs when the model is called)"))
+        elif cls == "function" and not _keras_function_ok(module, node.get("config")):
             found.append(Construct("keras_object", str(module), str(node.get("config")),
                                    f"reference to the Python function {module}."
                                    f"{node.get('config')} at {path}"))
@@ -205,9 +230,20 @@ def check_keras_json(raw: bytes, where: str) -> tuple[list[Construct], list[str]
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 
 
-def hdf5_at(head: bytes) -> bool:
-    """HDF5's superblock is at 0 or, after a user block, at 512, 1024, 2048, ... bytes."""
-    return any(head[o : o + 8] == HDF5_MAGIC for o in (0, 512, 1024, 2048) if len(head) >= o + 8)
+def hdf5_userblock_offset(read_at: Any, size: int) -> int | None:
+    """Offset (> 0) of an HDF5 superblock that follows a user block, or None.
+
+    HDF5 looks for its signature at 0 and then at 512, 1024, 2048, ... (every power of two from
+    512 up to the end of the file; HDF5 File Format Specification, "Disk Format: Level 0A",
+    and libhdf5's ``H5FD_locate_signature``), so that is where we look too: about 20 reads of
+    8 bytes for a terabyte. ``read_at(offset, n)`` returns the bytes at ``offset``.
+    """
+    off = 512
+    while off + 8 <= size:
+        if read_at(off, 8) == HDF5_MAGIC:
+            return off
+        off *= 2
+    return None
 
 
 #: the HDF5 walk runs in a child process: the HDF5 C library can crash (SIGSEGV) on hostile
@@ -346,82 +382,289 @@ def _walk_hdf5(
 # ---- GGUF ----------------------------------------------------------------------------------------
 
 GGUF_MAGIC = b"GGUF"
-#: What plain chat formatting calls: string methods, dict/list readers, Jinja's data helpers.
+#: Methods plain chat formatting calls (string, dict and list readers in real HF/llama.cpp
+#: templates). ``format``/``format_map`` are not here: ``'{0.__class__}'.format(x)`` reaches
+#: attributes from inside a string, and no chat template we know needs them.
 SAFE_TEMPLATE_METHODS = frozenset({
     "strip", "lstrip", "rstrip", "split", "rsplit", "startswith", "endswith", "lower", "upper",
-    "title", "capitalize", "replace", "join", "items", "keys", "values", "get", "format",
-    "count", "find", "index", "append", "splitlines", "isdigit", "isspace",
+    "title", "capitalize", "replace", "join", "items", "keys", "values", "get", "count",
+    "find", "rfind", "index", "append", "splitlines", "isdigit", "isspace", "isalpha",
+    "isalnum", "islower", "isupper", "removeprefix", "removesuffix",
 })
+#: Functions chat templates call: HF's ``raise_exception`` and ``strftime_now``, Jinja's
+#: ``range``/``namespace``/``dict``, llama.cpp's ``len``; plus macros the template defines.
 SAFE_TEMPLATE_CALLS = frozenset({"raise_exception", "range", "namespace", "dict",
                                  "strftime_now", "len"})
 #: Jinja globals that reach Python objects with code attributes (the usual SSTI entry points).
 UNSAFE_TEMPLATE_NAMES = frozenset({"cycler", "joiner", "lipsum", "self", "config", "request",
-                                   "url_for", "get_flashed_messages", "g"})
-#: Filters that look an attribute up by a string; ``attr`` is refused outright, the others only
-#: when the attribute name is computed or starts with an underscore.
+                                   "url_for", "get_flashed_messages", "g", "session"})
+#: Attributes that lead from an object to frames, code or module namespaces without an
+#: underscore (refused even though the dynamic-lookup rules already close every way to them).
+UNSAFE_TEMPLATE_ATTRS = frozenset({
+    "mro", "gi_frame", "gi_code", "cr_frame", "cr_code", "ag_frame", "ag_code", "f_globals",
+    "f_locals", "f_builtins", "f_back", "f_code", "tb_frame", "tb_next", "func_globals",
+    "func_code", "im_func", "im_self", "co_code", "popen", "exec_module", "load_module",
+    "import_module",
+})
+#: Jinja's built-in filters other than ``attr`` (judged on its own): the ones a template can use.
+SAFE_TEMPLATE_FILTERS = frozenset({
+    "abs", "batch", "capitalize", "center", "count", "d", "default", "dictsort", "e", "escape",
+    "filesizeformat", "first", "float", "forceescape", "format", "groupby", "indent", "int",
+    "items", "join", "last", "length", "list", "lower", "map", "max", "min", "pprint",
+    "random", "reject", "rejectattr", "replace", "reverse", "round", "safe", "select",
+    "selectattr", "slice", "sort", "string", "striptags", "sum", "title", "tojson", "trim",
+    "truncate", "unique", "upper", "urlencode", "urlize", "wordcount", "wordwrap", "xmlattr",
+})
+#: Filters that look attributes up by a (dotted) string argument: Jinja's make_attrgetter
+#: splits "a.__class__" on dots, so every part of every string argument is checked.
 ATTRIBUTE_FILTERS = frozenset({"map", "selectattr", "rejectattr", "sort", "groupby", "sum",
-                               "unique", "min", "max"})
+                               "unique", "min", "max", "join"})
+#: Loop attributes that are numbers (safe as item keys).
+_NUMERIC_LOOP_ATTRS = frozenset({"index", "index0", "revindex", "revindex0", "length",
+                                 "depth", "depth0"})
+_NUMERIC_FILTERS = frozenset({"length", "count", "int", "float", "abs", "round", "wordcount"})
+
+
+def _jinja_env() -> Any:
+    """A parse-only Jinja environment with what HF's chat-template environment adds to the
+    grammar: ``loopcontrols`` (``break``/``continue``) and the ``{% generation %}`` block of
+    transformers' AssistantTracker (parsed as a plain scope)."""
+    from jinja2 import Environment, nodes
+    from jinja2.ext import Extension
+
+    class _GenerationTag(Extension):
+        tags = {"generation"}  # noqa: RUF012 - jinja2's Extension API declares it this way
+
+        def parse(self, parser: Any) -> Any:
+            lineno = next(parser.stream).lineno
+            body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
+            return nodes.Scope(body, lineno=lineno)
+
+    return Environment(extensions=["jinja2.ext.loopcontrols", _GenerationTag])
+
+
+def _plain_name(value: object) -> bool:
+    """A string that names nothing private: no part of it (split on '.') starts with '_'."""
+    return isinstance(value, str) and not any(p.startswith("_") for p in value.split("."))
+
+
+class _TemplateJudge:
+    """Walks a parsed chat template and records everything that reaches past formatting.
+
+    The rule is positive: attribute and item lookups must use constant, non-underscore keys
+    (or provably numeric ones), calls must name an allowlisted method or function, filters
+    must be Jinja's own with constant attribute arguments. Whatever builds a dunder name --
+    ``~``, ``+``, ``join``, ``format``, ``dict(__cla=1)``, a ``set`` or a loop -- can only use
+    it through a dynamic lookup, and every dynamic lookup is refused.
+    """
+
+    def __init__(self, where: str) -> None:
+        from jinja2 import nodes
+
+        self.n = nodes
+        self.where = where
+        self.found: list[Construct] = []
+        self.macros: set[str] = set()
+        self.numeric_names: set[str] = set()
+        n = nodes
+        self.allowed = (
+            n.Template, n.Output, n.TemplateData, n.For, n.If, n.Macro, n.Assign, n.AssignBlock,
+            n.With, n.Scope, n.FilterBlock, n.Break, n.Continue, n.ScopedEvalContextModifier,
+            n.EvalContextModifier, n.Const, n.Name, n.NSRef, n.Getattr, n.Getitem, n.Slice,
+            n.Call, n.Filter, n.Test, n.CondExpr, n.Tuple, n.List, n.Dict, n.Pair, n.Keyword,
+            n.Concat, n.Compare, n.Operand, n.And, n.Or, n.Not, n.Neg, n.Pos, n.Add, n.Sub,
+            n.Mul, n.Div, n.FloorDiv, n.Mod, n.Pow,
+        )
+
+    def add(self, name: str, reason: str) -> None:
+        self.found.append(Construct("chat_template", "jinja2", name, f"{self.where}: {reason}"))
+
+    def prepare(self, ast: Any) -> None:
+        n = self.n
+        self.macros = {m.name for m in ast.find_all(n.Macro)}
+        # Names bound only as targets of `for x in range(...)` loops are numbers.
+        bound: dict[str, list[bool]] = {}
+        for node in ast.find_all((n.For, n.Assign, n.AssignBlock, n.With, n.Macro)):
+            from_range = (isinstance(node, n.For) and isinstance(node.iter, n.Call)
+                          and isinstance(node.iter.node, n.Name) and node.iter.node.name == "range")
+            targets = (node.target if isinstance(node, n.For | n.Assign | n.AssignBlock)
+                       else None)
+            if targets is None:  # With / Macro: their own Name nodes
+                names = [a.name for a in [*getattr(node, "args", []),
+                                          *getattr(node, "targets", [])]
+                         if isinstance(a, n.Name)]
+            elif isinstance(targets, n.Name):
+                names = [targets.name]
+            else:  # a tuple target (find_all yields descendants only)
+                names = [t.name for t in targets.find_all(n.Name)]
+            for name in names:
+                bound.setdefault(name, []).append(from_range)
+        self.numeric_names = {k for k, v in bound.items() if all(v)}
+
+    def numeric(self, e: Any) -> bool:
+        """True when ``e`` can only evaluate to a number (or fail): a safe item key."""
+        n = self.n
+        if isinstance(e, n.Const):
+            return isinstance(e.value, int | float)
+        if isinstance(e, n.Neg | n.Pos):
+            return self.numeric(e.node)
+        if isinstance(e, n.Sub | n.Div | n.FloorDiv | n.Pow):
+            return True  # no str/list result exists for these operators
+        if isinstance(e, n.Add | n.Mul | n.Mod):
+            return self.numeric(e.left) and self.numeric(e.right)
+        if isinstance(e, n.Getattr):
+            return (isinstance(e.node, n.Name) and e.node.name == "loop"
+                    and e.attr in _NUMERIC_LOOP_ATTRS)
+        if isinstance(e, n.Filter):
+            return e.name in _NUMERIC_FILTERS
+        if isinstance(e, n.Call):
+            return isinstance(e.node, n.Name) and e.node.name == "len"
+        if isinstance(e, n.Name):
+            return e.name in self.numeric_names
+        if isinstance(e, n.CondExpr):
+            return self.numeric(e.expr1) and (e.expr2 is None or self.numeric(e.expr2))
+        return False
+
+    def key_ok(self, key: Any) -> bool:
+        n = self.n
+        if isinstance(key, n.Const):
+            if isinstance(key.value, str):
+                return not key.value.startswith("_")
+            return isinstance(key.value, int | float) or key.value is None
+        if isinstance(key, n.Slice):
+            return all(part is None or self.numeric(part)
+                       for part in (key.start, key.stop, key.step))
+        return self.numeric(key)
+
+    def visit(self, ast: Any) -> None:
+        n = self.n
+        for node in ast.find_all(n.Node):
+            self.judge(node)
+
+    def judge(self, node: Any) -> None:
+        n = self.n
+        if isinstance(node, n.Extends | n.Include | n.Import | n.FromImport):
+            self.add(type(node).__name__.lower(),
+                     f"uses {{% {type(node).__name__.lower()} %}} (loads other templates)")
+            return
+        if isinstance(node, n.Block | n.CallBlock):
+            self.add(type(node).__name__.lower(),
+                     f"uses a {type(node).__name__} (reaches self / caller machinery)")
+            return
+        if not isinstance(node, self.allowed):
+            self.add(type(node).__name__, f"contains an unexpected construct "
+                     f"{type(node).__name__}")
+            return
+        if isinstance(node, n.Getattr):
+            if node.attr.startswith("_") or node.attr in UNSAFE_TEMPLATE_ATTRS:
+                self.add(node.attr, f"reads attribute {node.attr!r}")
+        elif isinstance(node, n.NSRef):
+            if node.attr.startswith("_"):
+                self.add(node.attr, f"sets namespace attribute {node.attr!r}")
+        elif isinstance(node, n.Getitem):
+            if not self.key_ok(node.arg):
+                key = node.arg
+                label = (key.value if isinstance(key, n.Const) else "getitem")
+                self.add(str(label), "looks an item up by a computed or underscore key "
+                         "(Jinja falls back to attributes)")
+        elif isinstance(node, n.Name):
+            if node.name in UNSAFE_TEMPLATE_NAMES or node.name.startswith("_"):
+                self.add(node.name, f"uses the name {node.name!r}")
+        elif isinstance(node, n.Keyword):
+            if node.key.startswith("_"):
+                self.add(node.key, f"passes the keyword argument {node.key!r}")
+        elif isinstance(node, n.Call):
+            self.judge_call(node)
+        elif isinstance(node, n.Filter):  # also the filter of a FilterBlock (a child node)
+            self.judge_filter(node)
+        elif isinstance(node, n.Macro) and node.name.startswith("_"):
+            self.add(node.name, f"defines the macro {node.name!r}")
+
+    def judge_call(self, node: Any) -> None:
+        n = self.n
+        if node.dyn_args is not None or node.dyn_kwargs is not None:
+            self.add("call", "calls with *args/**kwargs (arguments not visible statically)")
+        target = node.node
+        if isinstance(target, n.Getattr):
+            if target.attr not in SAFE_TEMPLATE_METHODS:
+                self.add(target.attr, f"calls method {target.attr!r}")
+            for arg in node.args if target.attr == "get" else []:
+                if isinstance(arg, n.Const) and isinstance(arg.value, str) and (
+                        arg.value.startswith("_")):
+                    self.add(arg.value, f"reads item {arg.value!r} through get()")
+        elif isinstance(target, n.Name):
+            if target.name not in SAFE_TEMPLATE_CALLS and target.name not in self.macros:
+                self.add(target.name, f"calls {target.name!r}")
+        else:
+            self.add("call", "calls a computed callable")
+
+    def judge_filter(self, node: Any) -> None:
+        n = self.n
+        args = [*node.args, *(kw.value for kw in node.kwargs)]
+        if node.dyn_args is not None or node.dyn_kwargs is not None:
+            self.add(node.name, f"filter {node.name!r} with *args/**kwargs")
+        if node.name == "attr":
+            if not (len(args) == 1 and isinstance(args[0], n.Const)
+                    and isinstance(args[0].value, str) and args[0].value.isidentifier()
+                    and not args[0].value.startswith("_")):
+                self.add("attr", "uses the filter 'attr' with a computed or underscore name")
+            return
+        if node.name not in SAFE_TEMPLATE_FILTERS:
+            self.add(node.name, f"uses the filter {node.name!r}, not one of Jinja's own")
+            return
+        if node.name not in ATTRIBUTE_FILTERS:
+            return
+        if node.name == "map" and node.args and not node.kwargs:
+            # map('filtername', *args): the filter it applies must itself pass.
+            first = node.args[0]
+            if not (isinstance(first, n.Const) and isinstance(first.value, str)):
+                self.add("map", "filter 'map' applies a computed filter name")
+                return
+            inner = n.Filter(None, first.value, node.args[1:], [], None, None)
+            self.judge_filter(inner)
+            return
+        test_args = (node.args[2:] if node.name in ("selectattr", "rejectattr") else [])
+        for arg in args:
+            if any(arg is t for t in test_args):
+                continue  # selectattr('role', 'equalto', value): the value is data
+            if not isinstance(arg, n.Const):
+                self.add(node.name, f"filter {node.name!r} with a computed argument")
+            elif not _plain_name(arg.value) and isinstance(arg.value, str):
+                self.add(str(arg.value), f"filter {node.name!r} reaches attribute "
+                         f"{arg.value!r}")
 
 
 def check_chat_template(template: str, where: str) -> list[Construct]:
-    """Parse a Jinja chat template (never render it) and refuse what reaches past formatting:
-    underscore attributes or keys, attribute access by computed name, calls other than plain
-    string/dict methods and the helpers chat templates use, Jinja globals that lead to Python
-    internals, and the ``attr``-style filters that look attributes up by string."""
+    """Parse a Jinja chat template with Jinja's own parser (never render it) and walk the AST.
+
+    Refused: attribute or item lookups by computed or underscore keys (only constant names,
+    ints and numeric expressions pass), calls other than allowlisted string/dict methods, the
+    helpers chat templates use and the template's own macros, Jinja globals that lead to
+    Python internals (``cycler``, ``lipsum``, ``self``, ...), the ``attr`` filter with anything
+    but a constant plain name, attribute filters with computed or dotted-underscore arguments,
+    filters that are not Jinja's, ``include``/``import``/``extends``/``block``/``call`` blocks.
+    Returns one :class:`Construct` per problem (empty: clean); raises :class:`ParserMissing`
+    without jinja2.
+    """
     try:
-        from jinja2 import nodes
         from jinja2.exceptions import TemplateSyntaxError
-        from jinja2.sandbox import ImmutableSandboxedEnvironment
     except ImportError as exc:
         raise ParserMissing("jinja2 is not installed") from exc
     try:
-        ast = ImmutableSandboxedEnvironment().parse(template)
+        ast = _jinja_env().parse(template)
     except TemplateSyntaxError as exc:
         return [Construct("chat_template", "jinja2", "syntax",
                           f"{where}: chat template does not parse: {exc}")]
-    found: list[Construct] = []
-
-    def add(name: str, reason: str) -> None:
-        found.append(Construct("chat_template", "jinja2", name, f"{where}: {reason}"))
-
-    for node in ast.find_all(nodes.Node):
-        if isinstance(node, nodes.Getattr) and node.attr.startswith("_"):
-            add(node.attr, f"reads attribute {node.attr!r}")
-        elif isinstance(node, nodes.Getitem):
-            key = node.arg
-            if isinstance(key, nodes.Const) and isinstance(key.value, str):
-                if key.value.startswith("_"):
-                    add(key.value, f"reads item/attribute {key.value!r}")
-            elif not isinstance(key, nodes.Const | nodes.Name | nodes.Getattr | nodes.Slice
-                                | nodes.Sub | nodes.Add | nodes.Neg):
-                add("getitem", "looks up an item by a computed name (Jinja falls back to "
-                    "attributes)")
-        elif isinstance(node, nodes.Call):
-            target = node.node
-            if isinstance(target, nodes.Getattr):
-                if target.attr not in SAFE_TEMPLATE_METHODS:
-                    add(target.attr, f"calls method {target.attr!r}")
-            elif isinstance(target, nodes.Name):
-                if target.name not in SAFE_TEMPLATE_CALLS:
-                    add(target.name, f"calls {target.name!r}")
-            else:
-                add("call", "calls a computed callable")
-        elif isinstance(node, nodes.Name) and node.name in UNSAFE_TEMPLATE_NAMES:
-            add(node.name, f"uses the Jinja global {node.name!r}")
-        elif isinstance(node, nodes.Filter) and node.name == "attr":
-            add("attr", "uses the filter 'attr', which looks attributes up by name")
-        elif isinstance(node, nodes.Filter) and node.name in ATTRIBUTE_FILTERS:
-            for arg in [*node.args, *(kw.value for kw in node.kwargs)]:
-                if not isinstance(arg, nodes.Const):
-                    add(node.name, f"filter {node.name!r} with a computed argument")
-                elif isinstance(arg.value, str) and arg.value.startswith("_"):
-                    add(arg.value, f"filter {node.name!r} reaches attribute {arg.value!r}")
-        elif isinstance(node, nodes.Concat):
-            for part in node.nodes:
-                if (isinstance(part, nodes.Const) and isinstance(part.value, str)
-                        and part.value.startswith("_")):
-                    add(part.value, "builds a name starting with an underscore by concatenation")
-    return found
+    except RecursionError:
+        return [Construct("chat_template", "jinja2", "syntax",
+                          f"{where}: chat template nests too deeply to parse")]
+    judge = _TemplateJudge(where)
+    try:
+        judge.prepare(ast)
+        judge.visit(ast)
+    except RecursionError:
+        judge.add("depth", "chat template nests too deeply to judge")
+    return judge.found
 
 
 def check_gguf(path: Path) -> tuple[list[Construct], list[str]]:

@@ -799,3 +799,282 @@ def test_model_with_every_file_ignored_refused_at_verify(signed: Signed) -> None
     everything = [p.name for p in model.iterdir() if p.name != sig.name]
     with pytest.raises(SignatureError, match="no files left to verify"):
         verify_model(model, sig, key.public_key(), ignore_paths=everything)
+
+
+# --- OpenSSF MUST-reject: every other refusal, each signed by the trusted key -------------------
+#
+# Each attack below is a payload the trusted key really signed (a buggy or hostile producer, or a
+# signer tricked into signing it), so only the rule under test can refuse it. Rules are cited
+# from the OMS spec v1.0 (github.com/ossf/model-signing-spec spec/v1.0.md) and the reference
+# verifier (sigstore/model-transparency src/model_signing). Every refusal also checks that
+# nothing on disk changed (verification never writes).
+
+
+def _snapshot(*roots: Path) -> dict[str, tuple[bytes, int, int]]:
+    """Every path under ``roots`` (links not followed): bytes, mode and mtime."""
+    out: dict[str, tuple[bytes, int, int]] = {}
+    for root in roots:
+        for p in [root, *sorted(root.rglob("*"))] if root.is_dir() else [root]:
+            st = p.lstat()
+            data = p.read_bytes() if stat.S_ISREG(st.st_mode) else os.fsencode(
+                os.readlink(p)) if p.is_symlink() else b""
+            out[str(p)] = (data, st.st_mode, st.st_mtime_ns)
+    return out
+
+
+def _root(resources: list[dict[str, Any]]) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for r in resources:
+        h.update(bytes.fromhex(r["digest"]))
+    return h.hexdigest()
+
+
+def _signed_payload(signed: Signed, mutate: Any, *, payload_type: str = dsse.IN_TOTO_PAYLOAD_TYPE,
+                    fix_root: bool = True) -> None:
+    """Mutate the payload, recompute the root digest (so only the rule under test is broken)
+    and sign it with the trusted key."""
+    _, sig, key = signed
+    bundle = _bundle(sig)
+    payload = _payload(bundle)
+    mutate(payload)
+    if fix_root and isinstance(payload.get("predicate", {}).get("resources"), list):
+        payload["subject"][0]["digest"]["sha256"] = _root(payload["predicate"]["resources"])
+    env = dsse.sign_envelope(json.dumps(payload).encode(), payload_type,
+                             [Signer.from_private_key(key)])
+    bundle["dsseEnvelope"] = env.to_dict()
+    sig.write_text(json.dumps(bundle))
+
+
+def _refused(signed: Signed, error: type[Exception], match: str, **kw: Any) -> Any:
+    model, sig, key = signed
+    before = _snapshot(model, sig)
+    with pytest.raises(error, match=match) as info:
+        verify_model(model, sig, key.public_key(), **kw)
+    assert _snapshot(model, sig) == before
+    return info
+
+
+def _res(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    return payload["predicate"]["resources"]  # type: ignore[no-any-return]
+
+
+def _ser(payload: dict[str, Any]) -> dict[str, Any]:
+    return payload["predicate"]["serialization"]  # type: ignore[no-any-return]
+
+
+def _dup_first(p: dict[str, Any]) -> None:
+    # the same name twice with two digests: model_signing keeps the last, a first-wins reader
+    # the first; the file on disk matches one of them
+    _res(p).insert(1, dict(_res(p)[0], digest="ab" * 32))
+
+
+def _rename_first(name: str) -> Any:
+    def mutate(p: dict[str, Any]) -> None:
+        _res(p)[0]["name"] = name
+    return mutate
+
+
+def _set_ser(key: str, value: Any) -> Any:
+    def mutate(p: dict[str, Any]) -> None:
+        _ser(p)[key] = value
+    return mutate
+
+
+def _shards(size: Any) -> Any:
+    def mutate(p: dict[str, Any]) -> None:
+        _ser(p).update(method="shards", shard_size=size)
+    return mutate
+
+
+SIGNED_PAYLOAD_ATTACKS: dict[str, tuple[Any, str]] = {
+    # OMS 8.3 rule 1; reference signing.Verifier.verify ("Expected in-toto ... payload")
+    "statement-type": (lambda p: p.update(_type="https://in-toto.io/Statement/v0.1"),
+                       "not an in-toto Statement v1"),
+    # OMS 8.3 rule 2 / 5.1; reference dsse_payload_to_manifest ("Predicate type mismatch")
+    "predicate-type": (lambda p: p.update(predicateType="https://model_signing/signature/v2.0"),
+                       "unknown predicate type"),
+    # OMS 6.5 / statement.schema.json subject maxItems 1; reference "Expected only one subject"
+    "two-subjects": (lambda p: p["subject"].append(dict(p["subject"][0], name="other")),
+                     "exactly one subject"),
+    # OMS 5.2 / predicate.schema.json: resources and serialization REQUIRED
+    "no-serialization": (lambda p: p["predicate"].pop("serialization"),
+                         "needs a serialization object"),
+    # reference manifest.py ManifestItem.key: two items must not share a key
+    "duplicate-name": (_dup_first, "listed twice"),
+    # OMS 6.1.2 rule 2: no "../" components
+    "path-traversal": (_rename_first("../../etc/passwd"), "climbs out of the model"),
+    "inner-traversal": (_rename_first("weights/../../secret.bin"), "climbs out of the model"),
+    # OMS 6.1.2 rule 2: not absolute
+    "absolute-path": (_rename_first("/etc/passwd"), "absolute path"),
+    # OMS 6.1.2 rule 3: normalised
+    "dot-prefix": (_rename_first("./config.json"), "not normalised"),
+    "double-slash": (_rename_first("weights//layer0.bin"), "not normalised"),
+    # OMS 6.1.2 rule 4: no trailing "/"
+    "trailing-slash": (_rename_first("weights/"), "ends with '/'"),
+    # OMS 6.3.1: resource algorithm == serialization.hash_type
+    "algorithm-mismatch": (lambda p: _res(p)[0].update(algorithm="blake3"), "uses 'blake3'"),
+    # digest length must fit the algorithm (a truncated/extended digest never matches)
+    "digest-length": (lambda p: _res(p)[0].update(digest="ab" * 48), "384-bit digest"),
+    # OMS 7 / algorithm-registry.md; reference hashing config refuses unknown hashes
+    "hash-type-unknown": (lambda p: (_ser(p).update(hash_type="md5"),
+                                     [r.update(algorithm="md5") for r in _res(p)]),
+                          "unsupported hash type 'md5'"),
+    "hash-type-blake2b": (lambda p: (_ser(p).update(hash_type="blake2b"),
+                                     [r.update(algorithm="blake2b") for r in _res(p)]),
+                          "registered, but not supported"),
+    # OMS 6.3; reference SerializationType.from_args ("Unknown serialization type")
+    "method-unknown": (_set_ser("method", "tarball"), "unsupported serialization method"),
+    # OMS 5.2.2: allow_symlinks REQUIRED boolean
+    "allow-symlinks-missing": (lambda p: _ser(p).pop("allow_symlinks"), "no allow_symlinks"),
+    "allow-symlinks-string": (_set_ser("allow_symlinks", "false"), "not a boolean"),
+    # OMS 5.2.2: shard_size MUST be absent for files, a positive integer for shards
+    "shard-size-on-files": (_set_ser("shard_size", 1000), "carries a shard_size"),
+    "shard-size-bool": (_shards(True), "positive integer shard_size"),
+    "shard-size-zero": (_shards(0), "positive integer shard_size"),
+    "shard-size-fraction": (_shards(1.5), "positive integer shard_size"),
+    "shard-size-string": (_shards("1000"), "positive integer shard_size"),
+    # OMS 6.3.2: shard names are <path>:<start>:<end>
+    "shard-name": (lambda p: (_shards(1000)(p), [r.update(algorithm="sha256-sharded-1000")
+                                                 for r in _res(p)]),
+                   "is not <path>:<start>:<end>"),
+    # OMS 6.2.1: ignore paths literal, relative, no ".."
+    "ignore-glob": (_set_ser("ignore_paths", ["*"]), "glob character"),
+    "ignore-absolute": (_set_ser("ignore_paths", ["/"]), "is absolute"),
+    "ignore-traversal": (_set_ser("ignore_paths", ["weights/../.."]), "climbs out"),
+}
+
+
+@pytest.mark.parametrize("attack", sorted(SIGNED_PAYLOAD_ATTACKS))
+def test_signed_payload_breaking_a_must_rule_refused(signed: Signed, attack: str) -> None:
+    mutate, message = SIGNED_PAYLOAD_ATTACKS[attack]
+    _signed_payload(signed, mutate)
+    _refused(signed, SignatureError, message)
+
+
+def test_signed_root_digest_not_matching_resources_refused(signed: Signed) -> None:
+    # reference dsse_payload_to_manifest: "Manifest is inconsistent"; OMS 6.5.1
+    _signed_payload(signed, lambda p: p["subject"][0]["digest"].update(sha256="0" * 64),
+                    fix_root=False)
+    _refused(signed, SignatureError, "manifest is inconsistent")
+
+
+def test_signed_wrong_dsse_payload_type_refused(signed: Signed) -> None:
+    # OMS 6.7 step 2; reference Verifier.verify ("Expected DSSE payload ...")
+    _signed_payload(signed, lambda p: None, payload_type="application/json")
+    _refused(signed, SignatureError, "payload type")
+
+
+def test_control_untouched_bundle_and_resigned_payload_verify(signed: Signed) -> None:
+    model, sig, key = signed
+    verify_model(model, sig, key.public_key())
+    _signed_payload(signed, lambda p: p["predicate"].update(future_field={"x": 1}))
+    verify_model(model, sig, key.public_key())  # unknown predicate fields are ignored (v1.0)
+
+
+def test_signed_file_missing_on_disk_refused(signed: Signed) -> None:
+    # OMS 8.4 step 8: every resource must exist
+    model, _, _ = signed
+    (model / "weights" / "layer1.bin").unlink()
+    info = _refused(signed, SignatureError, "does not match its signature")
+    assert info.value.problems == ["file removed after signing: weights/layer1.bin"]
+
+
+def test_unsigned_file_on_disk_refused(signed: Signed) -> None:
+    # OMS 8.4 step 9 / 8.5: a file not in resources and not ignored fails verification
+    model, _, _ = signed
+    (model / "weights" / "extra.py").write_text("import os; os.system('id')")
+    info = _refused(signed, SignatureError, "does not match its signature")
+    assert info.value.problems == ["file added after signing: weights/extra.py"]
+
+
+def test_signed_name_for_a_file_that_exists_outside_the_model_refused(signed: Signed) -> None:
+    """A signed "../outside.bin" whose digest matches a real file next to the model: refused by
+    the name rule before anything is read, not by a digest comparison."""
+    import hashlib
+
+    model, _, _ = signed
+    outside = model.parent / "outside.bin"
+    outside.write_bytes(b"payload")
+    digest = hashlib.sha256(b"payload").hexdigest()
+    _signed_payload(signed, lambda p: _res(p).append(
+        {"name": "../outside.bin", "algorithm": "sha256", "digest": digest}))
+    _refused(signed, SignatureError, "climbs out of the model")
+
+
+def test_symlink_to_outside_file_refused(signed: Signed) -> None:
+    # OMS 6.1.1: allow_symlinks false -> links are refused, even one named like a signed file
+    model, _, _ = signed
+    secret = model.parent / "secret.json"
+    secret.write_text('{"hidden": 8}')
+    (model / "config.json").unlink()
+    (model / "config.json").symlink_to(secret)
+    _refused(signed, UnsafePathError, "symbolic link")
+
+
+def test_special_file_in_model_refused(signed: Signed) -> None:
+    # reference serialization.check_file_or_directory: no pipes, sockets, devices
+    model, _, _ = signed
+    os.mkfifo(model / "pipe")
+    _refused(signed, UnsafePathError, "FIFO")
+
+
+def test_non_utf8_file_name_refused_at_sign(tmp_path: Path,
+                                            p256_key: ec.EllipticCurvePrivateKey) -> None:
+    # OMS 6.1.2 rule 7: a name that is not UTF-8 cannot be recorded losslessly
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "ok.bin").write_bytes(b"x")
+    with open(os.path.join(os.fsencode(model), b"bad-\xff.bin"), "wb") as fh:
+        fh.write(b"y")
+    sig = tmp_path / "model.sig"
+    before = _snapshot(model)
+    with pytest.raises(UnsafePathError, match="not valid UTF-8"):
+        sign_model(model, p256_key, sig)
+    assert not sig.exists() and _snapshot(model) == before
+
+
+def test_glob_ignore_path_refused_at_sign(tmp_path: Path,
+                                          p256_key: ec.EllipticCurvePrivateKey) -> None:
+    # OMS 6.2.1: ignore paths are literal; we never write one our verifier would refuse
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "w.bin").write_bytes(b"w")
+    sig = tmp_path / "model.sig"
+    with pytest.raises(BadInputError, match="glob character"):
+        sign_model(model, p256_key, sig, ignore_paths=["*.tmp"])
+    assert not sig.exists()
+
+
+def test_single_file_named_by_basename_accepted(tmp_path: Path,
+                                                p256_key: ec.EllipticCurvePrivateKey) -> None:
+    """OMS 6.1.2 rule 5 names a single-file model's resource by its basename (model_signing
+    writes "."): both verify, and the basename form still refuses a changed file."""
+    f = tmp_path / "model.bin"
+    f.write_bytes(b"weights")
+    sig = tmp_path / "model.sig"
+    sign_model(f, p256_key, sig)
+    triple = (f, sig, p256_key)
+    _signed_payload(triple, _rename_first("model.bin"))
+    assert [r.name for r in verify_model(f, sig, p256_key.public_key()).resources] == ["model.bin"]
+    f.write_bytes(b"weightz")
+    _refused(triple, SignatureError, "does not match")
+
+
+def test_keyless_certificate_bundle_refused_for_certificate_verification(
+    model: Path, tmp_path: Path
+) -> None:
+    """OMS 11.1: `certificate` (Sigstore keyless) and `x509CertificateChain` MUST match the
+    method. A keyless bundle checked as a certificate chain would skip the transparency log."""
+    root, chain, key = _pki()
+    sig = _cert_signed(model, tmp_path, chain, key)
+    verify_model_certificate(model, sig, [root])  # control
+    bundle = _bundle(sig)
+    chain = bundle["verificationMaterial"].pop("x509CertificateChain")
+    bundle["verificationMaterial"]["certificate"] = chain["certificates"][0]
+    sig.write_text(json.dumps(bundle))
+    before = _snapshot(model, sig)
+    with pytest.raises(SignatureError, match="keyless"):
+        verify_model_certificate(model, sig, [root])
+    assert _snapshot(model, sig) == before

@@ -153,6 +153,85 @@ def test_onnx_external_data_inside_the_folder_is_clean(tmp_path: Path) -> None:
     assert scan_one(_save(tmp_path, _model([node]))).verdict == "clean"
 
 
+def test_onnx_external_data_in_training_info(tmp_path: Path) -> None:
+    init = helper.make_graph(
+        [helper.make_node("Constant", [], ["t"], value=_external("c", "../train.bin"))],
+        "init", [], [helper.make_tensor_value_info("t", TensorProto.FLOAT, [1])],
+    )
+    model = _model([helper.make_node("Identity", ["x"], ["y"])])
+    info = model.training_info.add()
+    info.initialization.CopyFrom(init)
+    r = scan_one(_save(tmp_path, model))
+    assert r.verdict == "malicious" and ("external_data", "../train.bin") in constructs(r)
+    assert any("training_info[0].initialization" in f.reason for f in r.findings)
+
+
+def test_onnx_external_data_in_attribute_tensor_list_and_loop_in_function(
+    tmp_path: Path,
+) -> None:
+    """A repeated ``tensors`` attribute, inside a Loop body, inside a local function."""
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["c"], ["c_out"], ts=[_external("t", "/dev/mem")])],
+        "body", [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+                 helper.make_tensor_value_info("c", TensorProto.BOOL, [])],
+        [helper.make_tensor_value_info("c_out", TensorProto.BOOL, [])],
+    )
+    fn = helper.make_function(
+        "local.fns", "L", ["n", "c"], ["o"],
+        [helper.make_node("Loop", ["n", "c"], ["o"], body=body)], [helper.make_opsetid("", 18)],
+    )
+    model = _model([helper.make_node("L", ["x", "x"], ["y"], domain="local.fns")],
+                   functions=[fn],
+                   opsets=[helper.make_opsetid("", 18), helper.make_opsetid("local.fns", 1)])
+    r = scan_one(_save(tmp_path, model))
+    assert r.verdict == "malicious" and ("external_data", "/dev/mem") in constructs(r)
+    assert any("functions[0].node[0].attribute[0](body)" in f.reason for f in r.findings)
+
+
+def test_onnx_external_data_file_is_never_opened(tmp_path: Path) -> None:
+    """The external-data file is a FIFO: opening it would block forever. The scan only checks
+    where it is, so it finishes, and the model (inside its folder) is clean."""
+    import threading
+
+    os.mkfifo(tmp_path / "weights.bin")
+    node = helper.make_node("Constant", [], ["y"], value=_external("c", "weights.bin"))
+    p = _save(tmp_path, _model([node]))
+    out: list[FileResult] = []
+    t = threading.Thread(target=lambda: out.append(scan_path(p).files[0]), daemon=True)
+    t.start()
+    t.join(60)
+    assert out and out[0].verdict == "clean", out
+
+
+def test_onnx_large_model_is_parsed_from_a_map_of_the_file(tmp_path: Path) -> None:
+    """A 64 MB self-contained model: parsed from an mmap (no bytes copy of the file), and the
+    file is not changed."""
+    from chainproof.scan import _scanner
+
+    big = np.ones(16 * 1024 * 1024, dtype=np.float32)
+    init = onnx.numpy_helper.from_array(big, "w")
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "w"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [big.size])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [big.size])], initializer=[init],
+    )
+    p = _save(tmp_path, helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]))
+    seen: list[type] = []
+    real = _scanner.parse_onnx
+
+    def spy(data: bytes | memoryview) -> object:
+        seen.append(type(data))
+        return real(data)
+
+    _scanner.parse_onnx = spy  # type: ignore[assignment]
+    try:
+        r = scan_one(p)
+    finally:
+        _scanner.parse_onnx = real
+    assert (r.format, r.verdict) == ("onnx", "clean"), r
+    assert seen == [memoryview]
+
+
 # ---- Keras ---------------------------------------------------------------------------------------
 
 
@@ -200,9 +279,21 @@ def test_keras_zip_benign_is_clean(tmp_path: Path) -> None:
         ({"module": "keras.layers", "class_name": "Dense", "config": {"activation": {
             "module": "builtins", "class_name": "function", "config": "exec",
             "registered_name": "function"}}}, ("keras_object", "exec")),
+        # CVE-2025-1550: a keras.* function that turns safe_mode off, called while loading
+        ({"module": "keras.layers", "class_name": "Dense", "config": {"activation": {
+            "module": "keras.config", "class_name": "function",
+            "config": "enable_unsafe_deserialization", "registered_name": "function"}}},
+         ("keras_object", "enable_unsafe_deserialization")),
+        # CVE-2025-8747: keras.utils.get_file fetches and writes files
+        ({"module": "keras.utils", "class_name": "function", "config": "get_file",
+          "registered_name": "function"}, ("keras_object", "get_file")),
+        ({"module": "keras.layers", "class_name": "TFSMLayer", "registered_name": None,
+          "config": {"filepath": "/tmp/saved_model"}}, ("keras_layer", "TFSMLayer")),
     ],
-    ids=["lambda", "tfoplambda", "foreign-module", "registered-custom", "function-ref"],
+    ids=["lambda", "tfoplambda", "foreign-module", "registered-custom", "function-ref",
+         "keras-config-function", "keras-get-file", "tfsmlayer"],
 )
+
 def test_keras_zip_code_constructs_refused(
     tmp_path: Path, layer: dict[str, Any], construct: tuple[str, str]
 ) -> None:
@@ -211,6 +302,14 @@ def test_keras_zip_code_constructs_refused(
     assert r.verdict == "malicious"
     assert construct in constructs(r)
     assert all(f.file == f"{p}!config.json" for f in r.findings)
+
+
+def test_keras_activation_function_reference_is_clean(tmp_path: Path) -> None:
+    dense = {**DENSE, "config": {**DENSE["config"], "activation": {
+        "module": "keras.activations", "class_name": "function", "config": "relu",
+        "registered_name": "function"}}}
+    r = scan_one(_keras_zip(tmp_path, [dense]))
+    assert (r.format, r.verdict) == ("keras", "clean"), r
 
 
 def test_real_keras_files_if_keras_is_installed(tmp_path: Path) -> None:
@@ -259,6 +358,92 @@ def test_legacy_h5_with_lambda_config(tmp_path: Path) -> None:
             "layers": [{"class_name": "Lambda", "config": {"function": ["4wEAAA==", None]}}]}})
     r = scan_one(p)
     assert r.verdict == "malicious" and ("keras_layer", "Lambda") in constructs(r)
+
+
+# HDF5 with a user block: the superblock sits at 512, 1024, 2048, ... (h5py's userblock_size=).
+
+EVIL_PICKLE = b"cos\nsystem\n(S'id'\ntR."
+
+
+@pytest.mark.parametrize("userblock", [512, 1024, 2048, 4096, 65536])
+def test_hdf5_with_user_block_detected_and_clean(tmp_path: Path, userblock: int) -> None:
+    p = tmp_path / "weights.h5"
+    with h5py.File(p, "w", userblock_size=userblock) as f:
+        f.create_dataset("kernel", data=np.ones((4, 4), dtype=np.float32))
+    r = scan_one(p)
+    assert (r.format, r.verdict) == ("hdf5", "clean"), r
+    assert any(f"superblock at byte {userblock}" in n for n in r.notes)
+
+
+@pytest.mark.parametrize("userblock", [512, 8192])
+def test_legacy_keras_h5_with_user_block_and_lambda_refused(
+    tmp_path: Path, userblock: int
+) -> None:
+    p = tmp_path / "legacy.h5"
+    with h5py.File(p, "w", userblock_size=userblock) as f:
+        f.attrs["model_config"] = json.dumps({"class_name": "Sequential", "config": {
+            "layers": [{"class_name": "Lambda", "config": {"function": ["4wEAAA==", None]}}]}})
+    r = scan_one(p)
+    assert (r.format, r.verdict) == ("hdf5", "malicious"), r
+    assert ("keras_layer", "Lambda") in constructs(r)
+
+
+def test_hdf5_with_user_block_and_external_link_refused(tmp_path: Path) -> None:
+    p = tmp_path / "m.h5"
+    with h5py.File(p, "w", userblock_size=1024) as f:
+        f["leak"] = h5py.ExternalLink("/etc/passwd", "/")
+    r = scan_one(p)
+    assert r.verdict == "malicious" and ("hdf5_external_link", "leak") in constructs(r)
+
+
+def test_pickle_in_the_user_block_of_a_clean_hdf5_refused(tmp_path: Path) -> None:
+    """A polyglot: h5py sees a clean HDF5, pickle.load / torch.load see the user block."""
+    p = tmp_path / "poly.h5"
+    with h5py.File(p, "w", userblock_size=1024) as f:
+        f["w"] = np.zeros(2)
+    data = bytearray(p.read_bytes())
+    data[: len(EVIL_PICKLE)] = EVIL_PICKLE
+    p.write_bytes(bytes(data))
+    r = scan_one(p)
+    assert r.verdict == "malicious", r
+    assert ("os", "system") in {(f.module, f.name) for f in r.findings}
+
+
+def test_hdf5_with_user_block_inside_a_zip(tmp_path: Path) -> None:
+    h = tmp_path / "in.h5"
+    with h5py.File(h, "w", userblock_size=512) as f:
+        f["leak"] = h5py.ExternalLink("/etc/shadow", "/")
+    z = tmp_path / "bundle.zip"
+    with zipfile.ZipFile(z, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.write(h, "model.h5")
+    r = scan_one(z)
+    assert r.verdict == "malicious" and r.findings[0].file == f"{z}!model.h5", r
+
+
+def test_hdf5_signature_by_chance_decides_nothing(tmp_path: Path) -> None:
+    """The signature at 512 inside some other file's bytes: if h5py does not accept the file,
+    the content scan alone decides (a benign pickle stays clean, an evil one is refused)."""
+    import pickle
+
+    magic = b"\x89HDF\r\n\x1a\n"
+
+    def magic_at_512(prefix: bytes) -> bytes:
+        for n in range(1024):
+            data = prefix + pickle.dumps({"blob": b"x" * n + magic + b"y" * 600}, protocol=4)
+            if data.find(magic) == 512:
+                return data
+        raise AssertionError("no padding puts the signature at 512")
+
+    p = tmp_path / "benign.pkl"
+    p.write_bytes(magic_at_512(b""))
+    r = scan_one(p)
+    assert (r.format, r.verdict) == ("pickle", "clean"), r
+    assert any("not HDF5" in n for n in r.notes)
+    q = tmp_path / "evil.pkl"
+    # call os.system, pop the result, then the benign-looking dict
+    q.write_bytes(magic_at_512(b"\x80\x04cos\nsystem\n(S'id'\ntR0"))
+    r = scan_one(q)
+    assert r.verdict == "malicious", r
 
 
 # ---- GGUF ----------------------------------------------------------------------------------------
