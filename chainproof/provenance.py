@@ -254,44 +254,62 @@ def _check_step(session: Session, step: Step, versions: dict[str, AssetVersion],
                         f"recorded: {[e[0] for e in extra]})")
     else:
         checks.append("signed dependency digests equal the recorded inputs")
-    rule = policy.step_rule(step.namespace, step.kind)
-    if rule is None:
-        problems.append(f"{tag}: trust policy v{policy.version} has no rule allowing "
-                        f"{step.kind} steps in namespace {step.namespace}")
-    else:
-        if not rule.allows_signer(step.identity, step.namespace, has_role):
-            problems.append(f"{tag}: {step.identity} may not attest {step.kind} steps in "
-                            f"{step.namespace} under trust policy v{policy.version}")
-        else:
-            checks.append(f"{step.identity} may attest {step.kind} under policy "
-                          f"v{policy.version}")
-        categories = set()
-        for ref in step.inputs:
-            source = versions.get(ref)
-            if source is None:
-                continue
-            producer_kind = (step_kinds.get(source.producer_step, "unknown")
-                             if source.producer_step else None)
-            category = (f"step:{producer_kind}" if producer_kind
-                        else f"source:{source.kind.value}")
-            categories.add(category)
-            if not rule.allows_input(category):
-                problems.append(f"{tag}: input {ref} ({category}) is not an allowed input of "
-                                f"{step.kind} steps under trust policy v{policy.version}")
-        # The data kinds a rule lists are requirements, not only permissions: a step whose rule
-        # names data inputs must consume at least one of them (no model from nowhere).
-        wanted_data = {c for c in rule.inputs if c in _DATA_CATEGORIES}
-        if wanted_data and not categories & wanted_data:
-            problems.append(f"{tag}: consumes none of the data its trust policy requires "
-                            f"({', '.join(sorted(wanted_data))}): its output came from no "
-                            "registered data")
-        if rule.max_age is not None:
-            age = now - datetime.fromisoformat(signed_at)
-            if age > rule.max_age:
-                problems.append(f"{tag}: attestation is {age.days} days old; the policy "
-                                f"allows {rule.max_age.days}")
+    # A step is judged by the trust policy of its own namespace *and* of every namespace it
+    # wrote into: declaring a lenient namespace for a step whose output lands in a governed
+    # one gains nothing.
+    written = {parse_ref(ref).namespace for ref in step.outputs} - {step.namespace}
+    judged_in = [step.namespace, *sorted(written)]
+    for namespace in judged_in:
+        _check_step_rule(policy, namespace, step, versions, step_kinds, has_role, now,
+                         signed_at, tag, problems, checks)
     subjects = {(s.name, s.digest.get("sha256", "")) for s in statement.subjects}
     return _StepVerdict(problems, checks, subjects, step.identity, used)
+
+
+def _check_step_rule(policy: TrustPolicy, namespace: str, step: Step,
+                     versions: dict[str, AssetVersion], step_kinds: dict[str, str],
+                     has_role: Any, now: datetime, signed_at: str, tag: str,
+                     problems: list[str], checks: list[str]) -> None:
+    """The trust policy's rule for ``step.kind`` steps in ``namespace``: who may sign them,
+    which inputs they may take and which data they must consume, how old the signature may
+    be."""
+    rule = policy.step_rule(namespace, step.kind)
+    if rule is None:
+        problems.append(f"{tag}: trust policy v{policy.version} has no rule allowing "
+                        f"{step.kind} steps in namespace {namespace}")
+        return
+    if not rule.allows_signer(step.identity, namespace, has_role):
+        problems.append(f"{tag}: {step.identity} may not attest {step.kind} steps in "
+                        f"{namespace} under trust policy v{policy.version}")
+    else:
+        checks.append(f"{step.identity} may attest {step.kind} in {namespace} under policy "
+                      f"v{policy.version}")
+    categories = set()
+    for ref in step.inputs:
+        source = versions.get(ref)
+        if source is None:
+            continue
+        producer_kind = (step_kinds.get(source.producer_step, "unknown")
+                         if source.producer_step else None)
+        category = (f"step:{producer_kind}" if producer_kind
+                    else f"source:{source.kind.value}")
+        categories.add(category)
+        if not rule.allows_input(category):
+            problems.append(f"{tag}: input {ref} ({category}) is not an allowed input of "
+                            f"{step.kind} steps in {namespace} under trust policy "
+                            f"v{policy.version}")
+    # The data kinds a rule lists are requirements, not only permissions: a step whose rule
+    # names data inputs must consume at least one of them (no model from nowhere).
+    wanted_data = {c for c in rule.inputs if c in _DATA_CATEGORIES}
+    if wanted_data and not categories & wanted_data:
+        problems.append(f"{tag}: consumes none of the data its trust policy in {namespace} "
+                        f"requires ({', '.join(sorted(wanted_data))}): its output came from "
+                        "no registered data")
+    if rule.max_age is not None:
+        age = now - datetime.fromisoformat(signed_at)
+        if age > rule.max_age:
+            problems.append(f"{tag}: attestation is {age.days} days old; the policy in "
+                            f"{namespace} allows {rule.max_age.days}")
 
 
 def _full(ref: str) -> str:

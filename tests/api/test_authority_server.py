@@ -210,3 +210,57 @@ def test_a_roleless_token_cannot_grow_the_log_at_will(cp: Chainproof, tmp_path: 
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def _scan_document(subject: str, digest: str, passed: bool) -> bytes:
+    import rfc8785
+
+    return rfc8785.dumps({"report_kind": "scan", "passed": passed,
+                          "subjects": [{"ref": subject, "digest": digest}],
+                          "report": {"verdict": "clean" if passed else "malicious"}})
+
+
+def test_step_namespaces_and_client_times_through_the_server(
+        cp: Chainproof, server: str, remote: Any, tmp_path: Path) -> None:
+    data = remote("data-eng", ("data-writer",))
+    trainer = remote("svc-trainer", ("trainer",))
+    rogue = remote("rogue-trainer", ("trainer",))
+    evaluator = remote("svc-evaluator", ("evaluator",))
+    cp.grant_role("rogue-trainer", "trainer", "elsewhere")
+    cp.set_trust_policy("namespaces:\n"
+                        f"  {NS}:\n    steps:\n      train: {{signers: [svc-trainer]}}\n"
+                        "      '*': {signers: ['*']}\n"
+                        "  '*':\n    steps:\n      '*': {signers: ['*']}\n")
+    (tmp_path / "orders.csv").write_text("a,b\n1,2\n")
+    data.add(tmp_path / "orders.csv", kind="dataset", name="orders", namespace=NS)
+    # a step declared in a lenient namespace is judged where it writes
+    model = tmp_path / "rogue.bin"
+    model.write_bytes(b"rogue weights")
+    rogue.record_step(kind="train", inputs=[f"{NS}/orders@1"], namespace="elsewhere",
+                      outputs=[OutputSpec(model, AssetKind.MODEL, "rogue", NS)],
+                      started_at=now())
+    with pytest.raises(ProvenanceError, match=f"may not attest train steps in {NS}"):
+        trainer.verify_chain(f"{NS}/rogue@1")
+    # a passing scan dated 2099 does not beat a later failing one: order is the log's
+    good = tmp_path / "good.bin"
+    good.write_bytes(b"weights")
+    asset = trainer.record_step(kind="train", inputs=[f"{NS}/orders@1"], namespace=NS,
+                                outputs=[OutputSpec(good, AssetKind.MODEL, "m", NS)],
+                                started_at=now()).outputs[0]
+    early = tmp_path / "future-scan.json"
+    early.write_bytes(_scan_document(asset.ref, asset.digest, True))
+    evaluator.record_step(kind="scan", inputs=[asset.ref], namespace=NS,
+                          outputs=[OutputSpec(early, AssetKind.REPORT, "scan", NS)],
+                          parameters={"passed": True}, started_at="2099-01-01T00:00:00+00:00",
+                          ended_at="2099-01-01T00:00:01+00:00")
+    trainer.create_model(f"{NS}/mdl")
+    trainer.register_model_version(f"{NS}/mdl", asset.ref)
+
+    def scan_rule() -> bool:
+        rules = trainer.check_promotion(f"{NS}/mdl", 1, "production").to_dict()["rules"]
+        return bool({r["rule"]: r["passed"] for r in rules}["evidence:scan"])
+
+    assert scan_rule() is True
+    evaluator.record_report(report_kind="scan", subjects=[asset.ref], passed=False,
+                            report={"verdict": "malicious"}, name="scan", namespace=NS)
+    assert scan_rule() is False

@@ -386,3 +386,29 @@ def test_registering_a_file_keeps_the_provenance_of_the_same_bytes(pipe: Pipelin
     pipe.trainer.create_model("lab/copy")
     other = pipe.trainer.register_model_file("lab/copy", model_file)
     assert other.asset.namespace == "lab" and other.asset.producer_step is None
+
+
+def test_a_step_is_judged_by_every_namespace_it_writes_into(pipe: Pipeline) -> None:
+    pipe.admin.set_trust_policy(
+        "namespaces:\n"
+        f"  {NS}:\n    steps:\n      train: {{signers: [svc-trainer]}}\n"
+        "      '*': {signers: ['*']}\n"
+        "  '*':\n    steps:\n      '*': {signers: ['*']}\n")
+    rogue = act_as(pipe.admin, "rogue-trainer", pipe.tmp, ("trainer",), NS)
+    pipe.admin.grant_role("rogue-trainer", "trainer", "elsewhere")
+    model = pipe.tmp / "rogue.bin"
+    model.write_bytes(b"rogue weights")
+    # declared in `elsewhere` (whose policy lets anyone train), written into the governed NS
+    with chainproof.step("train", inputs=[f"{NS}/feats@1", f"{NS}/labels@1"],
+                         namespace="elsewhere", connection=rogue) as s:
+        s.output(model, kind="model", name="rogue-model", namespace=NS)
+    with pytest.raises(ProvenanceError, match=f"may not attest train steps in {NS}"):
+        pipe.admin.verify_chain(f"{NS}/rogue-model@1")
+    # the trainer the policy names, the same way, verifies
+    honest = pipe.tmp / "honest.bin"
+    honest.write_bytes(b"honest weights")
+    pipe.admin.grant_role("svc-trainer", "trainer", "elsewhere")
+    with chainproof.step("train", inputs=[f"{NS}/feats@1", f"{NS}/labels@1"],
+                         namespace="elsewhere", connection=pipe.trainer) as s:
+        s.output(honest, kind="model", name="honest-model", namespace=NS)
+    assert pipe.admin.verify_chain(f"{NS}/honest-model@1").ok
