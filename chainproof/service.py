@@ -61,6 +61,7 @@ from chainproof.records.log import Action
 from chainproof.records.names import (
     DEFAULT_NAMESPACE,
     Ref,
+    check_alias,
     check_kind,
     check_name,
     is_version,
@@ -398,12 +399,17 @@ class Chainproof(Workflows):
         for what, value in (("parameters", sub.parameters), ("environment", sub.environment),
                             ("code_revision", sub.code_revision), ("command", sub.command)):
             _require_canonical(value, what)
+        latest = datetime.now(UTC) + timedelta(minutes=10)  # clock skew, never the future
         for what, stamp in (("started_at", sub.started_at), ("ended_at", sub.ended_at)):
             try:
-                datetime.fromisoformat(stamp)
+                moment = datetime.fromisoformat(stamp)
             except (TypeError, ValueError):
                 raise BadInputError(f"step {what} {stamp!r} is not an RFC 3339 time",
                                     hint="e.g. 2026-11-30T12:00:00.000000Z") from None
+            if (moment if moment.tzinfo else moment.replace(tzinfo=UTC)) > latest:
+                raise BadInputError(f"step {what} {stamp} is in the future",
+                                    hint="send the times the step really ran (UTC); the log's "
+                                         "own time orders evidence, not these")
         error = sub.error
         outputs = sub.outputs if error is None else ()
         if sub.kind == "train" and any(out.kind is AssetKind.METRICS for out in outputs):
@@ -720,6 +726,20 @@ class Chainproof(Workflows):
             answer["verified"] = False if answer["verified"] is False else answer["verified"]
         return answer
 
+    def check_may_upload(self) -> None:
+        """Refuse (and log) an upload by an identity with no role that writes assets in any
+        namespace: it could never bind the bytes, so the server stores none of them."""
+        with self.session() as session:
+            if grants.may_upload(session, self.identity):
+                return
+        with self.transaction():
+            raise grants.denied(
+                self.identity, Permission.WRITE_DATA, grants.GLOBAL, "upload bytes",
+                f"{self.identity} holds no role that writes assets in any namespace, so it may "
+                "not upload bytes",
+                "an admin can grant a writing role (data-writer, feature-writer, trainer, "
+                "evaluator): see docs/access.md")
+
     def step_list(self, *, namespace: str | None = None, kind: str | None = None,
                   identity: str | None = None, limit: int = 100) -> list[Step]:
         """Recorded steps the caller may read, newest first (by log position), optionally of
@@ -928,10 +948,12 @@ class Chainproof(Workflows):
     def check_promotion(self, model: str, version: int, alias: str,
                         request_id: str | None = None) -> registry.GateResult:
         """Dry run of the gate: every rule with its outcome; changes nothing."""
+        check_alias(alias)
         self._read_check(parse_ref(model).namespace, f"check promotions of {model}")
         with self.session() as session:
             row = registry.find_model(session, model)
-            req = registry.promotion_request(session, request_id) if request_id else None
+            req = (registry.promotion_request(session, request_id, reader=self.identity)
+                   if request_id else None)
             return registry.evaluate_gate(self.ctx, session, row, version, alias, req)
 
     def check_request(self, request_id: str) -> registry.GateResult:

@@ -12,7 +12,13 @@ from typing import Any
 from sqlalchemy import Engine, bindparam, select
 from sqlalchemy.orm import Session
 
-from chainproof.access.matrix import NamespaceMode, Permission, Role, permissions
+from chainproof.access.matrix import (
+    UPLOADING_ROLES,
+    NamespaceMode,
+    Permission,
+    Role,
+    permissions,
+)
 from chainproof.db.engine import query_driver
 from chainproof.db.tables import IdentityRow, LogEntryRow, NamespaceRow, RoleGrantRow, TokenRow
 from chainproof.errors import (
@@ -104,6 +110,12 @@ def holds_role_from_another(session: Session, identity: str, role: str, namespac
     return any(r == role and granter != identity
                and (p == namespace or fnmatch.fnmatchcase(namespace, p))
                for (r, p), granter in held.items())
+
+
+def may_upload(session: Session, identity: str) -> bool:
+    """Whether ``identity`` holds a role that writes assets in some namespace: bytes are
+    stored only for those who could bind them (a token with no such role stores nothing)."""
+    return any(role in UPLOADING_ROLES for role, _ in grants_of(session, identity))
 
 
 def denied(identity: str, permission: Permission, namespace: str, what: str, message: str,

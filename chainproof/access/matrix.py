@@ -89,6 +89,12 @@ WRITE_PERMISSION: dict[AssetKind, Permission] = {
 }
 
 
+#: Roles that write assets somewhere (in some namespace mode): only they may upload bytes.
+UPLOADING_ROLES: frozenset[Role] = frozenset(
+    role for table in (GOVERNED, EXPERIMENT) for role, held in table.items()
+    if held & set(WRITE_PERMISSION.values()))
+
+
 def permissions(grants: Iterable[tuple[str, str]], namespace: str,
                 mode: NamespaceMode) -> frozenset[Permission]:
     """What ``(role, namespace pattern)`` grants allow in ``namespace``."""

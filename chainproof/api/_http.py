@@ -354,12 +354,14 @@ async def store_upload(request: Request, caller: PendingCallerToken, digest: str
 
         def store_small() -> dict[str, Any]:
             cp = caller.authenticate()
+            cp.check_may_upload()
             check_upload(hashlib.sha256(data).hexdigest(), expected, digest)
             cp.store.put_bytes(data)
             return then(cp, len(data))
 
         return dict(await in_worker(store_small))
     cp = await authenticated(caller)
+    await in_worker(cp.check_may_upload)  # before a byte is read
     hasher = hashlib.sha256()
     size = 0
     with tempfile.NamedTemporaryFile(prefix="chainproof-upload-", delete=False) as tmp:

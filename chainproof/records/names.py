@@ -51,6 +51,18 @@ def check_name(name: str, *, what: str = "name") -> str:
     return name
 
 
+def check_alias(alias: str) -> str:
+    """Return ``alias`` if it is a valid alias name: a name (see :func:`check_name`) that is
+    not all digits (``model@1`` always means version 1, so an alias ``1`` could never be
+    resolved). Raises :class:`InvalidNameError`."""
+    check_name(alias, what="alias")
+    if is_version(alias):
+        raise InvalidNameError(f"alias {alias!r} is a number: MODEL@{alias} means version "
+                               f"{alias.lstrip('0') or '0'}, so it could never name the alias",
+                               hint="use a word: production, staging, candidate…")
+    return alias
+
+
 #: Tags on registered models and model versions (as MLflow's): keys are short printable labels;
 #: keys under ``chainproof.`` are reserved (the description is the tag DESCRIPTION_TAG).
 MAX_TAG_KEY = 250

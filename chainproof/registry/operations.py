@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import re
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -57,7 +58,13 @@ from chainproof.errors import (
 from chainproof.lineage import queries
 from chainproof.records.assets import AssetKind, AssetVersion
 from chainproof.records.log import Action
-from chainproof.records.names import DEFAULT_NAMESPACE, MAX_VERSION, check_name, parse_ref
+from chainproof.records.names import (
+    DEFAULT_NAMESPACE,
+    MAX_VERSION,
+    check_alias,
+    check_name,
+    parse_ref,
+)
 from chainproof.registry.policy import (
     DEFAULT_POLICY,
     ApprovalFact,
@@ -71,6 +78,7 @@ from chainproof.registry.policy import (
 from chainproof.transaction import Transaction
 
 _REPORT_LIMIT = 5_000_000
+_DECISION_ID = re.compile(r"[0-9a-f]{16}")
 
 
 def _sha(data: bytes) -> str:
@@ -385,6 +393,7 @@ def _move(tx: Transaction, model: _Model, alias: str, mv: _Version, *,
 
 def set_alias(ctx: Context, tx: Transaction, model: str, version: int, alias: str) -> None:
     """Move an unprotected alias directly (experiment work: ``staging``, ``candidate``...)."""
+    check_alias(alias)
     namespace = parse_ref(model).namespace
     policy, _ = current_policy(tx.session)
     if policy.is_protected(alias):
@@ -446,7 +455,7 @@ def resolve_alias(session: Session, model: str, alias: str) -> tuple[ModelRow, A
 
 def request_promotion(ctx: Context, tx: Transaction, model: str, version: int,
                       alias: str, request_id: str | None = None) -> str:
-    check_name(alias, what="alias")
+    check_alias(alias)
     # Permission first: an outsider learns nothing, not even whether the model exists.
     ctx.require(tx.session, Permission.REQUEST_PROMOTION, parse_ref(model).namespace,
                 "request promotions")
@@ -477,8 +486,16 @@ def request_promotion(ctx: Context, tx: Transaction, model: str, version: int,
     return request_id
 
 
-def promotion_request(session: Session, request_id: str) -> PromotionRequestRow:
+def promotion_request(session: Session, request_id: str, *,
+                      reader: str | None = None) -> PromotionRequestRow:
+    """The request ``request_id``; NotFoundError if there is none — or, with ``reader``, if
+    that identity may not read the model's namespace (unknown and forbidden answer alike)."""
     row = session.get(PromotionRequestRow, request_id)
+    if row is not None and reader is not None:
+        model = session.get(ModelRow, row.model_id)
+        if model is None or not access.allowed(session, reader, Permission.READ,
+                                               model.namespace):
+            row = None
     if row is None:
         raise NotFoundError(f"no promotion request {request_id}",
                             hint="`chainproof registry requests` lists them")
@@ -500,7 +517,7 @@ def _approval_statement(req: PromotionRequestRow, model: ModelRow, decision: str
 def review(ctx: Context, tx: Transaction, request_id: str, decision: str,
            reason: str | None, sign: Callable[[bytes], str]) -> None:
     """Record one approver's signed approval or rejection of a request."""
-    req = promotion_request(tx.session, request_id)
+    req = promotion_request(tx.session, request_id, reader=tx.actor)
     model = tx.session.get(ModelRow, req.model_id)
     assert model is not None
     ctx.require(tx.session, Permission.APPROVE, model.namespace, "approve promotions")
@@ -794,10 +811,18 @@ def decision_fields(envelope: str) -> tuple[str, str, str]:
     rebuild it."""
     try:
         predicate = Statement.from_bytes(Envelope.from_json(envelope).payload).predicate
-        return str(predicate["decision"]), str(predicate["time"]), str(predicate["request"])
+        fields = str(predicate["decision"]), str(predicate["time"]), str(predicate["request"])
     except (ChainproofError, KeyError, TypeError):
         raise BadInputError("the envelope does not hold a promotion decision statement",
                             hint="sign the statement returned by the prepare call") from None
+    # The id is the server's format (what prepare returned), never free text a client chose:
+    # it is shown to auditors and used as a key.
+    for what, value in (("decision id", fields[0]), ("request id", fields[2])):
+        if not _DECISION_ID.fullmatch(value):
+            raise BadInputError(f"{what} {value[:40]!r} is not 16 lowercase hex digits",
+                                hint="sign the statement returned by the prepare call "
+                                     "unchanged")
+    return fields
 
 
 def execute(ctx: Context, tx: Transaction, request_id: str, sign: Callable[[bytes], str], *,
@@ -806,7 +831,7 @@ def execute(ctx: Context, tx: Transaction, request_id: str, sign: Callable[[byte
     """Evaluate the gate for a pending request and, if it passes, move the alias under a signed
     decision. With ``override_reason`` (admins only) the alias moves even if rules fail, and
     the decision is marked as a break-glass override."""
-    req = promotion_request(tx.session, request_id)
+    req = promotion_request(tx.session, request_id, reader=tx.actor)
     model = tx.session.get(ModelRow, req.model_id)
     assert model is not None
     if override_reason is not None:

@@ -29,13 +29,19 @@ def check_store_digest(digest: str) -> str:
 
 
 def mismatch(digest: str, actual_hex: str, where: str) -> DigestMismatchError:
-    return DigestMismatchError(
-        f"blob {where} does not match its address: expected {digest}, "
-        f"got {format_digest(ALGORITHM, actual_hex)}",
+    """The error for stored bytes that do not hash to their address. The message names the
+    blob by its digest only (a server's error must not reveal its file system or bucket
+    layout); ``where`` (the file or object) is kept on the error as ``location`` for the
+    operator's own logs."""
+    error = DigestMismatchError(
+        f"the stored blob {digest} does not match its address: it hashes to "
+        f"{format_digest(ALGORITHM, actual_hex)}",
         hint="the stored bytes were altered or replaced; restore the blob from a trusted copy "
         "and investigate who could write to the store",
-        problems=[f"{where}: expected {digest}, got sha256:{actual_hex}"],
+        problems=[f"stored blob {digest}: hashes to sha256:{actual_hex}"],
     )
+    error.location = where  # type: ignore[attr-defined]
+    return error
 
 
 class HashingWriter:

@@ -241,7 +241,8 @@ def test_step_namespaces_and_client_times_through_the_server(
                       started_at=now())
     with pytest.raises(ProvenanceError, match=f"may not attest train steps in {NS}"):
         trainer.verify_chain(f"{NS}/rogue@1")
-    # a passing scan dated 2099 does not beat a later failing one: order is the log's
+    # a passing scan dated in the future is refused, and a later-dated one does not beat a
+    # later failing one: order is the log's
     good = tmp_path / "good.bin"
     good.write_bytes(b"weights")
     asset = trainer.record_step(kind="train", inputs=[f"{NS}/orders@1"], namespace=NS,
@@ -249,10 +250,21 @@ def test_step_namespaces_and_client_times_through_the_server(
                                 started_at=now()).outputs[0]
     early = tmp_path / "future-scan.json"
     early.write_bytes(_scan_document(asset.ref, asset.digest, True))
+    before = _state(cp)
+    with pytest.raises(BadInputError, match="in the future"):
+        evaluator.record_step(kind="scan", inputs=[asset.ref], namespace=NS,
+                              outputs=[OutputSpec(early, AssetKind.REPORT, "scan", NS)],
+                              parameters={"passed": True},
+                              started_at="2099-01-01T00:00:00+00:00",
+                              ended_at="2099-01-01T00:00:01+00:00")
+    assert _state(cp) == before
+    # within the clock-skew allowance, a "later" time still does not order evidence
+    from datetime import UTC, datetime
+
+    soon = (datetime.now(UTC) + timedelta(minutes=9)).isoformat()
     evaluator.record_step(kind="scan", inputs=[asset.ref], namespace=NS,
                           outputs=[OutputSpec(early, AssetKind.REPORT, "scan", NS)],
-                          parameters={"passed": True}, started_at="2099-01-01T00:00:00+00:00",
-                          ended_at="2099-01-01T00:00:01+00:00")
+                          parameters={"passed": True}, started_at=soon, ended_at=soon)
     trainer.create_model(f"{NS}/mdl")
     trainer.register_model_version(f"{NS}/mdl", asset.ref)
 
@@ -264,3 +276,54 @@ def test_step_namespaces_and_client_times_through_the_server(
     evaluator.record_report(report_kind="scan", subjects=[asset.ref], passed=False,
                             report={"verdict": "malicious"}, name="scan", namespace=NS)
     assert scan_rule() is False
+
+
+def test_ids_and_aliases_a_client_cannot_bend(cp: Chainproof, server: str, remote: Any,
+                                              tmp_path: Path) -> None:
+    import base64
+
+    from chainproof.attest import IN_TOTO_PAYLOAD_TYPE, Statement, sign_envelope
+
+    trainer = remote("svc-trainer", ("trainer",))
+    deployer = remote("deployer", ("deployer",))
+    other_ns = remote("other-approver", ("approver",), "beta")
+    model = tmp_path / "m.bin"
+    model.write_bytes(b"weights")
+    asset = trainer.add(model, kind="model", name="m", namespace=NS).version.ref
+    trainer.create_model(f"{NS}/mdl")
+    trainer.register_model_version(f"{NS}/mdl", asset)
+    cp.set_promotion_policy("protected_aliases: [production]\nrules:\n"
+                            "  - match: {alias: staging}\n    provenance: false\n")
+    # a numeric alias could never be resolved (MODEL@1 is version 1): refused, nothing moved
+    before = _state(cp)
+    for attempt in (lambda: deployer.set_alias(f"{NS}/mdl", 1, "1"),
+                    lambda: trainer.request_promotion(f"{NS}/mdl", 1, "007"),
+                    lambda: trainer.check_promotion(f"{NS}/mdl", 1, "2")):
+        with pytest.raises(BadInputError, match="is a number"):
+            attempt()
+    assert _state(cp) == before
+    request = trainer.request_promotion(f"{NS}/mdl", 1, "staging")
+    # another namespace's approver: the request answers like an unknown one
+    answers = []
+    for rid in (request, "0" * 16):
+        response = httpx.post(f"{server}/v1/promotions/{rid}/reviews/prepare",
+                              headers=_headers(other_ns), json={"decision": "approve"})
+        answers.append((response.status_code, response.json()["message"].replace(rid, "R")))
+    assert answers[0] == answers[1] and answers[0][0] == 404
+    # a decision id the client made up (escape codes, markup, paths) is refused
+    prepared = httpx.post(f"{server}/v1/promotions/{request}/execute/prepare",
+                          headers=_headers(deployer), json={}).json()
+    statement = Statement.from_bytes(base64.b64decode(prepared["payload"]))
+    before = _state(cp)
+    for forged in ("\x1b[2J[bold green]OK[/]", "../../etc/passwd", "A" * 16):
+        doc = statement.to_dict()
+        doc["predicate"]["decision"] = forged
+        payload = Statement.from_dict(doc).to_json_bytes()
+        envelope = sign_envelope(payload, IN_TOTO_PAYLOAD_TYPE, [deployer.signer]).to_json()
+        response = httpx.post(f"{server}/v1/promotions/{request}/execute",
+                              headers=_headers(deployer), json={"envelope": envelope})
+        assert response.status_code == 400, response.text
+        assert "16 lowercase hex digits" in response.json()["message"]
+    assert _state(cp) == before
+    deployer.execute_promotion(request)
+    assert deployer.resolve_alias(f"{NS}/mdl", "staging")["version"] == 1

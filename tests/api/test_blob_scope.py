@@ -79,3 +79,21 @@ def test_unknown_and_malformed_digests(cp: Chainproof, remote, server: str) -> N
                      headers=_headers(client)).status_code == 400
     assert httpx.get(f"{server}/v1/blobs/{unknown}", params={"within": "md5:00"},
                      headers=_headers(client)).status_code == 400
+
+
+def test_an_identity_with_no_writing_role_stores_no_bytes(cp: Chainproof, server: str,
+                                                          remote) -> None:  # type: ignore[no-untyped-def]
+    import hashlib
+
+    reader = remote("only-reads", ("reader",))
+    nobody = remote("nobody", ())
+    data = b"bytes nobody may park here"
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    for client in (reader, nobody):
+        for body in (data, data * 200_000):  # held in memory, and streamed
+            response = httpx.put(f"{server}/v1/blobs/sha256:{hashlib.sha256(body).hexdigest()}",
+                                 content=body, timeout=60,
+                                 headers=_headers(client))
+            assert response.status_code == 403
+            assert "may not upload bytes" in response.json()["message"]
+    assert not cp.store.exists(digest)
