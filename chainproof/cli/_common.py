@@ -4,13 +4,15 @@ exit code.
 
 Exit codes: 0 ok; 1 a verification or policy check failed; 2 bad input or usage (a failing user
 command in ``run`` passes its own status through). With ``--json`` anywhere on the command line
-(before a ``--``), stdout carries only the result and an error is one JSON object on stderr:
+(before a ``--``: ``chainproof --json ls`` and ``chainproof ls --json`` alike), stdout carries
+only the result and an error is one JSON object on stderr:
 ``{"error": {"type", "message", "hint", "problems", "exit_code"}}``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import json
 import os
@@ -23,8 +25,14 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
-from chainproof.errors import BadInputError, ChainproofError, VerificationError
+from chainproof.errors import (
+    AuthenticationError,
+    BadInputError,
+    ChainproofError,
+    VerificationError,
+)
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -34,10 +42,52 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tab
 
 @dataclass
 class _State:
-    json_errors: bool = False
+    json_errors: bool = False  # errors as JSON (``--json`` anywhere before ``--``)
+    json_output: bool = False  # the root option: ``chainproof --json COMMAND``
 
 
 state = _State()
+
+# Commands without a --json option whose output is JSON anyway: `chainproof --json` accepts them.
+JSON_NATIVE = frozenset({"audit prove", "attest export"})
+
+
+def new_table(*columns: str, **options: Any) -> Table:
+    """A Rich table whose every column wraps long values (``overflow="fold"``) instead of
+    cutting them ("warehouse/fraud-r…") when the terminal is narrow (80 columns)."""
+    made = Table(*columns, **options)
+    for column in made.columns:
+        column.overflow = "fold"
+    return made
+
+
+def honour_root_json(command: Any, path: str = "") -> None:
+    """Make the root ``--json`` (``chainproof --json ls``) mean what ``ls --json`` means.
+
+    Every command with a ``--json`` option sees it set; a command without JSON output refuses
+    the root ``--json`` (exit 2, before doing anything) rather than print text a script would
+    try to parse. Walks the click command tree once, when the CLI is built."""
+    subcommands = getattr(command, "commands", None)
+    if isinstance(subcommands, dict):
+        for name, sub in subcommands.items():
+            honour_root_json(sub, f"{path} {name}".strip())
+        return
+    original = getattr(command, "callback", None)
+    if original is None or getattr(original, "_honours_root_json", False):
+        return
+    takes_json = any(getattr(p, "name", None) == "json_out" for p in command.params)
+
+    def callback(*args: Any, **kwargs: Any) -> Any:
+        if takes_json:
+            kwargs["json_out"] = bool(kwargs.get("json_out")) or state.json_output
+        elif state.json_output and path not in JSON_NATIVE:
+            raise BadInputError(f"`chainproof {path}` has no JSON output",
+                                hint=f"leave out --json: chainproof {path} ...")
+        return original(*args, **kwargs)
+
+    wrapped = functools.update_wrapper(callback, original)
+    setattr(wrapped, "_honours_root_json", True)  # noqa: B010 - a marker on a function
+    command.callback = wrapped
 
 
 def emit_json(value: Any) -> None:
@@ -52,10 +102,56 @@ def open_operations() -> Any:
     if server:
         from chainproof.client import RemoteChainproof
 
-        return RemoteChainproof(server, os.environ.get("CHAINPROOF_TOKEN", ""))
+        return RemoteChainproof(check_server_url(server), os.environ.get("CHAINPROOF_TOKEN", ""))
     from chainproof.service import Chainproof
 
-    return Chainproof.open()
+    cp = Chainproof.open()
+    try:
+        check_identity(cp)
+    except BaseException:
+        cp.close()
+        raise
+    return cp
+
+
+def check_server_url(url: str) -> str:
+    """``CHAINPROOF_SERVER`` (or ``--server``) must be an http(s) URL with a host and a valid
+    port: a clear error (exit 2) instead of an HTTP library's exception."""
+    from urllib.parse import urlsplit
+
+    def bad(why: str) -> BadInputError:
+        return BadInputError(f"CHAINPROOF_SERVER {url!r} is not a server URL: {why}",
+                             hint="set CHAINPROOF_SERVER (or --server) to e.g. "
+                                  "https://chainproof.internal:8700")
+
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError as exc:
+        raise bad(str(exc)) from None
+    if parts.scheme not in ("http", "https"):
+        raise bad("it must start with http:// or https://")
+    if not parts.hostname:
+        raise bad("it names no host")
+    if port is not None and not 1 <= port <= 65535:
+        raise bad(f"port {port} is not 1-65535")
+    return url.strip()
+
+
+def check_identity(cp: Any) -> None:
+    """In an embedded workspace the caller (``CHAINPROOF_IDENTITY``, else the login name) must
+    be an identity of the workspace: otherwise every read would silently show nothing and every
+    write fail with a misleading "may not". One clear error (exit 2) instead."""
+    name = cp.identity
+    if any(row.get("name") == name for row in cp.identity_list()):
+        return
+    source = ("CHAINPROOF_IDENTITY" if os.environ.get("CHAINPROOF_IDENTITY")
+              else "your login name (CHAINPROOF_IDENTITY is not set)")
+    raise AuthenticationError(
+        f"identity {name!r} (from {source}) does not exist in this workspace",
+        hint="set CHAINPROOF_IDENTITY to one of its identities (the one that ran "
+             f"`chainproof init` is an admin), or have an admin run `chainproof identity "
+             f"create {name}`")
 
 
 _open = open_operations
@@ -72,14 +168,18 @@ def read_bytes(path: Path) -> bytes:
                             hint="check the path") from None
 
 
-def read_text(path: Path, *, what: str = "file") -> str:
-    """A user's UTF-8 text file (a policy, a schema), or a clear error (exit 2)."""
+def read_text(path: Path, *, what: str = "file", nonempty: bool = False) -> str:
+    """A user's UTF-8 text file (a policy, a schema), or a clear error (exit 2); with
+    ``nonempty``, a file holding only whitespace is refused too."""
     data = read_bytes(path)
     try:
-        return data.decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise BadInputError(f"{path} is not a UTF-8 text {what}",
                             hint=f"give the {what} as YAML text") from None
+    if nonempty and not text.strip():
+        raise BadInputError(f"{path} is empty", hint=f"give the {what} as YAML text")
+    return text
 
 
 def writable_file(path: Path, *, option: str) -> Path:
@@ -209,9 +309,16 @@ def run_guarded(invoke: Callable[[], Any]) -> int:
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the flush at exit
         return 0
     except OSError as exc:
-        where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
-        return report_error(type(exc).__name__, _escape(f"{exc.strerror or exc}:{where}"), 2,
+        what = exc.strerror or str(exc) or type(exc).__name__
+        where = getattr(exc, "filename", None)
+        message = f"{what}: {where}" if where else f"cannot read or write a file: {what}"
+        return report_error(type(exc).__name__, _escape(message), 2,
                             hint="check the path and its permissions")
+    except UnicodeDecodeError as exc:
+        # A binary file where text (YAML, CSV) was expected: bad input, not a crash.
+        return report_error("BadInputError", _escape(f"a file is not UTF-8 text ({exc.reason} at "
+                                                     f"byte {exc.start})"), 2,
+                            hint="give a UTF-8 text file")
     return result if isinstance(result, int) else 0
 
 

@@ -10,15 +10,16 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from chainproof.cli._common import (
     JsonOpt,
     emit_json,
+    new_table,
     open_operations,
     out,
     read_bytes,
     read_text,
+    writable_file,
 )
 from chainproof.errors import BadInputError
 
@@ -49,7 +50,7 @@ def identity_list(json_out: JsonOpt = False) -> None:
     if json_out:
         emit_json(rows)
         return
-    table = Table("name", "kind", "created", "by")
+    table = new_table("name", "kind", "created", "by")
     for r in rows:
         table.add_row(r["name"], r["kind"], r["created_at"], r["created_by"])
     out.print(table)
@@ -64,6 +65,7 @@ def key_generate(
     """Make an ECDSA P-256 key pair: PKCS#8 PEM private key, and PUBLIC beside it."""
     from chainproof import identities
 
+    writable_file(out_path, option="--out")  # its folder must exist: never create parents
     passphrase = None
     if passphrase_env:
         value = os.environ.get(passphrase_env)
@@ -124,7 +126,7 @@ def key_list(identity: Annotated[str | None, typer.Option()] = None,
     if json_out:
         emit_json(rows)
         return
-    table = Table("keyid", "identity", "registered", "revoked")
+    table = new_table("keyid", "identity", "registered", "revoked")
     for r in rows:
         table.add_row(r["keyid"][:24] + "…", r["identity"], r["registered_at"],
                       f"{r['revoked_at']} ({r['revoked_reason']})" if r["revoked_at"] else "")
@@ -158,7 +160,7 @@ def role_list(json_out: JsonOpt = False) -> None:
     if json_out:
         emit_json(rows)
         return
-    table = Table("identity", "role", "namespace", "granted", "by")
+    table = new_table("identity", "role", "namespace", "granted", "by")
     for r in rows:
         table.add_row(r["identity"], r["role"], r["namespace"], r["granted_at"], r["granted_by"])
     out.print(table)
@@ -181,10 +183,13 @@ def namespace_list(json_out: JsonOpt = False) -> None:
     if json_out:
         emit_json(rows)
         return
-    table = Table("namespace", "mode")
+    table = new_table("namespace", "mode")
     for r in rows:
         table.add_row(r["name"], r["mode"])
     out.print(table)
+
+
+MAX_TOKEN_DAYS = 366  # the server's cap (chainproof.access.grants.create_token)
 
 
 def parse_duration(text: str) -> timedelta:
@@ -193,11 +198,15 @@ def parse_duration(text: str) -> timedelta:
     if not match:
         raise BadInputError(f"--expires {text!r} is not a duration",
                             hint="a number of days or hours, e.g. 30d or 12h")
-    n = int(match.group(1))
+    n, unit = int(match.group(1)), match.group(2)
     if n <= 0:
         raise BadInputError(f"--expires {text!r}: a token must live at least one hour",
                             hint="e.g. 30d or 12h")
-    return timedelta(days=n) if match.group(2) == "d" else timedelta(hours=n)
+    longest = MAX_TOKEN_DAYS if unit == "d" else MAX_TOKEN_DAYS * 24
+    if n > longest:  # also keeps timedelta from overflowing on huge numbers
+        raise BadInputError(f"--expires {text!r}: a token must expire within a year",
+                            hint=f"at most {MAX_TOKEN_DAYS}d (or {MAX_TOKEN_DAYS * 24}h)")
+    return timedelta(days=n) if unit == "d" else timedelta(hours=n)
 
 
 @token_app.command("create")
@@ -225,7 +234,7 @@ def token_list(json_out: JsonOpt = False) -> None:
     if json_out:
         emit_json(rows)
         return
-    table = Table("id", "identity", "created", "by", "expires", "revoked")
+    table = new_table("id", "identity", "created", "by", "expires", "revoked")
     for r in rows:
         table.add_row(r["id"], r["identity"], r["created_at"], r["created_by"],
                       r["expires_at"], r["revoked_at"] or "")
@@ -258,7 +267,7 @@ def trust_show(json_out: JsonOpt = False) -> None:
 @trust_app.command("set")
 def trust_set(file: Annotated[Path, typer.Argument(help="Policy YAML.")]) -> None:
     """Set a new version of the trust policy (an admin action, logged)."""
-    text = read_text(file, what="policy")
+    text = read_text(file, what="policy", nonempty=True)
     with open_operations() as cp:
         version = cp.set_trust_policy(text)
     out.print(f"[green]trust policy v{version} in force[/]")

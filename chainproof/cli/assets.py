@@ -9,10 +9,16 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 from rich.tree import Tree
 
-from chainproof.cli._common import JsonOpt, emit_json, flatten_numbers, open_operations, out
+from chainproof.cli._common import (
+    JsonOpt,
+    emit_json,
+    flatten_numbers,
+    new_table,
+    open_operations,
+    out,
+)
 from chainproof.errors import BadInputError
 
 commands = typer.Typer()
@@ -137,8 +143,7 @@ def list_assets(
     if json_out:
         emit_json([version_dict(v) for v in versions])
         return
-    table = Table("ref", "kind", "digest", "size", "created", "by")
-    table.columns[0].overflow = "fold"
+    table = new_table("ref", "kind", "digest", "size", "created", "by")
     for v in versions:
         table.add_row(v.ref, v.kind.value, v.digest[:19] + "…", f"{v.size:,}", v.created_at,
                       v.created_by)
@@ -277,10 +282,8 @@ def status_style(status: str) -> str:
     return f"[red]{status}[/]"
 
 
-def _table(*columns: str, title: str) -> Table:
-    table = Table(*columns, title=title, title_justify="left")
-    table.columns[0].overflow = "fold"
-    return table
+def _table(*columns: str, title: str) -> Any:
+    return new_table(*columns, title=title, title_justify="left")
 
 
 def render_explain(answer: dict[str, Any]) -> None:
@@ -442,7 +445,11 @@ def digest(
     if sha256sum and path.is_dir():
         raise BadInputError(f"{path} is a folder: sha256sum can only check files",
                             hint="drop --sha256sum to get the folder's manifest digest")
-    result = digest_path(path, algorithm=algorithm)
+    try:
+        result = digest_path(path, algorithm=algorithm)
+    except OSError as exc:
+        raise BadInputError(f"cannot read {path}: {exc.strerror or exc}",
+                            hint="check the path and its permissions") from None
     if json_out:
         value: dict[str, Any] = {"path": str(path), "digest": f"{algorithm}:{result.digest}",
                                  "size": result.size, "is_directory": result.is_directory}

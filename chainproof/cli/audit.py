@@ -7,9 +7,15 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from chainproof.cli._common import JsonOpt, emit_json, open_operations, out, writable_file
+from chainproof.cli._common import (
+    JsonOpt,
+    emit_json,
+    new_table,
+    open_operations,
+    out,
+    writable_file,
+)
 from chainproof.errors import BadInputError
 
 audit_app = typer.Typer(no_args_is_help=True, help="The tamper-evident audit log.")
@@ -61,8 +67,7 @@ def audit_log(
     if json_out:
         emit_json(entries)
         return
-    table = Table("seq", "time", "actor", "action", "object")
-    table.columns[4].overflow = "fold"
+    table = new_table("seq", "time", "actor", "action", "object")
     for e in entries:
         table.add_row(str(e["seq"]), e["time"], e["actor"], e["action"], e["object"])
     out.print(table)

@@ -24,6 +24,7 @@ from chainproof.cli._common import (
     JsonOpt,
     emit_json,
     err,
+    honour_root_json,
     open_operations,
     out,
     run_guarded,
@@ -49,8 +50,12 @@ def _global(
     token: Annotated[str | None, typer.Option(help="API token (or CHAINPROOF_TOKEN).")] = None,
     version: Annotated[bool, typer.Option("--version", help="Print the version and exit.",
                                           callback=_version, is_eager=True)] = False,
+    json_out: Annotated[bool, typer.Option(
+        "--json", help="JSON output for any command that has it (as COMMAND --json); errors "
+                       "as one JSON object on stderr.")] = False,
 ) -> None:
     """Signed, tamper-evident provenance for the whole ML pipeline."""
+    state.json_output = json_out
     if server:
         os.environ["CHAINPROOF_SERVER"] = server
     if token:
@@ -84,6 +89,7 @@ def build_command() -> Any:
     """The click command behind ``app``, with tidy --help (no ``<str>``/``<bool>`` tags)."""
     command = typer.main.get_command(app)
     tidy_help(command)
+    honour_root_json(command)
     return command
 
 
@@ -91,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit code instead of raising (tests call this directly)."""
     args = list(sys.argv[1:] if argv is None else argv)
     state.json_errors = _wants_json(args)
+    state.json_output = False  # set by the root --json option, if given
     command = build_command()
     return run_guarded(lambda: command.main(args=args, standalone_mode=False,
                                             prog_name="chainproof"))

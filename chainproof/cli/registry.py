@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
-from chainproof.cli._common import JsonOpt, emit_json, open_operations, out, read_text
+from chainproof.cli._common import JsonOpt, emit_json, new_table, open_operations, out, read_text
 from chainproof.errors import BadInputError
 
 commands = typer.Typer()
@@ -34,8 +33,7 @@ def registry_list(json_out: JsonOpt = False) -> None:
     if json_out:
         emit_json(rows)
         return
-    table = Table("model", "versions", "aliases", "created", "by")
-    table.columns[0].overflow = "fold"
+    table = new_table("model", "versions", "aliases", "created", "by")
     for r in rows:
         aliases = ", ".join(f"{a} -> {v}" for a, v in sorted(r["aliases"].items()))
         table.add_row(r["model"], str(r["versions"]), aliases, r["created_at"], r["created_by"])
@@ -83,13 +81,12 @@ def registry_versions(model: Annotated[str, typer.Argument()], json_out: JsonOpt
     if json_out:
         emit_json(info)
         return
-    table = Table("version", "asset", "digest", "by", "aliases", title=info["model"])
-    table.columns[1].overflow = "fold"
+    table = new_table("version", "asset", "digest", "by", "aliases", title=info["model"])
     for v in info["versions"]:
         table.add_row(str(v["version"]), v["asset"], v["digest"][:23] + "…", v["created_by"],
                       ", ".join(v["aliases"]))
     out.print(table)
-    hist = Table("when", "alias", "from", "to", "by", "decision", title="alias history")
+    hist = new_table("when", "alias", "from", "to", "by", "decision", title="alias history")
     for h in info["history"]:
         decision = ("[red]BREAK-GLASS OVERRIDE[/]: " + (h["reason"] or "")) if h["override"] \
             else (h["decision"] or "direct move (unprotected alias)")
@@ -113,14 +110,15 @@ def registry_requests(status: Annotated[str | None, typer.Option(help="pending, 
                                                                      "executed")] = None,
                       json_out: JsonOpt = False) -> None:
     """Promotion requests and their reviews."""
+    if status is not None and status not in REQUEST_STATUSES:
+        raise BadInputError(f"--status {status!r} is not one of {', '.join(REQUEST_STATUSES)}",
+                            hint="leave it out to list every request")
     with open_operations() as cp:
         rows = cp.promotion_requests(status)
     if json_out:
         emit_json(rows)
         return
-    table = Table("id", "model", "version", "alias", "status", "requested by", "reviews")
-    table.columns[0].overflow = "fold"
-    table.columns[1].overflow = "fold"
+    table = new_table("id", "model", "version", "alias", "status", "requested by", "reviews")
     for r in rows:
         table.add_row(r["id"], r["model"], str(r["version"]), r["alias"], r["status"],
                       r["requested_by"], ", ".join(f"{x['approver']}:{x['decision']}"
@@ -129,14 +127,29 @@ def registry_requests(status: Annotated[str | None, typer.Option(help="pending, 
 
 
 def _model_version(ref: str) -> tuple[str, int]:
-    model, at, version = ref.rpartition("@")
-    if not at or not version.isdigit():
+    """``MODEL@VERSION`` under the one name grammar (ASCII digits, 1..MAX_VERSION)."""
+    from chainproof.records.names import parse_ref
+
+    model, at, _ = ref.partition("@")
+    if not at:
         raise BadInputError(f"{ref!r} is not MODEL@VERSION", hint="e.g. fraud-review@3")
-    return model, int(version)
+    parsed = parse_ref(ref)
+    assert parsed.version is not None
+    return model, parsed.version
+
+
+def _alias(alias: str) -> str:
+    """A target alias (``--to``) under the name grammar: never empty or malformed."""
+    from chainproof.records.names import check_name
+
+    return check_name(alias, what="alias")
+
+
+REQUEST_STATUSES = ("pending", "rejected", "executed")
 
 
 def render_gate(gate: Any) -> None:
-    table = Table("rule", "result", "why", title=f"{gate.model}@{gate.version} -> {gate.alias} "
+    table = new_table("rule", "result", "why", title=f"{gate.model}@{gate.version} -> {gate.alias} "
                   f"(promotion policy v{gate.policy_version})", title_justify="left")
     for o in gate.outcomes:
         table.add_row(o.rule, "[green]pass[/]" if o.passed else "[red]FAIL[/]", o.detail)
@@ -154,6 +167,7 @@ def promote(
 ) -> None:
     """Open a promotion request (and show each rule's current result), or force one."""
     model, version = _model_version(ref)
+    to = _alias(to)
     if force and not reason:
         raise BadInputError("--force needs --reason", hint='--reason "incident 4711"')
     with open_operations() as cp:
@@ -235,7 +249,7 @@ def policy_show(json_out: JsonOpt = False) -> None:
 @policy_app.command("set")
 def policy_set(file: Annotated[Path, typer.Argument(help="Policy YAML.")]) -> None:
     """Set a new version of the promotion policy (admin, logged)."""
-    text = read_text(file, what="policy")
+    text = read_text(file, what="policy", nonempty=True)
     with open_operations() as cp:
         version = cp.set_promotion_policy(text)
     out.print(f"[green]promotion policy v{version} in force[/]")
@@ -248,6 +262,7 @@ def policy_check(ref: Annotated[str, typer.Argument(help="MODEL@VERSION")],
     """Dry run: evaluate every rule for a promotion without changing anything (exit 1 if it
     would be blocked)."""
     model, version = _model_version(ref)
+    to = _alias(to)
     with open_operations() as cp:
         gate = cp.check_promotion(model, version, to)
     if json_out:

@@ -26,10 +26,8 @@ def demo(
     """The warehouse pipeline end to end, then the seed's attacks, each caught by a control
     with the log entry or report as evidence (exit 1 if any attack is missed)."""
     from chainproof.demo import run_demo
-    from chainproof.demo._show import path_hint
 
     result = run_demo(scenario=scenario, db=db, store=store, console=out, rows=rows)
-    path_hint(out)
     if not result.ok:
         raise typer.Exit(1)
 
@@ -67,7 +65,8 @@ def serve(
 
     # Embedded, or against the team server (CHAINPROOF_SERVER, CHAINPROOF_TOKEN): the same
     # verified loading either way, and no workspace is needed for the latter.
-    open_operations().close()  # fail now, with a clear message, if neither is usable
+    with open_operations() as ops:  # fail now, with a clear message, if neither is usable
+        ops.model_list()  # a remote server is contacted only by a request
     app_ = create_app(open_operations, refs, poll_seconds=poll,
                       allow_override=allow_override)
     uvicorn.run(app_, host=host, port=port, log_level="info")

@@ -83,9 +83,15 @@ def run_demo(*, scenario: str | None = None, db: str | None = None, store: str |
                 demo.service.close()
             cp.close()
     console.print(f"\n[dim]finished in {time.monotonic() - started:.0f} s; workspace kept in "
-                  f"{project} (explore it: cd {project} && CHAINPROOF_IDENTITY={ADMIN} "
-                  "chainproof ls)[/]")
+                  f"{_escape(str(project))}[/]", highlight=False)
+    console.print(_escape(_show.explore_hint(project, ADMIN)), style="dim", highlight=False)
     return result
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
 
 
 def _require_empty_database(db: str) -> None:
@@ -120,7 +126,7 @@ def _run(demo: Demo, scenario: str | None) -> DemoResult:
     _show.banner(con, demo, scenario)
     run_pipeline(demo)
     for name in [scenario] if scenario else list(SCENARIOS):
-        con.rule(f"[bold]attack: {name}[/] — {DESCRIPTIONS[name]}", style="red")
+        _show.section(con, f"[bold]attack: {name}[/] — {DESCRIPTIONS[name]}", style="red")
         try:
             result.attempts.extend(SCENARIOS[name](demo))
         except ChainproofError as exc:
@@ -140,18 +146,18 @@ def _run(demo: Demo, scenario: str | None) -> DemoResult:
 
 def run_pipeline(demo: Demo) -> None:
     con = demo.console
-    con.rule("[bold]1. identities, keys and trust policy[/]")
+    _show.section(con, "[bold]1. identities, keys and trust policy[/]")
     demo.create_actors()
     _show.actors(con, demo, ACTORS)
-    con.rule("[bold]2. data-eng registers raw data and labels[/]")
+    _show.section(con, "[bold]2. data-eng registers raw data and labels[/]")
     demo.register_raw_data()
     demo.register_code()
     _show.assets(con, demo, ["orders", "tickets", "fraud-labels", "delivery-labels",
                              "ticket-labels", "features.py", "train.py", "evaluate.py"])
-    con.rule("[bold]3. svc-feature-job builds features[/]")
+    _show.section(con, "[bold]3. svc-feature-job builds features[/]")
     demo.refs.update(demo.build_features())
     _show.assets(con, demo, ["order-features", "ticket-features"])
-    con.rule("[bold]4. svc-evaluator validates the training data[/]")
+    _show.section(con, "[bold]4. svc-evaluator validates the training data[/]")
     report_ref, report = demo.validate_training_data(demo.refs["order-features"],
                                                      demo.refs["fraud-labels"], baseline=True)
     demo.refs["validation"] = report_ref
@@ -162,7 +168,7 @@ def run_pipeline(demo: Demo) -> None:
     con.print(f"  {report_ref}: [green]passed[/] ({report.rows} rows, label-issue rate "
               f"{(report.labels.issue_rate or 0):.2%}); HTML report in "
               f"{demo.workdir / 'reports'}")
-    con.rule("[bold]5. svc-trainer trains, svc-evaluator evaluates and scans[/]")
+    _show.section(con, "[bold]5. svc-trainer trains, svc-evaluator evaluates and scans[/]")
     models = []
     for task in TASKS:
         features, labels = demo.refs[task.features], demo.refs[task.labels]
@@ -178,7 +184,7 @@ def run_pipeline(demo: Demo) -> None:
         demo.good[task.model] = version.digest
         models.append((task, model, metrics_ref, metrics["metrics"], scan_ref, scan))
     _show.models(con, models)
-    con.rule("[bold]6. approvals and promotion to production[/]")
+    _show.section(con, "[bold]6. approvals and promotion to production[/]")
     if requires("registry"):
         gates = [(task, demo.promote(task, demo.refs[task.model])) for task in TASKS]
         demo.promoted = True
@@ -186,7 +192,7 @@ def run_pipeline(demo: Demo) -> None:
     else:
         con.print("  [yellow]not available yet[/]: the registry (aliases, approvals, policy "
                   "gate) is not in this build")
-    con.rule("[bold]7. the prediction service loads verified models and serves[/]")
+    _show.section(con, "[bold]7. the prediction service loads verified models and serves[/]")
     if not requires("registry"):
         con.print("  [yellow]not available yet[/]: the service serves MODEL@ALIAS only")
         return
@@ -203,7 +209,7 @@ def _check_serving(demo: Demo) -> tuple[bool, dict[str, str]]:
     """Production must still serve the last good model of every task: the running replica
     after one more poll, and a brand-new replica verifying everything from scratch."""
     con, service = demo.console, demo.service
-    con.rule("[bold]production after the attacks[/]")
+    _show.section(con, "[bold]production after the attacks[/]")
     if service is None:
         con.print("  [yellow]no prediction service in this build[/]")
         return False, {}

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import shlex
+import shutil
+import sys
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -137,7 +141,7 @@ def _load_features() -> Any:
 def explain(con: Console, demo: Demo, ref: str) -> None:
     from chainproof.provenance import check_chain
 
-    con.rule(f"[bold]explain {ref}[/]")
+    section(con, f"[bold]explain {ref}[/]")
     try:
         answer = demo.cp.explain(ref)
         chain = check_chain(demo.cp.ctx, answer["subject"]["ref"])
@@ -221,7 +225,7 @@ def explain(con: Console, demo: Demo, ref: str) -> None:
 
 
 def summary(con: Console, result: DemoResult) -> None:
-    con.rule("[bold]summary[/]")
+    section(con, "[bold]summary[/]")
     out = Table(show_lines=True)
     for col, width in (("attack", 34), ("control", 30), ("outcome", 11), ("evidence", 60)):
         out.add_column(col, max_width=width, overflow="fold")
@@ -241,22 +245,49 @@ def summary(con: Console, result: DemoResult) -> None:
     con.print("[bold green]OK[/]" if result.ok else "[bold red]NOT OK[/]")
 
 
-def path_hint(con: Console) -> None:
-    """After the closing hint: `chainproof` is often not on PATH after `make demo` (it lives in
-    .venv/bin); say which command to type instead, or how to activate the venv."""
-    import shutil
-    import sys
-    from pathlib import Path
-
+def _entry_point_off_path() -> Path | None:
+    """This installation's ``chainproof`` entry point when typing ``chainproof`` would not run
+    it (after ``make demo`` it lives in .venv/bin, not on PATH until the venv is activated);
+    None when ``chainproof`` on PATH is this installation, or there is no entry point beside
+    this interpreter (running from a source tree)."""
     exe = Path(sys.executable).parent / "chainproof"
-    found = shutil.which("chainproof")
-    if found is not None and exe.exists() and Path(found).resolve() == exe.resolve():
-        return
     if not exe.exists():
+        return None
+    found = shutil.which("chainproof")
+    if found is not None and Path(found).resolve() == exe.resolve():
+        return None
+    return exe
+
+
+def chainproof_command() -> str:
+    """What the user can type to run chainproof: ``chainproof`` when that is this installation
+    on PATH, else the entry point's full path."""
+    exe = _entry_point_off_path()
+    return "chainproof" if exe is None else shlex.quote(str(exe))
+
+
+def explore_hint(project: Path | str, identity: str) -> str:
+    """The demo's closing hint: a command line the user can paste as it is."""
+    line = (f"explore it: cd {shlex.quote(str(project))} && CHAINPROOF_IDENTITY="
+            f"{shlex.quote(identity)} {chainproof_command()} ls")
+    exe = _entry_point_off_path()
+    if exe is not None:
+        line += (f"   (or `source {shlex.quote(str(exe.parent / 'activate'))}` to have "
+                 "`chainproof` on your PATH)")
+    return line
+
+
+def section(con: Console, title: str, *, style: str = "rule.line") -> None:
+    """A section rule whose title is never cut ("a feature job silently changes a
+    transformation…"): a title too long for the terminal goes on its own line(s) under a plain
+    rule, wrapped rather than truncated."""
+    text = Text.from_markup(title)
+    if text.cell_len <= con.width - 4:
+        con.rule(title, style=style)
         return
-    con.print(f"[dim]`chainproof` is not on your PATH: type {exe} instead, or first run "
-              f"`source {exe.parent / 'activate'}`[/]", highlight=False)
+    con.rule(style=style)
+    con.print(text, soft_wrap=False, overflow="fold")
 
 
-__all__ = ["actors", "assets", "banner", "explain", "models", "path_hint", "predictions",
-           "summary"]
+__all__ = ["actors", "assets", "banner", "chainproof_command", "explain", "explore_hint",
+           "models", "predictions", "section", "summary"]

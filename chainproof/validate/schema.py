@@ -293,7 +293,11 @@ def infer_schema(
 
 @dataclass(frozen=True)
 class SchemaFinding:
-    """One broken rule. ``examples`` are offending values, ``row_ids`` 0-based row indexes."""
+    """One broken rule. ``examples`` are offending values, ``row_ids`` 0-based row indexes.
+
+    For a ``unique`` finding ``examples`` are the repeated key values (most repeated first; a
+    tuple of column values for a composite key), ``occurrences`` how often each appears,
+    ``keys`` the same values by column, and ``count`` the rows that repeat an earlier one."""
 
     column: str | None
     rule: str
@@ -302,9 +306,10 @@ class SchemaFinding:
     examples: tuple[Any, ...] = ()
     row_ids: tuple[int, ...] = ()
     keys: tuple[Mapping[str, Any], ...] = ()  # key-column values of the example rows
+    occurrences: tuple[int, ...] = ()  # unique: how often each example value appears
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "column": self.column,
             "rule": self.rule,
             "message": self.message,
@@ -313,6 +318,9 @@ class SchemaFinding:
             "row_ids": list(self.row_ids),
             "keys": [dict(k) for k in self.keys],
         }
+        if self.occurrences:
+            out["occurrences"] = list(self.occurrences)
+        return out
 
 
 @dataclass(frozen=True)
@@ -341,6 +349,7 @@ class SchemaReport:
                     "rule": f.rule,
                     "row_ids": list(f.row_ids),
                     "keys": [dict(k) for k in f.keys],
+                    **({"occurrences": list(f.occurrences)} if f.occurrences else {}),
                 },
             )
             for f in self.findings
@@ -456,6 +465,8 @@ class SchemaChecker:
             self.key_sets.append(("key_columns", schema.key_columns))
         self.key_sets += [(n, (n,)) for n in unique_cols if (n,) != tuple(schema.key_columns)]
         self.key_hashes: dict[str, list[np.ndarray]] = {label: [] for label, _ in self.key_sets}
+        # The key columns themselves (Arrow, compact), to name repeated values in a finding.
+        self.key_values: dict[str, list[pa.RecordBatch]] = {label: [] for label, _ in self.key_sets}
         self.rows = 0
 
     def update(self, batch: pa.RecordBatch, offset: int) -> None:
@@ -486,7 +497,9 @@ class SchemaChecker:
                 if m.any():
                     self.unknown[c.name].add(m, _LazyList(s), offset)
         for label, cols in self.key_sets:
-            frame = batch.select(list(cols)).to_pandas()
+            selected = batch.select(list(cols))
+            self.key_values[label].append(selected)
+            frame = selected.to_pandas()
             self.key_hashes[label].append(
                 pd.util.hash_pandas_object(frame, index=False).to_numpy(dtype=np.uint64)
             )
@@ -554,20 +567,71 @@ class SchemaChecker:
             hashes = np.concatenate(parts) if parts else np.empty(0, np.uint64)
             dup = _duplicate_mask(hashes)
             if dup.any():
-                # 64-bit hashes: a false collision among a billion keys is unlikely (~3 %), and the
-                # row ids let a reviewer look at the duplicates themselves.
-                ids = np.flatnonzero(dup)
-                findings.append(
-                    SchemaFinding(
-                        cols[0] if len(cols) == 1 else None,
-                        "unique",
-                        f"{len(ids)} rows repeat an earlier value of key {list(cols)}",
-                        len(ids),
-                        (),
-                        tuple(int(i) for i in ids[:MAX_EXAMPLES]),
-                    )
-                )
+                findings.append(self._duplicates(label, cols, hashes, dup))
         return SchemaReport(rows=rows, findings=tuple(findings))
+
+
+    def _duplicates(
+        self, label: str, cols: tuple[str, ...], hashes: np.ndarray, dup: np.ndarray
+    ) -> SchemaFinding:
+        """A ``unique`` finding that names the repeated values: "customer_id 1043 appears 3
+        times", most repeated first, then by first appearance; and how many values repeat."""
+        # 64-bit hashes: a false collision among a billion keys is unlikely (~3 %), and the
+        # row ids let a reviewer look at the duplicates themselves.
+        ids = np.flatnonzero(dup)
+        repeated = np.unique(hashes[ids])
+        involved = np.flatnonzero(np.isin(hashes, repeated))  # every row of a repeated value
+        values, first_at, counts = np.unique(
+            hashes[involved], return_index=True, return_counts=True
+        )
+        first_rows = involved[first_at]
+        order = np.lexsort((first_rows, -counts))[:MAX_EXAMPLES]
+        batches = self.key_values[label]
+        starts = np.cumsum([0] + [b.num_rows for b in batches])
+        examples: list[Any] = []
+        keys: list[dict[str, Any]] = []
+        for i in order:
+            row = int(first_rows[i])
+            b = int(np.searchsorted(starts, row, side="right")) - 1
+            batch, at = batches[b], row - int(starts[b])
+            key = {c: _jsonable(batch.column(c)[at].as_py()) for c in cols}
+            keys.append(key)
+            examples.append(key[cols[0]] if len(cols) == 1 else tuple(key.values()))
+        occurrences = tuple(int(counts[i]) for i in order)
+        named = ", ".join(
+            f"{_key_text(k)} appears {n} times" for k, n in zip(keys, occurrences, strict=True)
+        )
+        more = len(values) - len(order)
+        subject = f"{cols[0]!r}" if len(cols) == 1 else f"key {list(cols)}"
+        what = "value of {} appears" if len(values) == 1 else "values of {} appear"
+        extra = "extra row" if len(ids) == 1 else "extra rows"
+        return SchemaFinding(
+            cols[0] if len(cols) == 1 else None,
+            "unique",
+            f"{len(values)} {what.format(subject)} more than once ({len(ids)} {extra}): "
+            f"{named}" + (f", and {more} more" if more else ""),
+            len(ids),
+            tuple(examples),
+            tuple(int(i) for i in ids[:MAX_EXAMPLES]),
+            tuple(keys),
+            occurrences,
+        )
+
+
+def _key_text(key: Mapping[str, Any]) -> str:
+    """``customer_id 1043``, ``country 'de'``; a composite key ``(order_id=1, line=2)``."""
+    if len(key) == 1:
+        ((col, value),) = key.items()
+        return f"{col} {_value_text(value)}"
+    return "(" + ", ".join(f"{c}={_value_text(v)}" for c, v in key.items()) + ")"
+
+
+def _value_text(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return repr(value)
+    return str(value)
 
 
 class _LazyList:

@@ -104,3 +104,40 @@ def test_empty_dataset_fails_row_count() -> None:
     s = infer_schema(_df())
     rep = check_schema(_df().iloc[:0], s)
     assert [f.rule for f in rep.findings] == ["row_count"]
+
+
+def test_duplicate_keys_are_named_with_their_counts() -> None:
+    """"customer_id 1043 appears 3 times", most repeated first, across batches, with a count
+    of the repeated values and of the extra rows (not only row positions)."""
+    ids = [*range(1000, 1100), 1043, 1043, 7, 1000, 1001, 1002, 1003, 1004, 1005]
+    df = pd.DataFrame({"customer_id": ids, "amount": np.arange(len(ids), dtype=float)})
+    schema = infer_schema(df.drop_duplicates("customer_id"), key_columns=["customer_id"],
+                          tolerance=1.0)
+    checked = check_schema(df, schema)
+    (finding,) = [f for f in checked.findings if f.rule == "unique"]
+    assert finding.message.startswith(
+        "7 values of 'customer_id' appear more than once (8 extra rows): "
+        "customer_id 1043 appears 3 times, customer_id 1000 appears 2 times")
+    assert finding.message.endswith(", and 2 more")
+    assert finding.count == 8 and finding.examples[0] == 1043 and finding.occurrences[0] == 3
+    assert len(finding.examples) == 5 and finding.keys[0] == {"customer_id": 1043}
+    assert finding.row_ids[0] == 100  # the first row that repeats an earlier value
+    detail = checked.as_findings()
+    unique = next(f for f in detail if f.details["rule"] == "unique")
+    assert unique.details["occurrences"][:2] == [3, 2] and "1043 appears 3 times" in unique.line()
+    assert finding.to_dict()["occurrences"][0] == 3
+
+    composite = infer_schema(df.iloc[:100].assign(line=1), key_columns=["customer_id", "line"],
+                             tolerance=1.0)
+    twice = pd.concat([df.iloc[:100], df.iloc[[5]]]).assign(line=1)
+    (one,) = [f for f in check_schema(twice, composite).findings if f.rule == "unique"]
+    assert one.message == ("1 value of key ['customer_id', 'line'] appears more than once "
+                           "(1 extra row): (customer_id=1005, line=1) appears 2 times")
+    assert one.column is None and one.keys == ({"customer_id": 1005, "line": 1},)
+
+
+def test_duplicate_string_keys_are_quoted() -> None:
+    df = pd.DataFrame({"code": ["a b", "x", "a b"], "v": [1, 2, 3]})
+    schema = infer_schema(df.iloc[:2], key_columns=["code"], tolerance=1.0)
+    (finding,) = [f for f in check_schema(df, schema).findings if f.rule == "unique"]
+    assert "code 'a b' appears 2 times" in finding.message
