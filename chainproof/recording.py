@@ -21,7 +21,7 @@ from typing import Any
 
 from chainproof.errors import BadInputError
 from chainproof.records.assets import AssetKind
-from chainproof.records.names import DEFAULT_NAMESPACE
+from chainproof.records.names import DEFAULT_NAMESPACE, printable
 from chainproof.records.steps import OutputSpec, now
 from chainproof.service import Chainproof, StepResult
 
@@ -61,7 +61,7 @@ class StepRecorder:
                  tb: TracebackType | None) -> None:
         refs = [v.ref for v in self._inputs]
         if exc is not None:
-            message = "".join(traceback.format_exception_only(exc)).strip()
+            message = printable("".join(traceback.format_exception_only(exc)).strip())
             # The failure is recorded; the body's own exception is the one to show.
             with contextlib.suppress(BadInputError):
                 self._cp.record_step(kind=self.kind, inputs=refs, outputs=[],

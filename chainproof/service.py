@@ -64,6 +64,7 @@ from chainproof.records.names import (
     check_alias,
     check_kind,
     check_name,
+    check_text,
     is_version,
     parse_ref,
 )
@@ -399,6 +400,10 @@ class Chainproof(Workflows):
         for what, value in (("parameters", sub.parameters), ("environment", sub.environment),
                             ("code_revision", sub.code_revision), ("command", sub.command)):
             _require_canonical(value, what)
+        for word in sub.command:
+            check_text(word, what="a word of the step's command", limit=10_000)
+        if sub.error is not None:
+            check_text(sub.error, what="the step's error", limit=10_000)
         latest = datetime.now(UTC) + timedelta(minutes=10)  # clock skew, never the future
         for what, stamp in (("started_at", sub.started_at), ("ended_at", sub.ended_at)):
             try:

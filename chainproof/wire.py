@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from chainproof.errors import ChainproofError
 from chainproof.records.assets import AssetKind
 from chainproof.records.names import (
     MAX_DESCRIPTION,
@@ -22,6 +23,7 @@ from chainproof.records.names import (
     MAX_VERSION,
     check_kind,
     check_name,
+    check_text,
 )
 from chainproof.service import StepSubmission, StoredOutput
 
@@ -51,7 +53,16 @@ Namespace = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_
 Kind = Annotated[str, Field(min_length=1, max_length=63), AfterValidator(_kind)]
 #: A reference (``[ns/]name@version``, ``model@alias``), a digest, a media type, a time.
 Ref = Annotated[str, Field(min_length=1, max_length=300)]
-Text = Annotated[str, Field(max_length=10_000)]
+def _text(value: str) -> str:
+    try:
+        return check_text(value, what="text", limit=10_000)
+    except ChainproofError as exc:  # a validation error (422) naming the field
+        raise ValueError(exc.message) from None
+
+
+#: Free text (reasons, command words, errors): printable, newlines and tabs allowed, no other
+#: control characters (no terminal escape sequences in what auditors are shown).
+Text = Annotated[str, Field(max_length=10_000), AfterValidator(_text)]
 Receipts = Annotated[list[Annotated[str, Field(max_length=300)]],
                      Field(default_factory=list, max_length=10_000)]
 

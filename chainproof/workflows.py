@@ -16,7 +16,14 @@ import rfc8785
 
 from chainproof.errors import BadInputError, StepFailedError
 from chainproof.records.assets import AssetKind, AssetVersion
-from chainproof.records.names import DEFAULT_NAMESPACE, check_kind, check_name, parse_ref
+from chainproof.records.names import (
+    DEFAULT_NAMESPACE,
+    check_kind,
+    check_name,
+    check_text,
+    parse_ref,
+    printable,
+)
 from chainproof.records.steps import OutputSpec, now
 
 
@@ -68,6 +75,8 @@ class Workflows:
             run_env[key] = str(local)
             substitutions[f"{{input:{version.name}}}"] = str(local)
         argv = [substitute(arg, substitutions) for arg in command]
+        for word in argv:  # refused before it runs, not after (the record would refuse it)
+            check_text(word, what="a word of the command", limit=10_000)
         before = {spec.path: _stat(spec.path) for spec in outputs}
         started = now()
         error = None
@@ -78,7 +87,7 @@ class Workflows:
                 error = f"command exited with status {done.returncode}: {' '.join(argv)}"
                 exit_status = done.returncode
         except OSError as exc:
-            error = f"command could not start: {exc}"
+            error = printable(f"command could not start: {exc}")
             exit_status = 127
         if error is None:
             # An output must be written by this step: a file left over from an earlier run,

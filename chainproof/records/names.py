@@ -90,6 +90,15 @@ def check_tag_key(key: str) -> str:
     return key
 
 
+def printable(text: str) -> str:
+    """``text`` with every control character but newline and tab written as an escape
+    (``\\x1b``), so that it passes :func:`check_text` (for messages chainproof itself writes,
+    e.g. a failed step's exception)."""
+    return "".join(c if (ord(c) >= 32 and ord(c) != 127 and not 0xD800 <= ord(c) <= 0xDFFF)
+                   or c in "\n\t" else f"\\x{ord(c):02x}" if ord(c) < 256
+                   else f"\\u{ord(c):04x}" for c in text)
+
+
 def check_text(value: str, *, what: str, limit: int) -> str:
     """Return ``value`` if it is printable text of at most ``limit`` characters (newlines and
     tabs allowed), else raise :class:`InvalidNameError` saying why."""

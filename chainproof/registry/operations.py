@@ -63,6 +63,7 @@ from chainproof.records.names import (
     MAX_VERSION,
     check_alias,
     check_name,
+    check_text,
     parse_ref,
 )
 from chainproof.registry.policy import (
@@ -517,6 +518,8 @@ def _approval_statement(req: PromotionRequestRow, model: ModelRow, decision: str
 def review(ctx: Context, tx: Transaction, request_id: str, decision: str,
            reason: str | None, sign: Callable[[bytes], str]) -> None:
     """Record one approver's signed approval or rejection of a request."""
+    if reason is not None:
+        check_text(reason, what="reason", limit=10_000)
     req = promotion_request(tx.session, request_id, reader=tx.actor)
     model = tx.session.get(ModelRow, req.model_id)
     assert model is not None
@@ -835,6 +838,7 @@ def execute(ctx: Context, tx: Transaction, request_id: str, sign: Callable[[byte
     model = tx.session.get(ModelRow, req.model_id)
     assert model is not None
     if override_reason is not None:
+        check_text(override_reason, what="reason", limit=10_000)
         if not override_reason.strip():
             raise BadInputError("a break-glass override needs a reason",
                                 hint='--reason "incident 4711: roll back now"')

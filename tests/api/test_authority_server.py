@@ -325,5 +325,11 @@ def test_ids_and_aliases_a_client_cannot_bend(cp: Chainproof, server: str, remot
         assert response.status_code == 400, response.text
         assert "16 lowercase hex digits" in response.json()["message"]
     assert _state(cp) == before
+    # free text with terminal escapes is refused by the server's schema too
+    response = httpx.post(f"{server}/v1/promotions/{request}/reviews/prepare",
+                          headers=_headers(deployer),
+                          json={"decision": "reject", "reason": "\x1b[2Jfine"})
+    assert response.status_code == 422 and "control character" in response.text
+    assert _state(cp) == before
     deployer.execute_promotion(request)
     assert deployer.resolve_alias(f"{NS}/mdl", "staging")["version"] == 1

@@ -412,3 +412,22 @@ def test_a_step_is_judged_by_every_namespace_it_writes_into(pipe: Pipeline) -> N
                          namespace="elsewhere", connection=pipe.trainer) as s:
         s.output(honest, kind="model", name="honest-model", namespace=NS)
     assert pipe.admin.verify_chain(f"{NS}/honest-model@1").ok
+
+
+def test_free_text_shown_to_auditors_carries_no_terminal_escapes(pipe: Pipeline) -> None:
+    version = pipe.train("esc", 0.9)
+    request = pipe.trainer.request_promotion(MODEL, version, "production")
+    before = state(pipe.admin)
+    with pytest.raises(BadInputError, match="control character"):
+        pipe.alice.approve(request, "\x1b[2J\x1b[32mall good")
+    with pytest.raises(BadInputError, match="control character"):
+        pipe.admin.force_promotion(MODEL, version, "production", "oops\x1b]0;title\x07")
+    with pytest.raises(BadInputError, match="control character"):
+        pipe.trainer.run(kind="train", command=[sys.executable, "-c", "pass", "\x1b[31m"])
+    assert state(pipe.admin) == before
+    # chainproof's own message about a failure is kept, escaped
+    with pytest.raises(RuntimeError), chainproof.step("train", inputs=[f"{NS}/feats@1"],
+                                                     namespace=NS, connection=pipe.trainer):
+        raise RuntimeError("bad \x1b[2J day")
+    failed = pipe.trainer.step_list(kind="train", limit=1)[0]
+    assert failed.error is not None and "\\x1b[2J" in failed.error and "\x1b" not in failed.error
