@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.tree import Tree
 
 from chainproof.cli._common import (
@@ -171,6 +172,36 @@ def show(ref: Annotated[str, typer.Argument(help="NAME[@VERSION]")], json_out: J
               + ", ".join(str(x["version"]) for x in info["versions"]), highlight=False)
 
 
+@step_app.command("list")
+def step_list(
+    namespace: Annotated[str | None, typer.Option(help="Only steps recorded in this "
+                                                       "namespace.")] = None,
+    kind: Annotated[str | None, typer.Option(help="Only steps of this kind (train, "
+                                                  "evaluate, scan...).")] = None,
+    identity: Annotated[str | None, typer.Option(help="Only steps run by this "
+                                                      "identity.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many (1-10000).")] = 50,
+    json_out: JsonOpt = False,
+) -> None:
+    """List recorded steps you may read, newest first: id, kind, namespace, who, status,
+    outputs."""
+    from chainproof.lineage.graph import step_dict
+
+    with open_operations() as cp:
+        steps = cp.step_list(namespace=namespace, kind=kind, identity=identity, limit=limit)
+    if json_out:
+        emit_json([step_dict(s) for s in steps])
+        return
+    table = new_table("id", "kind", "namespace", "by", "status", "ended", "outputs")
+    for s in steps:
+        status = s.status.value if s.status.value == "succeeded" else f"[red]{s.status.value}[/]"
+        table.add_row(s.id, s.kind, s.namespace, s.identity, status, s.ended_at,
+                      escape(", ".join(s.outputs) or "-"))
+    out.print(table)
+    if not steps:
+        out.print("no steps you may read match", highlight=False)
+
+
 @step_app.command("show")
 def step_show(step_id: Annotated[str, typer.Argument(help="Step id (from `run`, `show`, "
                                                           "`explain` or the log).")],
@@ -292,6 +323,13 @@ def render_explain(answer: dict[str, Any]) -> None:
               highlight=False)
     if answer.get("registered_as"):
         out.print(f"registered as {answer['registered_as']}", highlight=False)
+        for label, notes in (("model", answer.get("model_annotations")),
+                             ("version", answer.get("version_annotations"))):
+            if notes and (notes.get("description") or notes.get("tags")):
+                tags = ", ".join(f"{k}={v}" for k, v in sorted(notes["tags"].items()))
+                text = "; ".join(x for x in (notes.get("description"), tags and f"tags {tags}")
+                                 if x)
+                out.print(f"  {label}: {escape(text)}", highlight=False)
     sections = [("Which data and label versions?", answer["data"]),
                 ("Which feature and training code?", answer["code"]),
                 ("Intermediate assets", answer["intermediates"]),
@@ -346,7 +384,7 @@ def _render_promotion(promotion: dict[str, Any]) -> None:
     if promotion.get("override"):
         headline = "[red]BREAK-GLASS OVERRIDE[/]"
         if promotion.get("reason"):
-            headline += f": {promotion['reason']}"
+            headline += f": {escape(str(promotion['reason']))}"
     elif promotion.get("decision"):
         result = promotion.get("result") or "recorded"
         headline = f"signed decision {promotion['decision']} ({result})"
@@ -369,7 +407,7 @@ def _render_promotion(promotion: dict[str, Any]) -> None:
     for rule in rules:
         table.add_row(str(rule.get("rule")),
                       "[green]pass[/]" if rule.get("passed") else "[red]FAIL[/]",
-                      str(rule.get("detail") or ""))
+                      escape(str(rule.get("detail") or "")))
     out.print(table if rules else "[bold]Which gate results?[/] none recorded")
 
 

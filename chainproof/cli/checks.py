@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from chainproof.cli._common import (
     JsonOpt,
@@ -17,6 +18,7 @@ from chainproof.cli._common import (
     writable_file,
 )
 from chainproof.errors import BadInputError, ScanFindingError
+from chainproof.records.names import printable
 
 commands = typer.Typer()
 
@@ -200,6 +202,8 @@ def _render_scan(report: Any, shown_as: tuple[str, str] | None = None) -> None:
         detail = "; ".join(f"{x.module}.{x.name} @{x.offset} ({x.reason})" for x in f.findings[:3])
         if len(f.findings) > 3:
             detail += f"; +{len(f.findings) - 3} more"
-        table.add_row(_display_name(str(f.path), shown_as), f.format, f"[{style}]{f.verdict}[/]",
-                      detail or _in_names(f.error or "", shown_as))
+        # module and attribute names come from the scanned file: shown, never interpreted
+        table.add_row(escape(_display_name(str(f.path), shown_as)), f.format,
+                      f"[{style}]{f.verdict}[/]",
+                      escape(printable(detail or _in_names(f.error or "", shown_as))))
     out.print(table)

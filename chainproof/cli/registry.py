@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from chainproof.cli._common import JsonOpt, emit_json, new_table, open_operations, out, read_text
 from chainproof.errors import BadInputError
@@ -33,11 +34,59 @@ def registry_list(json_out: JsonOpt = False) -> None:
     if json_out:
         emit_json(rows)
         return
-    table = new_table("model", "versions", "aliases", "created", "by")
+    table = new_table("model", "versions", "aliases", "tags", "description", "created", "by")
     for r in rows:
         aliases = ", ".join(f"{a} -> {v}" for a, v in sorted(r["aliases"].items()))
-        table.add_row(r["model"], str(r["versions"]), aliases, r["created_at"], r["created_by"])
+        table.add_row(r["model"], str(r["versions"]), aliases, _tags(r["tags"]),
+                      escape(r["description"] or ""), r["created_at"], r["created_by"])
     out.print(table)
+
+
+def _tags(tags: dict[str, str]) -> str:
+    return escape(", ".join(f"{k}={v}" for k, v in sorted(tags.items())))
+
+
+def _version_option() -> Any:
+    return typer.Option("--version", "-v", help="The model version (default: the registered "
+                                                "model itself).", min=1)
+
+
+@registry_app.command("tag")
+def registry_tag(model: Annotated[str, typer.Argument(help="[NAMESPACE/]MODEL")],
+                 key: Annotated[str, typer.Argument(help="Tag key, e.g. team")],
+                 value: Annotated[str, typer.Argument(help="Tag value")],
+                 version: Annotated[int | None, _version_option()] = None) -> None:
+    """Set a tag on a registered model or one of its versions (as MLflow's tags). Tags are
+    for people and tools: the gate and the loader never read them."""
+    with open_operations() as cp:
+        cp.set_model_tag(model, key, value, version=version)
+    where = f"{model}@{version}" if version else model
+    out.print(f"[green]tagged[/] {escape(where)}: {escape(key)}={escape(value)}",
+              highlight=False)
+
+
+@registry_app.command("untag")
+def registry_untag(model: Annotated[str, typer.Argument(help="[NAMESPACE/]MODEL")],
+                   key: Annotated[str, typer.Argument(help="Tag key")],
+                   version: Annotated[int | None, _version_option()] = None) -> None:
+    """Delete a tag of a registered model or one of its versions."""
+    with open_operations() as cp:
+        cp.delete_model_tag(model, key, version=version)
+    where = f"{model}@{version}" if version else model
+    out.print(f"[green]removed tag[/] {escape(key)} from {escape(where)}", highlight=False)
+
+
+@registry_app.command("describe")
+def registry_describe(model: Annotated[str, typer.Argument(help="[NAMESPACE/]MODEL")],
+                      description: Annotated[str, typer.Argument(
+                          help="The text (an empty string removes it)")],
+                      version: Annotated[int | None, _version_option()] = None) -> None:
+    """Set the description of a registered model or one of its versions."""
+    with open_operations() as cp:
+        cp.set_model_description(model, description, version=version)
+    where = f"{model}@{version}" if version else model
+    out.print(f"[green]{'described' if description else 'removed the description of'}[/] "
+              f"{escape(where)}", highlight=False)
 
 
 @registry_app.command("register")
@@ -81,14 +130,24 @@ def registry_versions(model: Annotated[str, typer.Argument()], json_out: JsonOpt
     if json_out:
         emit_json(info)
         return
-    table = new_table("version", "asset", "digest", "by", "aliases", title=info["model"])
+    if info.get("description") or info.get("tags"):
+        out.print(escape(info["model"] + (f": {info['description']}"
+                                          if info.get("description") else "")),
+                  highlight=False)
+        if info.get("tags"):
+            out.print(f"  tags: {_tags(info['tags'])}", highlight=False)
+    table = new_table("version", "asset", "digest", "by", "aliases", "tags", "description",
+                      title=info["model"])
     for v in info["versions"]:
+        aliases = [f"{a} [red](BREAK-GLASS)[/]" if info["aliases"].get(a, {}).get("override")
+                   else a for a in v["aliases"]]
         table.add_row(str(v["version"]), v["asset"], v["digest"][:23] + "…", v["created_by"],
-                      ", ".join(v["aliases"]))
+                      ", ".join(aliases), _tags(v.get("tags") or {}),
+                      escape(v.get("description") or ""))
     out.print(table)
     hist = new_table("when", "alias", "from", "to", "by", "decision", title="alias history")
     for h in info["history"]:
-        decision = ("[red]BREAK-GLASS OVERRIDE[/]: " + (h["reason"] or "")) if h["override"] \
+        decision = ("[red]BREAK-GLASS OVERRIDE[/]: " + escape(h["reason"] or "")) if h["override"] \
             else (h["decision"] or "direct move (unprotected alias)")
         hist.add_row(h["moved_at"], h["alias"], str(h["from_version"] or "-"),
                      str(h["to_version"]), h["moved_by"], decision)
@@ -288,9 +347,10 @@ def pull(
     json_out: JsonOpt = False,
 ) -> None:
     """Fetch exactly the bytes a promotion approved, after re-verifying decision, approvals,
-    provenance, scan and digest (exit 1 with the reason if any check fails). A file DEST gets
-    DEST.chainproof-verified beside it (its digest, size and mtime, so loading it again can
-    skip a re-hash)."""
+    provenance, scan and digest (exit 1 with the reason if any check fails). Embedded, a file
+    DEST gets DEST.chainproof-verified beside it (its digest, size and mtime, so loading it
+    again can skip a re-hash); against a server the client re-hashes what it downloads and
+    writes no such file."""
     import os
     import uuid
 

@@ -73,3 +73,35 @@ def test_step_show(ws: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert f"step train {step_id}" in capsys.readouterr().out
     assert main(["step", "show", "0" * 32]) == 2
     assert "no step with id" in capsys.readouterr().err
+
+
+def test_tags_descriptions_and_step_list(ws: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["add", "orders.csv", "--kind", "dataset", "--name", "orders"]) == 0
+    (ws / "model.bin").write_bytes(b"weights")
+    assert main(["run", "--step", "train", "--input", "orders@1", "--output",
+                 "model.bin:model:fraud-model", "--", sys.executable, "-c",
+                 "open('model.bin', 'wb').write(b'weights')"]) == 0
+    assert main(["registry", "create", "fraud-review"]) == 0
+    assert main(["registry", "register", "fraud-review", "fraud-model@1"]) == 0
+    assert main(["registry", "tag", "fraud-review", "team", "[bold]fraud[/]"]) == 0
+    assert main(["registry", "describe", "fraud-review", "Reviews card payments"]) == 0
+    assert main(["registry", "tag", "fraud-review", "dataset", "orders-1", "--version",
+                 "1"]) == 0
+    capsys.readouterr()
+    assert main(["registry", "list"]) == 0
+    text = capsys.readouterr().out
+    assert "team=[bold]fraud[/]" in text and "Reviews card payments" in text  # not styled
+    info = as_json(capsys, ["registry", "versions", "fraud-review"])
+    assert isinstance(info, dict) and info["versions"][0]["tags"] == {"dataset": "orders-1"}
+    assert main(["registry", "untag", "fraud-review", "dataset", "--version", "1"]) == 0
+    assert main(["registry", "untag", "fraud-review", "dataset", "--version", "1"]) == 2
+    assert "has no tag 'dataset'" in capsys.readouterr().err
+    assert main(["registry", "tag", "fraud-review", "chainproof.x", "y"]) == 2
+    assert "reserved" in capsys.readouterr().err
+    assert main(["registry", "tag", "fraud-review", "k", "v", "--version", "9"]) == 2
+    steps = as_json(capsys, ["step", "list", "--kind", "train"])
+    assert isinstance(steps, list) and [s["outputs"] for s in steps] == [["fraud-model@1"]]
+    assert main(["step", "list"]) == 0
+    assert "fraud-model@1" in capsys.readouterr().out
+    assert main(["step", "list", "--limit", "0"]) == 2
+    assert main(["step", "list", "--kind", "Bad Kind"]) == 2
