@@ -266,8 +266,12 @@ class RemoteChainproof(Workflows):
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
             response = self._http.request(method, path, **kwargs)
+        except httpx.InvalidURL as exc:
+            raise errors.BadInputError(f"{self.settings.server!r} is not a server URL ({exc})",
+                                       hint="e.g. CHAINPROOF_SERVER=http://127.0.0.1:8700"
+                                       ) from None
         except httpx.HTTPError as exc:
-            raise errors.DatabaseError(f"cannot reach the chainproof server "
+            raise errors.ServerUnreachableError(f"cannot reach the chainproof server "
                                        f"{self.settings.server}: {exc}",
                                        hint="check CHAINPROOF_SERVER") from None
         if response.status_code >= 400:

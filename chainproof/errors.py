@@ -75,6 +75,12 @@ class DatabaseError(BadInputError):
     http_status = 503
 
 
+class ServerUnreachableError(BadInputError):
+    """The chainproof team server (CHAINPROOF_SERVER) could not be reached."""
+
+    http_status = 503
+
+
 class StoreError(BadInputError):
     """The object store is unreachable or refused an operation."""
 

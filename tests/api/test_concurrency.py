@@ -30,7 +30,12 @@ import chainproof
 from chainproof import identities
 from chainproof.client import RemoteChainproof
 from chainproof.db.tables import DecisionRow, LogEntryRow, PromotionRequestRow
-from chainproof.errors import BadInputError, ChainproofError, ConflictError, DatabaseError
+from chainproof.errors import (
+    BadInputError,
+    ChainproofError,
+    ConflictError,
+    ServerUnreachableError,
+)
 from chainproof.records.assets import AssetKind
 from chainproof.records.log import Action
 from chainproof.service import Chainproof, OutputSpec
@@ -118,7 +123,8 @@ def _is_5xx(exc: ChainproofError) -> bool:
     # to BadInputError("Internal Server Error"); uvicorn then closes that keep-alive connection,
     # so the client's next call on it fails with "cannot reach" (a reset, not a server answer).
     return (type(exc) is BadInputError and exc.message.startswith("Internal Server Error")) or (
-        isinstance(exc, DatabaseError) and "cannot reach the chainproof server" in exc.message)
+        isinstance(exc, ServerUnreachableError)
+        and "cannot reach the chainproof server" in exc.message)
 
 
 def _retry_5xx(race: _Race, what: str, call: Callable[[], _T],
