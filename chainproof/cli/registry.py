@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 
 from chainproof.cli._common import JsonOpt, emit_json, new_table, open_operations, out, read_text
-from chainproof.errors import BadInputError
+from chainproof.errors import BadInputError, ChainproofError
 
 commands = typer.Typer()
 registry_app = typer.Typer(no_args_is_help=True, help="Registered models, versions, aliases.")
@@ -254,10 +254,16 @@ def promote(
 def approve(request_id: Annotated[str, typer.Argument()],
             reason: Annotated[str | None, typer.Option(help="Optional note.")] = None) -> None:
     """Sign an approval of a promotion request with your key."""
+    note = None
     with open_operations() as cp:
         decision = cp.approve(request_id, reason)
-        gate = cp.check_request(request_id) if decision is None else None
+        try:  # the approval is committed: showing the gate may fail, never undo or hide it
+            gate = cp.check_request(request_id) if decision is None else None
+        except ChainproofError as exc:
+            gate, note = None, exc.message
     out.print(f"[green]approved[/] {request_id}", highlight=False)
+    if note:
+        out.print(f"(the gate could not be shown: {escape(note)})", highlight=False)
     if decision:
         out.print(f"policy auto-executed the promotion (decision {decision})", highlight=False)
     elif gate is not None:

@@ -431,3 +431,31 @@ def test_free_text_shown_to_auditors_carries_no_terminal_escapes(pipe: Pipeline)
         raise RuntimeError("bad \x1b[2J day")
     failed = pipe.trainer.step_list(kind="train", limit=1)[0]
     assert failed.error is not None and "\\x1b[2J" in failed.error and "\x1b" not in failed.error
+
+
+def test_an_approver_who_cannot_read_the_whole_lineage_approves_once(pipe: Pipeline) -> None:
+    """The review is one transaction; what runs after it (the gate for auto-execution) may not
+    turn a committed approval into an error, and a retry is refused as already reviewed."""
+    from chainproof.errors import ConflictError
+
+    (pipe.tmp / "raw2.csv").write_text("amount\n2\n")
+    pipe.admin.grant_role("data-eng", "data-writer", "datalake")
+    raw = pipe.data.add(pipe.tmp / "raw2.csv", kind="dataset", name="raw",
+                        namespace="datalake").version.ref
+    pipe.admin.grant_role("svc-trainer", "reader", "datalake")
+    model = pipe.tmp / "lake.bin"
+    model.write_bytes(b"lake weights")
+    with chainproof.step("train", inputs=[raw, f"{NS}/labels@1"], namespace=NS,
+                         connection=pipe.trainer) as s:
+        s.output(model, kind="model", name="lake-model")
+    asset = pipe.trainer.all_versions(namespace=NS, kind="model")[-1].ref
+    version = pipe.trainer.register_model_version(MODEL, asset)
+    request = pipe.trainer.request_promotion(MODEL, version, "production")
+    pipe.admin.set_promotion_policy(
+        "protected_aliases: [production]\nrules:\n  - match: {alias: production}\n"
+        "    approvals: {min: 1, role: approver}\n    auto_execute: true\n")
+    assert pipe.alice.approve(request) is None  # alice cannot read datalake: no error
+    with pytest.raises(ConflictError, match="already reviewed"):
+        pipe.alice.approve(request)
+    reviews = [r for r in pipe.alice.promotion_requests() if r["id"] == request][0]["reviews"]
+    assert [(r["approver"], r["decision"]) for r in reviews] == [("alice", "approve")]
