@@ -17,7 +17,8 @@ pickle / joblib        a restricted unpickler (``_unpickler``) that enforces the
                        its argument rules again on the real objects (joblib files through a
                        restricted subclass of joblib's ``NumpyUnpickler``), so a scanner miss
                        still cannot run code
-ONNX                   ``onnx.load`` (external-data paths were checked to stay in the folder);
+ONNX                   the bytes read once, checked again (external data stays in the folder, no
+                       custom operator domains), then external data read;
                        needs onnx
 =====================  ======================================================================
 
@@ -40,6 +41,7 @@ from chainproof.errors import (
     ScanFindingError,
 )
 from chainproof.scan._model import FileResult
+from chainproof.scan._parsers import check_onnx, parse_onnx
 from chainproof.scan._scanner import scan_file
 from chainproof.scan._unpickler import RestrictedUnpickler, joblib_unpickler
 from chainproof.scan.allowlist import Allowlist, default_allowlist
@@ -108,13 +110,7 @@ def safe_load(path: Path | str, *, allowlist: Allowlist | None = None) -> Any:
     if fmt in ("pickle", "joblib") or fmt.endswith(("+pickle", "+joblib")):
         return _load_pickle(p, al, joblib_format=fmt != "pickle")
     if fmt == "onnx":
-        try:
-            import onnx
-        except ImportError as exc:
-            raise BadInputError(
-                f"{p}: ONNX models need onnx to load", hint="pip install onnx"
-            ) from exc
-        return onnx.load(str(p))
+        return _load_onnx(p)
     raise BadInputError(
         f"{p}: no safe loader for format {fmt!r}",
         hint="unpack archives and load their members one by one",
@@ -200,3 +196,26 @@ def _load_pickle(p: Path, allowlist: Allowlist, *, joblib_format: bool) -> Any:
             f"{type(exc).__name__}: {exc}",
             hint="the file may be damaged or need a callable the allowlist does not cover",
         ) from exc
+
+
+def _load_onnx(p: Path) -> Any:
+    """The ONNX model from one read of the file, checked again before its external data is
+    read: what is loaded is exactly what was judged, even if the file changed after the scan
+    (the same second defence the restricted unpickler gives pickles)."""
+    try:
+        from onnx.external_data_helper import load_external_data_for_model
+    except ImportError as exc:
+        raise BadInputError(f"{p}: ONNX models need onnx to load",
+                            hint="pip install onnx") from exc
+    model = parse_onnx(p.read_bytes())
+    if model is None:
+        raise MalformedFileError(f"{p}: not an ONNX model any more (it changed after the scan)",
+                                 hint="scan and load again from a trusted copy")
+    found, _ = check_onnx(model, p.parent)
+    if found:
+        raise ScanFindingError(f"{p}: refusing to load: {found[0].reason}",
+                               hint="the file changed after the scan; investigate who can "
+                                    "write to it",
+                               problems=[c.reason for c in found])
+    load_external_data_for_model(model, str(p.parent))
+    return model

@@ -575,3 +575,35 @@ def test_hdf5_that_crashes_the_hdf5_library_is_malformed_not_a_crash() -> None:
     r = scan_one(p)
     assert (r.format, r.verdict) == ("hdf5", "malformed"), r
     assert "HDF5" in (r.error or "")
+
+
+def test_safe_load_judges_the_onnx_bytes_it_loads(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file swapped between the scan and the load: the bytes loaded are checked again, so an
+    external-data escape planted after the scan is refused, not read."""
+    import importlib
+
+    from chainproof.errors import ScanFindingError
+
+    safe_load_module = importlib.import_module("chainproof.scan.safe_load")
+
+    (tmp_path / "w.bin").write_bytes(b"\0\0\x80\x3f")  # 1.0 as float32
+    good = _save(tmp_path, _model([helper.make_node("Constant", [], ["y"],
+                                                    value=_external("c", "w.bin"))]))
+    loaded = safe_load_module.safe_load(good)
+    assert loaded.graph.node[0].attribute[0].t.raw_data == b"\0\0\x80\x3f"
+    # a node of a custom operator domain (onnx.load itself accepts it; running it would load
+    # a native custom-op library)
+    evil = _model([helper.make_node("Evil", ["x"], ["y"], domain="com.attacker")],
+                  opsets=[helper.make_opsetid("", 18),
+                          helper.make_opsetid("com.attacker", 1)]).SerializeToString()
+    real_scan = safe_load_module.scan_file
+
+    def scan_then_swap(path: Path, **kwargs: Any) -> Any:
+        result = real_scan(path, **kwargs)
+        path.write_bytes(evil)  # the attacker wins the race
+        return result
+
+    monkeypatch.setattr(safe_load_module, "scan_file", scan_then_swap)
+    with pytest.raises(ScanFindingError, match=r"com\.attacker"):
+        safe_load_module.safe_load(good)
