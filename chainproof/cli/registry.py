@@ -34,11 +34,15 @@ def registry_list(json_out: JsonOpt = False) -> None:
     if json_out:
         emit_json(rows)
         return
-    table = new_table("model", "versions", "aliases", "tags", "description", "created", "by")
+    # tags and descriptions get their columns only when some model has them (80 columns)
+    notes = any(r["tags"] or r["description"] for r in rows)
+    table = new_table("model", "versions", "aliases",
+                      *(("tags", "description") if notes else ()), "created", "by")
     for r in rows:
         aliases = ", ".join(f"{a} -> {v}" for a, v in sorted(r["aliases"].items()))
-        table.add_row(r["model"], str(r["versions"]), aliases, _tags(r["tags"]),
-                      escape(r["description"] or ""), r["created_at"], r["created_by"])
+        annotations = (_tags(r["tags"]), escape(r["description"] or "")) if notes else ()
+        table.add_row(r["model"], str(r["versions"]), aliases, *annotations, r["created_at"],
+                      r["created_by"])
     out.print(table)
 
 
@@ -136,14 +140,16 @@ def registry_versions(model: Annotated[str, typer.Argument()], json_out: JsonOpt
                   highlight=False)
         if info.get("tags"):
             out.print(f"  tags: {_tags(info['tags'])}", highlight=False)
-    table = new_table("version", "asset", "digest", "by", "aliases", "tags", "description",
-                      title=info["model"])
+    notes = any(v.get("tags") or v.get("description") for v in info["versions"])
+    table = new_table("version", "asset", "digest", "by", "aliases",
+                      *(("tags", "description") if notes else ()), title=info["model"])
     for v in info["versions"]:
         aliases = [f"{a} [red](BREAK-GLASS)[/]" if info["aliases"].get(a, {}).get("override")
                    else a for a in v["aliases"]]
+        annotations = (_tags(v.get("tags") or {}), escape(v.get("description") or "")) \
+            if notes else ()
         table.add_row(str(v["version"]), v["asset"], v["digest"][:23] + "…", v["created_by"],
-                      ", ".join(aliases), _tags(v.get("tags") or {}),
-                      escape(v.get("description") or ""))
+                      ", ".join(aliases), *annotations)
     out.print(table)
     hist = new_table("when", "alias", "from", "to", "by", "decision", title="alias history")
     for h in info["history"]:

@@ -58,6 +58,9 @@ def test_reads_listings_and_digest_claims(cp: Chainproof, server: str, remote: A
                for r in thief.role_list())
     assert [k["identity"] for k in thief.key_list()] == ["lab-trainer"]
     assert thief.promotion_requests() == [] and thief.model_list() == []
+    assert thief.verify() == [] and thief.step_list() == []  # verify-bytes re-hashes nothing
+    with pytest.raises((NotFoundError, PermissionDeniedError)):
+        thief.verify("secret/crown-jewels@1")
     # the bytes cannot be read, nor claimed by their digest; unknown digests answer the same
     before = _state(cp)
     with pytest.raises(NotFoundError):

@@ -88,7 +88,14 @@ def test_tags_descriptions_and_step_list(ws: Path, capsys: pytest.CaptureFixture
     assert main(["registry", "tag", "fraud-review", "dataset", "orders-1", "--version",
                  "1"]) == 0
     capsys.readouterr()
-    assert main(["registry", "list"]) == 0
+    from rich.console import Console
+
+    import chainproof.cli.registry as registry_cli
+
+    wide = Console(width=250, highlight=False)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(registry_cli, "out", wide)
+        assert main(["registry", "list"]) == 0
     text = capsys.readouterr().out
     assert "team=[bold]fraud[/]" in text and "Reviews card payments" in text  # not styled
     info = as_json(capsys, ["registry", "versions", "fraud-review"])
@@ -101,7 +108,12 @@ def test_tags_descriptions_and_step_list(ws: Path, capsys: pytest.CaptureFixture
     assert main(["registry", "tag", "fraud-review", "k", "v", "--version", "9"]) == 2
     steps = as_json(capsys, ["step", "list", "--kind", "train"])
     assert isinstance(steps, list) and [s["outputs"] for s in steps] == [["fraud-model@1"]]
-    assert main(["step", "list"]) == 0
-    assert "fraud-model@1" in capsys.readouterr().out
+    import chainproof.cli.assets as assets_cli
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(assets_cli, "out", wide)
+        assert main(["step", "list"]) == 0
+    listed = capsys.readouterr().out
+    assert "fraud-model@1" in listed and steps[0]["id"] in listed
     assert main(["step", "list", "--limit", "0"]) == 2
     assert main(["step", "list", "--kind", "Bad Kind"]) == 2
