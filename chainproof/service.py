@@ -49,6 +49,7 @@ from chainproof.errors import (
     NotFoundError,
     StepFailedError,
     VerificationError,
+    WorkspaceError,
 )
 from chainproof.ledger import audit, checkpoint
 from chainproof.ledger.log import prove_consistency, prove_inclusion
@@ -172,6 +173,27 @@ class StepResult:
     outputs: list[AssetVersion] = field(default_factory=list)
 
 
+def _with_logged_origin(settings: Settings, engine: Engine) -> Settings:
+    """``settings`` with the origin the log was started with (its first entry): a host that
+    has only CHAINPROOF_DB / CHAINPROOF_STORE / CHAINPROOF_LOG_KEY signs checkpoints for the
+    same log. WorkspaceError when a workspace's config names another origin."""
+    with Session(engine) as session:
+        body = session.execute(select(LogEntryRow.body).where(LogEntryRow.seq == 0)
+                               ).scalar_one_or_none()
+    if body is None:
+        return settings
+    logged = json.loads(bytes(body)).get("detail", {}).get("origin")
+    if not isinstance(logged, str) or logged == settings.origin:
+        return settings
+    if settings.workspace is not None:
+        raise WorkspaceError(
+            f"this workspace's config names the log origin {settings.origin!r}, but its "
+            f"database's log was started as {logged!r}",
+            hint="point CHAINPROOF_DB at the workspace's own database, or restore its "
+                 "config.json")
+    return dataclasses.replace(settings, origin=logged)
+
+
 class Chainproof(Workflows):
     """chainproof's operations over an open workspace (embedded mode): the facade composing
     the capabilities. Each write is one transaction that also appends its audit log entries
@@ -207,7 +229,26 @@ class Chainproof(Workflows):
         engine = db_engine.open_engine(settings.db_url)
         if check:
             db_engine.check_schema(engine)
+            settings = _with_logged_origin(settings, engine)
         return cls(settings, engine, open_store(settings.store))
+
+    def check_server_ready(self) -> None:
+        """What a server host needs, checked before it serves: the log's private key (it signs
+        every checkpoint) and, if log.pub is at hand, that it is that key's public half.
+        WorkspaceError naming what is missing or wrong."""
+        self.ctx.checkpoint_signer  # noqa: B018 - loads the key or raises WorkspaceError
+        derived = audit.public_pem(Path("/nonexistent/log.pub"), self.settings.log_key_path)
+        if self.settings.log_public_path.is_file():
+            from cryptography.hazmat.primitives import serialization
+
+            on_disk = serialization.load_pem_public_key(
+                self.settings.log_public_path.read_bytes())
+            if on_disk.public_bytes(serialization.Encoding.PEM,
+                                    serialization.PublicFormat.SubjectPublicKeyInfo) != derived:
+                raise WorkspaceError(
+                    f"{self.settings.log_public_path} is not the public half of the log key "
+                    f"{self.settings.log_key_path}",
+                    hint="use the log.pub made with this key, or unset CHAINPROOF_LOG_PUBKEY")
 
     @classmethod
     def init(cls, folder: Path, *, db: str | None = None, store: str | None = None,
@@ -1080,11 +1121,13 @@ class Chainproof(Workflows):
 
     def audit_verify(self, witness_notes: Sequence[str] = ()) -> audit.AuditReport:
         self.check(Permission.AUDIT, grants.GLOBAL, "verify the audit log")
-        verifier = audit.load_log_verifier(self.settings.log_public_path, self.settings.origin)
+        verifier = audit.load_log_verifier(self.settings.log_public_path, self.settings.origin,
+                                           private_path=self.settings.log_key_path)
         # The newest checkpoint this machine verified before: a log rolled back behind it is
         # caught even without a witness file (see docs/provenance-and-audit.md).
         # Keyed by origin and log key: two logs never share a memory.
-        key_tag = hash_bytes(self.settings.log_public_path.read_bytes())[:16]
+        key_tag = hash_bytes(audit.public_pem(self.settings.log_public_path,
+                                              self.settings.log_key_path))[:16]
         memory = CheckpointMemory(default_checkpoint_folder(),
                                   f"{self.settings.origin}#{key_tag}")
         with self.session() as session:
@@ -1112,7 +1155,8 @@ class Chainproof(Workflows):
                                   .limit(1)).scalar_one_or_none()
         if row is None:
             raise NotFoundError("the log has no checkpoint yet", hint="run `chainproof init`")
-        verifier = audit.load_log_verifier(self.settings.log_public_path, self.settings.origin)
+        verifier = audit.load_log_verifier(self.settings.log_public_path, self.settings.origin,
+                                           private_path=self.settings.log_key_path)
         checkpoint.verify_checkpoint(row.note, verifier)
         return {"size": row.size, "root_hash": bytes(row.root_hash).hex(), "note": row.note}
 

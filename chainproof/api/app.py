@@ -35,6 +35,7 @@ from chainproof.api._http import (
     invalid_response,
 )
 from chainproof.errors import BadInputError, ChainproofError, DatabaseError
+from chainproof.ledger import audit as audit_mod
 from chainproof.service import Chainproof
 from chainproof.workspace import Settings
 
@@ -42,6 +43,7 @@ from chainproof.workspace import Settings
 def create_app(settings: Settings) -> FastAPI:
     """The server for one database and one object store (``settings``)."""
     base = Chainproof.open(settings)
+    base.check_server_ready()  # no log key: refuse to start, never a 500 on each request
 
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
@@ -77,7 +79,8 @@ def create_app(settings: Settings) -> FastAPI:
     def log_key() -> dict[str, Any]:
         """The log's origin and public checkpoint key, to verify checkpoints independently."""
         return {"origin": base.settings.origin,
-                "public_pem": base.settings.log_public_path.read_text()}
+                "public_pem": audit_mod.public_pem(base.settings.log_public_path,
+                                                   base.settings.log_key_path).decode()}
 
     for module in (blobs, assets, access, registry, audit):
         app.include_router(module.router)

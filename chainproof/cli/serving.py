@@ -42,7 +42,13 @@ def server(
     database and store. Stateless: run as many as you like on one database."""
     import uvicorn
 
+    from chainproof.service import Chainproof
+
     os.environ.pop("CHAINPROOF_SERVER", None)
+    # Fail now with one clear message (exit 2), not in every worker on its first request:
+    # the database and its schema, the log's origin, the log key.
+    with Chainproof.open() as cp:
+        cp.check_server_ready()
     uvicorn.run("chainproof.api.factory:app", host=host, port=port, workers=workers,
                 factory=True, log_level="info")
 

@@ -90,14 +90,34 @@ def load_log_signer(path: Path, origin: str) -> LogSigner:
     return LogSigner(origin, key)
 
 
-def load_log_verifier(path: Path, origin: str) -> cpmod.CheckpointVerifier:
+def public_pem(path: Path, private_path: Path | None = None) -> bytes:
+    """The log's public checkpoint key (PEM) from ``path`` (log.pub) — or, when that file is
+    absent, derived from the private log key at ``private_path`` (a server host given only
+    CHAINPROOF_LOG_KEY). WorkspaceError if neither can be read."""
     try:
-        key = serialization.load_pem_public_key(path.read_bytes())
+        return path.read_bytes()
     except FileNotFoundError:
-        raise WorkspaceError(f"the log's public key {path} does not exist",
-                             hint="set CHAINPROOF_LOG_PUBKEY to the log.pub made by "
-                                  "`chainproof init`") from None
-    except (OSError, ValueError) as exc:
+        if private_path is None or not private_path.is_file():
+            raise WorkspaceError(f"the log's public key {path} does not exist",
+                                 hint="set CHAINPROOF_LOG_PUBKEY to the log.pub made by "
+                                      "`chainproof init` (or, on a server host, "
+                                      "CHAINPROOF_LOG_KEY to the log's private key)") from None
+    except OSError as exc:
+        raise WorkspaceError(f"cannot read the log's public key {path}: {exc}") from None
+    try:
+        private = serialization.load_pem_private_key(private_path.read_bytes(), password=None)
+    except (OSError, ValueError, TypeError) as exc:
+        raise WorkspaceError(f"cannot read the log key {private_path}: {exc}") from None
+    return private.public_key().public_bytes(serialization.Encoding.PEM,
+                                             serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def load_log_verifier(path: Path, origin: str, *,
+                      private_path: Path | None = None) -> cpmod.CheckpointVerifier:
+    """The checkpoint verifier for ``origin`` with the public key of :func:`public_pem`."""
+    try:
+        key = serialization.load_pem_public_key(public_pem(path, private_path))
+    except ValueError as exc:
         raise WorkspaceError(f"cannot read the log's public key {path}: {exc}") from None
     if not isinstance(key, ed25519.Ed25519PublicKey):
         raise WorkspaceError(f"{path} is not an Ed25519 public key")

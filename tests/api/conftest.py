@@ -27,7 +27,7 @@ def free_port() -> int:
 
 
 def start_server(cp: Chainproof, *, port: int | None = None,
-                 extra_env: dict[str, str] | None = None
+                 extra_env: dict[str, str] | None = None, cwd: Path | None = None
                  ) -> tuple[str, subprocess.Popen[bytes]]:
     port = port or free_port()
     assert cp.settings.workspace is not None
@@ -36,7 +36,7 @@ def start_server(cp: Chainproof, *, port: int | None = None,
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "chainproof.api.factory:app", "--factory",
          "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-        cwd=cp.settings.workspace.parent, env=env)
+        cwd=cwd or cp.settings.workspace.parent, env=env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
