@@ -670,6 +670,12 @@ class LabelChecker:
         dup_rows, conflict_mask = _duplicates(
             np.concatenate(self.fhash), np.concatenate(self.lhash)
         )
+        if not features:
+            # With no feature column (a labels file holding only keys and labels) every row
+            # "shares features" with every other: there is nothing to conflict on.
+            conflict_mask = np.zeros_like(conflict_mask)
+            notes.append("label-conflict check skipped: no feature columns (only the label "
+                         "and key or ID columns)")
         conflict_ids = tuple(int(i) for i in np.flatnonzero(conflict_mask)[:5])
         table, ids = self.sampler.finish(
             self.schema.empty_table().select(self.sample_columns).schema

@@ -142,3 +142,19 @@ def test_continuous_label_is_not_treated_as_classes() -> None:
     df, _ = _frame(load_wine)
     rep = find_label_issues(df.assign(label=np.arange(len(df)) * 0.5), "label")
     assert rep.issue_rate is None and "regression" in " ".join(rep.notes)
+
+
+def test_a_labels_file_without_features_has_no_label_conflicts(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A labels asset holding only a key and the label (the README's layout): every row would
+    'share features' with every other; the conflict check is skipped, said in a note."""
+    import numpy as np
+    import pandas as pd
+
+    from chainproof.validate import validate_dataset
+
+    labels = pd.DataFrame({"order_id": range(500),
+                           "fraud": np.random.RandomState(0).randint(0, 2, 500)})
+    report = validate_dataset(labels, label_column="fraud", key_columns=["order_id"])
+    assert not [f for f in report.findings if f.check == "label_conflicts"]
+    assert report.passed
+    assert any("no feature columns" in n for n in report.to_dict()["labels"]["notes"])
