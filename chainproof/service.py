@@ -817,8 +817,21 @@ class Chainproof(Workflows):
             return [steps[i] for i in order]
 
     def step_record(self, step_id: str) -> Step:
-        """One recorded step (``show STEP_ID``); unknown and unreadable answer alike."""
+        """One recorded step (``show STEP_ID``); unknown and unreadable answer alike. A unique
+        prefix of at least 8 hex digits (as ``explain`` shows) names the step too;
+        BadInputError if it names several the caller may read."""
         with self.session() as session:
+            if 8 <= len(step_id) < 32 and all(c in "0123456789abcdef" for c in step_id):
+                candidates = session.execute(
+                    select(StepRow.id, StepRow.namespace)
+                    .where(StepRow.id.startswith(step_id, autoescape=True)).limit(50)).all()
+                readable = self._readable(session, {ns for _, ns in candidates})
+                matches = [sid for sid, ns in candidates if ns in readable]
+                if len(matches) > 1:
+                    raise BadInputError(f"step id prefix {step_id} names {len(matches)} steps",
+                                        hint="give more of the id (`step list` shows them)")
+                if matches:
+                    step_id = matches[0]
             steps = queries.steps_with_links(session, [step_id])
             step = steps.get(step_id)
             if step is None or Permission.READ not in grants.permitted(

@@ -89,7 +89,12 @@ def audit_checkpoint(
     if out_file is not None:
         with out_file.open("a", encoding="utf-8") as fh:
             fh.write(checkpoint.format_checkpoint_file([latest["note"]]))
-        out.print(f"appended checkpoint at size {latest['size']} to {out_file}", highlight=False)
+        if json_out:
+            emit_json({**latest, "appended_to": str(out_file)})
+            return
+        out.print(f"appended checkpoint at size {latest['size']} to {out_file} (check the log "
+                  f"against it later: chainproof audit verify --since {out_file})",
+                  highlight=False)
         return
     if json_out:
         emit_json(latest)

@@ -39,7 +39,9 @@ def registry_list(json_out: JsonOpt = False) -> None:
     table = new_table("model", "versions", "aliases",
                       *(("tags", "description") if notes else ()), "created", "by")
     for r in rows:
-        aliases = ", ".join(f"{a} -> {v}" for a, v in sorted(r["aliases"].items()))
+        aliases = ", ".join(f"{a} -> {v}" + (" [red](BREAK-GLASS)[/]"
+                                             if a in r.get("overrides", ()) else "")
+                            for a, v in sorted(r["aliases"].items()))
         annotations = (_tags(r["tags"]), escape(r["description"] or "")) if notes else ()
         table.add_row(r["model"], str(r["versions"]), aliases, *annotations, r["created_at"],
                       r["created_by"])

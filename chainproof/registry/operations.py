@@ -893,15 +893,19 @@ def execute(ctx: Context, tx: Transaction, request_id: str, sign: Callable[[byte
 
 def model_summaries(session: Session) -> list[dict[str, Any]]:
     """Every registered model: row id, namespace, name, number of versions, aliases (name →
-    version)."""
+    version), ``overrides`` (the aliases a break-glass override put where they are)."""
     counts = dict(session.execute(select(ModelVersionRow.model_id, func.count())
                                   .group_by(ModelVersionRow.model_id)).all())
     aliases: dict[int, dict[str, int]] = {}
-    for a in session.execute(select(AliasRow)).scalars():
+    overrides: dict[int, list[str]] = {}
+    for a in session.execute(select(AliasRow).order_by(AliasRow.alias)).scalars():
         aliases.setdefault(a.model_id, {})[a.alias] = a.version
+        if a.override:
+            overrides.setdefault(a.model_id, []).append(a.alias)
     return [{"id": m.id, "model": model_label(m.namespace, m.name), "namespace": m.namespace,
              "name": m.name, "versions": int(counts.get(m.id, 0)),
-             "aliases": aliases.get(m.id, {}), "created_at": m.created_at,
+             "aliases": aliases.get(m.id, {}), "overrides": overrides.get(m.id, []),
+             "created_at": m.created_at,
              "created_by": m.created_by}
             for m in session.execute(select(ModelRow).order_by(ModelRow.namespace,
                                                                ModelRow.name)).scalars()]

@@ -180,7 +180,9 @@ def evaluate(rule: Rule, facts: Facts) -> list[Outcome]:
         current = (facts.current_metrics or {}).get(metric)
         if facts.current_metrics is None:
             out.append(Outcome(f"regression:{metric}", value is not None,
-                               "nothing at the alias yet to compare with"))
+                               "nothing at the alias yet to compare with" if value is not None
+                               else f"no signed metric {metric!r} recorded for the candidate "
+                                    "(nothing at the alias yet to compare with either)"))
         elif value is None or current is None:
             out.append(Outcome(f"regression:{metric}", False,
                                f"cannot compare {metric}: candidate {value}, current {current}"))

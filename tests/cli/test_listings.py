@@ -73,6 +73,10 @@ def test_step_show(ws: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert f"step train {step_id}" in capsys.readouterr().out
     assert main(["step", "show", "0" * 32]) == 2
     assert "no step with id" in capsys.readouterr().err
+    # the 12-digit prefix `explain` shows names the step too
+    assert main(["step", "show", step_id[:12]]) == 0
+    assert f"step train {step_id}" in capsys.readouterr().out
+    assert main(["step", "show", "0" * 12]) == 2
 
 
 def test_tags_descriptions_and_step_list(ws: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -117,3 +121,15 @@ def test_tags_descriptions_and_step_list(ws: Path, capsys: pytest.CaptureFixture
     assert "fraud-model@1" in listed and steps[0]["id"] in listed
     assert main(["step", "list", "--limit", "0"]) == 2
     assert main(["step", "list", "--kind", "Bad Kind"]) == 2
+
+
+def test_checkpoint_to_a_witness_file_in_json(ws: Path, capsys: pytest.CaptureFixture[str]
+                                              ) -> None:
+    witness = ws / "witness.txt"
+    for args in (["audit", "checkpoint", "--out", str(witness), "--json"],
+                 ["--json", "audit", "checkpoint", "--out", str(witness)]):
+        capsys.readouterr()
+        assert main(args) == 0
+        answer = json.loads(capsys.readouterr().out)
+        assert answer["appended_to"] == str(witness) and answer["size"] >= 1
+    assert main(["audit", "verify", "--since", str(witness)]) == 0

@@ -459,3 +459,13 @@ def test_an_approver_who_cannot_read_the_whole_lineage_approves_once(pipe: Pipel
         pipe.alice.approve(request)
     reviews = [r for r in pipe.alice.promotion_requests() if r["id"] == request][0]["reviews"]
     assert [(r["approver"], r["decision"]) for r in reviews] == [("alice", "approve")]
+
+
+def test_break_glass_is_marked_in_the_model_listing(pipe: Pipeline) -> None:
+    version = pipe.train("bg", 0.9)
+    pipe.admin.force_promotion(MODEL, version, "production", "incident 4711")
+    listed = {m["model"]: m for m in pipe.alice.model_list()}[MODEL]
+    assert listed["aliases"] == {"production": version}
+    assert listed["overrides"] == ["production"]
+    pipe.promote(version)  # through the gate now: no longer an override
+    assert {m["model"]: m for m in pipe.alice.model_list()}[MODEL]["overrides"] == []
