@@ -601,8 +601,8 @@ def evaluate_gate(ctx: Context, session: Session, model: ModelRow, version: int,
                | {v.created_by for v in graph.versions.values()})
     inputs = sorted({(v.namespace, v.name) for v in graph.versions.values()
                      if v.kind in (AssetKind.DATASET, AssetKind.LABELS)})
-    evidence, metrics = _evidence(ctx, session, graph.versions.values(), asset_ref,
-                                  model.namespace, rule, as_of)
+    evidence, metrics, untrusted = _evidence(ctx, session, graph.versions.values(), asset_ref,
+                                             model.namespace, rule, as_of)
     current = session.get(AliasRow, (model.id, alias))
     current_metrics = None
     if current is not None and current.version != version:
@@ -620,7 +620,7 @@ def evaluate_gate(ctx: Context, session: Session, model: ModelRow, version: int,
                 approvals.append(fact)
     facts = Facts(provenance_problems=chain_problems, evidence=evidence, metrics=metrics,
                   current_metrics=current_metrics, inputs=inputs, approvals=approvals,
-                  rejections=rejections)
+                  rejections=rejections, untrusted=untrusted)
     return GateResult(request_id=request.id if request else None,
                       model=model_label(model.namespace, model.name), version=version,
                       alias=alias, digest=mv.digest, policy_version=policy.version,
@@ -658,7 +658,8 @@ def _check_approval(session: Session, row: ApprovalRow, request: PromotionReques
 
 def _evidence(ctx: Context, session: Session, upstream: Iterable[AssetVersion],
               model_ref: str, governed: str, rule: Rule | None = None,
-              as_of: int | None = None) -> tuple[dict[str, bool], dict[str, float]]:
+              as_of: int | None = None
+              ) -> tuple[dict[str, bool], dict[str, float], dict[str, list[str]]]:
     """Reports about the model or its inputs (report kind → passed) and the newest metrics
     recorded about the model, counting only trustworthy evidence (I9):
 
@@ -706,6 +707,7 @@ def _evidence(ctx: Context, session: Session, upstream: Iterable[AssetVersion],
 
     latest: dict[tuple[str, frozenset[str]], bool] = {}
     metrics: dict[str, float] = {}
+    untrusted: dict[str, list[str]] = {}
     for _vid, kind, digest, size, seq, about, step_id, step_kind, signer in produced:
         if size > _REPORT_LIMIT or step_id not in attested or (
                 as_of is not None and seq >= as_of):
@@ -719,8 +721,11 @@ def _evidence(ctx: Context, session: Session, upstream: Iterable[AssetVersion],
         if kind == "report" and isinstance(doc.get("report_kind"), str):
             report_kind = doc["report_kind"]
             subjects = doc.get("subjects")
-            if (report_kind != step_kind or not isinstance(subjects, list) or not subjects
-                    or not trusted(step_kind, signer)):
+            if report_kind != step_kind or not isinstance(subjects, list) or not subjects:
+                continue
+            if not trusted(step_kind, signer):
+                if signer not in untrusted.setdefault(report_kind, []):
+                    untrusted[report_kind].append(signer)
                 continue
             refs = []
             for subject in subjects:
@@ -747,7 +752,7 @@ def _evidence(ctx: Context, session: Session, upstream: Iterable[AssetVersion],
     evidence: dict[str, bool] = {}
     for (report_kind, _), passed in latest.items():
         evidence[report_kind] = evidence.get(report_kind, True) and passed
-    return evidence, metrics
+    return evidence, metrics, untrusted
 
 
 def candidate_evidence(ctx: Context, session: Session, asset_ref: str, governed: str,

@@ -138,6 +138,9 @@ class Facts:
     inputs: Sequence[tuple[str, str]]  # (namespace, name) of every dataset/labels upstream
     approvals: Sequence[ApprovalFact]
     rejections: Sequence[str]
+    #: report kind -> identities whose reports of that kind were not counted (not trusted for
+    #: that kind in the model's namespace), to say why evidence is missing
+    untrusted: Mapping[str, Sequence[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -148,6 +151,15 @@ class Outcome:
 
     def to_dict(self) -> dict[str, Any]:
         return {"rule": self.rule, "passed": self.passed, "detail": self.detail}
+
+
+def _missing(kind: str, untrusted: Sequence[str]) -> str:
+    if not untrusted:
+        return "no such report in the chain"
+    return (f"no {kind} report from a trusted signer: the {kind} report(s) by "
+            f"{', '.join(sorted(untrusted))} do not count (needs the evaluator role in the "
+            f"model's namespace, granted by someone else, or a trust-policy rule for {kind} "
+            "steps there)")
 
 
 def evaluate(rule: Rule, facts: Facts) -> list[Outcome]:
@@ -167,7 +179,7 @@ def evaluate(rule: Rule, facts: Facts) -> list[Outcome]:
         out.append(Outcome(f"evidence:{kind}", passed is True,
                            "a passing report is in the chain" if passed else
                            ("the report in the chain FAILED" if passed is False
-                            else "no such report in the chain")))
+                            else _missing(kind, facts.untrusted.get(kind, ())))))
     for metric, (op, threshold) in sorted(rule.metrics.items()):
         value = facts.metrics.get(metric)
         ok = value is not None and _OPS[op](value, threshold)

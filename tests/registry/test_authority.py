@@ -469,3 +469,16 @@ def test_break_glass_is_marked_in_the_model_listing(pipe: Pipeline) -> None:
     assert listed["overrides"] == ["production"]
     pipe.promote(version)  # through the gate now: no longer an override
     assert {m["model"]: m for m in pipe.alice.model_list()}[MODEL]["overrides"] == []
+
+
+def test_the_gate_says_whose_evidence_did_not_count(pipe: Pipeline) -> None:
+    version = pipe.train("why", 0.9, scan=False)
+    asset = pipe.trainer.all_versions(namespace=NS, kind="model")[-1].ref
+    pipe.admin.grant_role("svc-trainer", "evaluator", "lab")  # an evaluator elsewhere only
+    pipe.admin.set_namespace_mode("lab", "experiment")
+    pipe.admin.grant_role("svc-trainer", "trainer", "lab")
+    pipe.trainer.record_report(report_kind="scan", subjects=[asset], passed=True,
+                               report={"verdict": "clean"}, name="self-scan", namespace="lab")
+    detail = {o.rule: o.detail for o in pipe.admin.check_promotion(
+        MODEL, version, "production").outcomes}["evidence:scan"]
+    assert "svc-trainer" in detail and "do not count" in detail
