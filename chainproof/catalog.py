@@ -26,7 +26,14 @@ from sqlalchemy.orm import Session
 
 from chainproof.access import Permission, grants
 from chainproof.context import Context
-from chainproof.db.tables import AssetRow, AssetVersionRow, table
+from chainproof.db.tables import (
+    AssetRow,
+    AssetVersionRow,
+    StepInputRow,
+    StepOutputRow,
+    StepRow,
+    table,
+)
 from chainproof.digest import Manifest, digest_path
 from chainproof.errors import (
     BadInputError,
@@ -352,6 +359,28 @@ def register(tx: Transaction, staged: Staged, namespace: str,
                    "created_at": version.created_at, "created_by": version.created_by,
                    "producer_step": producer})
     return version, True, row_id
+
+
+def reports_about(session: Session, refs: list[Ref]) -> list[AssetVersion]:
+    """Report assets output by succeeded steps that consumed any of ``refs`` (a dataset's
+    validation reports, which sit downstream of the data, not upstream of a model)."""
+    ids = []
+    for ref in refs:
+        try:
+            ids.append(find(session, ref)[0].id)
+        except NotFoundError:
+            continue
+    if not ids:
+        return []
+    rows = session.execute(
+        select(AssetVersionRow, AssetRow).distinct()
+        .join(AssetRow, AssetRow.id == AssetVersionRow.asset_id)
+        .join(StepOutputRow, StepOutputRow.version_id == AssetVersionRow.id)
+        .join(StepInputRow, StepInputRow.step_id == StepOutputRow.step_id)
+        .join(StepRow, StepRow.id == StepOutputRow.step_id)
+        .where(StepInputRow.version_id.in_(ids), StepRow.status == "succeeded",
+               AssetRow.kind == AssetKind.REPORT.value)).all()
+    return [queries.version_from_row(v, a) for v, a in rows]
 
 
 def lineage(session: Session, ref: Ref, direction: str = "upstream", *,

@@ -737,9 +737,16 @@ class Chainproof(Workflows):
         model, at, tail = ref.rpartition("@")
         if at and tail and not is_version(tail):
             return self.explain_alias(model, tail, verify=verify)
-        return explain_graphs(self.store, self.lineage(ref),
-                              self.lineage(ref, direction="downstream"),
-                              self.verify_blob if verify else None)
+        up = self.lineage(ref)
+        with self.session() as session:
+            # validations of its data: downstream of the data, so not in `up` (readable only)
+            about = catalog.reports_about(session, [
+                parse_ref(v.ref) for v in up.versions.values()
+                if v.kind in (AssetKind.DATASET, AssetKind.LABELS, AssetKind.FEATURES)])
+            readable = self._readable(session, {v.namespace for v in about})
+        return explain_graphs(self.store, up, self.lineage(ref, direction="downstream"),
+                              self.verify_blob if verify else None,
+                              [v for v in about if v.namespace in readable])
 
     def explain_alias(self, model: str, alias: str, *, verify: bool = True) -> dict[str, Any]:
         target = self.resolve_alias(model, alias)

@@ -8,7 +8,7 @@ digest and a verification status (its stored bytes re-hashed, I1).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from chainproof.errors import ChainproofError
@@ -20,11 +20,13 @@ _SMALL_JSON = 1_000_000
 
 
 def explain(store: ObjectStore, up: LineageGraph, down: LineageGraph,
-            verify_blob: Callable[[AssetVersion], None] | None) -> dict[str, Any]:
+            verify_blob: Callable[[AssetVersion], None] | None,
+            input_reports: Sequence[AssetVersion] = ()) -> dict[str, Any]:
     """The answer for the version at the root of ``up`` (its upstream graph) and ``down``
     (its downstream graph): data, code, intermediates, steps, metrics and reports, each with
     its digest and verification status (``verify_blob`` re-hashes a version's stored bytes and
-    raises on a mismatch; None: not checked)."""
+    raises on a mismatch; None: not checked). ``input_reports``: reports about its upstream
+    versions (validations of its data), listed with the reports."""
     target = up.versions[up.root]
     verify = verify_blob is not None
 
@@ -61,6 +63,12 @@ def explain(store: ObjectStore, up: LineageGraph, down: LineageGraph,
             intermediate.append(item(v))
     steps = [_step_summary(s) for s in sorted(up.steps.values(), key=lambda s: s.started_at)]
     metrics, reports = _evidence(store, down, up, item)
+    listed = {r["ref"] for r in reports}
+    for v in sorted(input_reports, key=lambda v: v.ref):
+        if v.ref not in listed:
+            listed.add(v.ref)
+            reports.append(item(v))
+    reports.sort(key=lambda e: e["ref"])
     incomplete = [v.ref for v in up.versions.values()
                   if v.producer_step is None and v.kind not in SOURCE_KINDS
                   and v.ref != up.root]

@@ -482,3 +482,13 @@ def test_the_gate_says_whose_evidence_did_not_count(pipe: Pipeline) -> None:
     detail = {o.rule: o.detail for o in pipe.admin.check_promotion(
         MODEL, version, "production").outcomes}["evidence:scan"]
     assert "svc-trainer" in detail and "do not count" in detail
+
+
+def test_explain_lists_the_validations_of_the_models_data(pipe: Pipeline) -> None:
+    pipe.train("val", 0.9)
+    report = pipe.evaluator.record_report(report_kind="validation", subjects=[f"{NS}/orders@1"],
+                                          passed=True, report={"findings": []},
+                                          name="orders-validation", namespace=NS)
+    asset = pipe.trainer.all_versions(namespace=NS, kind="model")[-1].ref
+    explained = pipe.alice.explain(asset)
+    assert report.ref in [r["ref"] for r in explained["reports"]]
