@@ -234,9 +234,11 @@ class Chainproof(Workflows):
 
     def check_server_ready(self) -> None:
         """What a server host needs, checked before it serves: the log's private key (it signs
-        every checkpoint) and, if log.pub is at hand, that it is that key's public half.
+        every checkpoint), the object store (bucket and credentials) and, if log.pub is at
+        hand, that it is that key's public half.
         WorkspaceError naming what is missing or wrong."""
         self.ctx.checkpoint_signer  # noqa: B018 - loads the key or raises WorkspaceError
+        self.store.check_reachable()
         derived = audit.public_pem(Path("/nonexistent/log.pub"), self.settings.log_key_path)
         if self.settings.log_public_path.is_file():
             from cryptography.hazmat.primitives import serialization
@@ -253,7 +255,11 @@ class Chainproof(Workflows):
     @classmethod
     def init(cls, folder: Path, *, db: str | None = None, store: str | None = None,
              identity: str | None = None) -> Chainproof:
-        """Create a workspace: config, checkpoint key pair, database schema, first log entry."""
+        """Create a workspace: config, checkpoint key pair, database schema, first log entry.
+        A remote object store (``s3://…``) is checked first (bucket, credentials): nothing is
+        written if it cannot be used."""
+        if store is not None and "://" in store:
+            open_store(store).check_reachable()
         root = create_workspace(folder, db=db, store=store)
         settings = load_settings(folder, identity=identity)
         audit.create_log_key(settings.log_key_path, settings.log_public_path, settings.origin)

@@ -103,6 +103,13 @@ class ObjectStore(abc.ABC):
     """
 
     @abc.abstractmethod
+    def check_reachable(self) -> None:
+        """Raise :class:`~chainproof.errors.StoreError` saying what is wrong if the store
+        cannot be used (no bucket, no credentials, unreachable, a folder that is not one);
+        ``init`` and ``server`` call it so a wrong store fails at once, not at the first
+        upload."""
+
+    @abc.abstractmethod
     def put_file(self, path: Path) -> str:
         """Store a file's bytes; return their digest."""
 

@@ -61,6 +61,11 @@ class LocalStore(ObjectStore):
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
 
+    def check_reachable(self) -> None:
+        if self.root.exists() and not self.root.is_dir():
+            raise StoreError(f"the object store {self.root} is not a folder",
+                             hint="point CHAINPROOF_STORE at a folder")
+
     @classmethod
     def for_workspace(cls, workspace: Path) -> LocalStore:
         """The default store of a workspace: ``<workspace>/.chainproof/objects``."""

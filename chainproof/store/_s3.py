@@ -170,6 +170,13 @@ class S3Store(ObjectStore):
             hint="check the network and AWS_ENDPOINT_URL / CHAINPROOF_S3_ENDPOINT",
         ) from None
 
+    def check_reachable(self) -> None:
+        try:
+            self._call("reach", f"s3://{self.bucket}", "head_bucket", Bucket=self.bucket)
+        except NotFoundError:  # HEAD answers a bare 404 for a missing bucket
+            raise StoreError(f"bucket {self.bucket!r} does not exist at {self.endpoint}",
+                             hint="create the bucket, or fix CHAINPROOF_STORE") from None
+
     def _call(self, action: str, where: str, method: str, **kwargs: Any) -> Any:
         from botocore.exceptions import BotoCoreError, ClientError
 

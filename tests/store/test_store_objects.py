@@ -247,3 +247,16 @@ def test_concurrent_puts_of_the_same_and_different_blobs(backend, tmp_path: Path
     for data in blobs:
         assert store.read_bytes(_sha(data)) == data
     assert backend.pending_uploads() == []
+
+
+def test_init_checks_a_remote_store_first_and_writes_nothing(s3_env: str,
+                                                             tmp_path: Path) -> None:
+    from chainproof.errors import StoreError
+    from chainproof.service import Chainproof
+
+    with pytest.raises(StoreError, match="bucket 'no-such-bucket' does not exist"):
+        Chainproof.init(tmp_path / "ws", store="s3://no-such-bucket/x")
+    assert not (tmp_path / "ws").exists()
+    # the bucket that exists is fine
+    with Chainproof.init(tmp_path / "ws", store=s3_env) as cp:
+        cp.check_server_ready()
