@@ -49,6 +49,8 @@ def init(
                   highlight=False)
         out.print(f"  log key:  {cp.settings.log_key_path} (keep it private; log.pub verifies)",
                   highlight=False)
+        out.print(f"  you:      {cp.identity} (admin of every namespace), signing key "
+                  f"{cp.settings.signing_key_path}", highlight=False)
         if db and url_has_password(db):
             out.print(f"  [yellow]note:[/] {root / CONFIG_FILE} holds the database password; "
                       "it is written 0600 (only you can read it). Better: leave the password "
