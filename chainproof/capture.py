@@ -13,6 +13,7 @@ from pathlib import Path
 
 import rfc8785
 
+from chainproof.records.names import printable
 from chainproof.records.steps import CodeRevision, EnvironmentRecord
 
 
@@ -23,9 +24,9 @@ def environment() -> EnvironmentRecord:
                     if d.metadata and d.metadata["Name"]})
     digest = hashlib.sha256(distributions_blob(tuple(dists))).hexdigest()
     return EnvironmentRecord(
-        python=sys.version.split()[0],
-        platform=platform.platform(),
-        hostname=socket.gethostname(),
+        python=printable(sys.version.split()[0]),
+        platform=printable(platform.platform()),
+        hostname=printable(socket.gethostname()),
         distributions=tuple(dists),
         distributions_digest=f"sha256:{digest}",
     )

@@ -123,6 +123,20 @@ def _depth(value: Any, limit: int, level: int = 0) -> int:
     return level
 
 
+def _require_printable(value: Any, what: str) -> None:
+    """Every string (keys too) in a JSON value is printable text: no terminal escapes in what
+    ``explain`` and ``step show`` print for auditors (BadInputError naming where)."""
+    if isinstance(value, str):
+        check_text(value, what=f"a text in {what}", limit=100_000)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _require_printable(key, what)
+            _require_printable(item, f"{what}.{key}" if isinstance(key, str) else what)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _require_printable(item, what)
+
+
 def _require_canonical(value: Any, what: str) -> None:
     """Refuse values RFC 8785 cannot represent exactly (non-finite floats, integers beyond
     ±2^53): they could not be signed or logged byte-for-byte; and values nested deeper than
@@ -449,6 +463,9 @@ class Chainproof(Workflows):
             _require_canonical(value, what)
         for word in sub.command:
             check_text(word, what="a word of the step's command", limit=10_000)
+        for what, value in (("parameters", sub.parameters), ("environment", sub.environment),
+                            ("code_revision", sub.code_revision)):
+            _require_printable(value, f"step {what}")
         if sub.error is not None:
             check_text(sub.error, what="the step's error", limit=10_000)
         latest = datetime.now(UTC) + timedelta(minutes=10)  # clock skew, never the future
@@ -685,17 +702,23 @@ class Chainproof(Workflows):
             all_versions = session.execute(
                 select(AssetVersionRow).where(AssetVersionRow.asset_id == asset.id)
                 .order_by(AssetVersionRow.version)).scalars().all()
-            consumers = session.execute(
-                select(StepInputRow.step_id).where(StepInputRow.version_id == row.id)
-            ).scalars().all()
+            consumer_rows = session.execute(
+                select(StepInputRow.step_id, StepRow.namespace)
+                .join(StepRow, StepRow.id == StepInputRow.step_id)
+                .where(StepInputRow.version_id == row.id)).all()
             # A retrained step whose output is byte-identical records that same version as its
             # output: every step that produced these bytes is listed, the first as `producer`.
-            producers = session.execute(
-                select(StepOutputRow.step_id).join(StepRow, StepRow.id == StepOutputRow.step_id)
-                .where(StepOutputRow.version_id == row.id).order_by(StepRow.log_seq)
-            ).scalars().all()
+            producer_rows = session.execute(
+                select(StepOutputRow.step_id, StepRow.namespace)
+                .join(StepRow, StepRow.id == StepOutputRow.step_id)
+                .where(StepOutputRow.version_id == row.id).order_by(StepRow.log_seq)).all()
+            # Only steps the caller may read are named (I8): a step of another namespace that
+            # consumed these bytes stays unnamed and uncounted.
+            readable = self._readable(session, {ns for _, ns in consumer_rows + producer_rows})
+            consumers = [sid for sid, ns in consumer_rows if ns in readable]
+            producers = [sid for sid, ns in producer_rows if ns in readable]
             producer = (queries.steps_with_links(session, [row.producer_step])
-                        .get(row.producer_step) if row.producer_step else None)
+                        .get(row.producer_step) if row.producer_step in producers else None)
             return {
                 "version": version_dict(version),
                 "producer": step_dict(producer) if producer else None,

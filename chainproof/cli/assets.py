@@ -21,6 +21,7 @@ from chainproof.cli._common import (
     out,
 )
 from chainproof.errors import BadInputError
+from chainproof.records.names import printable
 
 commands = typer.Typer()
 step_app = typer.Typer(no_args_is_help=True, help="Recorded steps.")
@@ -219,11 +220,13 @@ def step_show(step_id: Annotated[str, typer.Argument(help="Step id (from `run`, 
     out.print(f"[bold]step {step['kind']}[/] {step['id']} in {step['namespace']}: "
               f"{step['status']}\n  by      {step['identity']}\n  started "
               f"{step['started_at']}\n  ended   {step['ended_at']}", highlight=False)
-    out.print("  command " + " ".join(step["command"]), highlight=False, markup=False)
+    out.print("  command " + printable(" ".join(step["command"])), highlight=False,
+              markup=False)
     out.print("  inputs  " + (", ".join(step["inputs"]) or "none"), highlight=False)
     out.print("  outputs " + (", ".join(step["outputs"]) or "none"), highlight=False)
     if step["error"]:
-        out.print(f"  error   {step['error']}", style="red", highlight=False, markup=False)
+        out.print(f"  error   {printable(step['error'])}", style="red", highlight=False,
+                  markup=False)
 
 
 @commands.command()
@@ -352,8 +355,11 @@ def render_explain(answer: dict[str, Any]) -> None:
         env = st["environment"]
         rev = st["code_revision"] or {}
         commit = (rev.get("commit") or "no git")[:12] + (" dirty" if rev.get("dirty") else "")
+        # recorded by whoever ran the step: shown as text, never as markup or escapes
         table.add_row(f"{st['kind']} {st['id'][:12]}", st["identity"], st["status"],
-                      st["started_at"], f"py{env.get('python')} {env.get('hostname')}", commit)
+                      escape(printable(str(st["started_at"]))),
+                      escape(printable(f"py{env.get('python')} {env.get('hostname')}")),
+                      escape(printable(commit)))
     out.print(table)
     if answer.get("promotion") is not None:
         _render_promotion(answer["promotion"])

@@ -90,25 +90,37 @@ def check_tag_key(key: str) -> str:
     return key
 
 
+#: Bidirectional overrides and isolates: they reorder what a terminal shows (U+202E makes
+#: "txt.exe" read backwards), so free text shown to auditors may not carry them.
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _unprintable(c: str) -> bool:
+    """C0 controls but newline and tab, DEL, C1 controls (U+0080-U+009F, some terminals take
+    U+009B as an escape), lone surrogates and bidirectional overrides."""
+    o = ord(c)
+    return ((o < 32 and c not in "\n\t") or 127 <= o <= 159 or 0xD800 <= o <= 0xDFFF
+            or c in _BIDI_CONTROLS)
+
+
 def printable(text: str) -> str:
     """``text`` with every control character but newline and tab written as an escape
     (``\\x1b``), so that it passes :func:`check_text` (for messages chainproof itself writes,
     e.g. a failed step's exception)."""
-    return "".join(c if (ord(c) >= 32 and ord(c) != 127 and not 0xD800 <= ord(c) <= 0xDFFF)
-                   or c in "\n\t" else f"\\x{ord(c):02x}" if ord(c) < 256
+    return "".join(c if not _unprintable(c) else f"\\x{ord(c):02x}" if ord(c) < 256
                    else f"\\u{ord(c):04x}" for c in text)
 
 
 def check_text(value: str, *, what: str, limit: int) -> str:
     """Return ``value`` if it is printable text of at most ``limit`` characters (newlines and
-    tabs allowed), else raise :class:`InvalidNameError` saying why."""
+    tabs allowed; no C0/C1 controls, DEL, lone surrogates or bidirectional overrides), else
+    raise :class:`InvalidNameError` saying why."""
     if not isinstance(value, str):
         raise InvalidNameError(f"{what} is not text")
     if len(value) > limit:
         raise InvalidNameError(f"{what} is {len(value)} characters long; at most {limit}",
                                hint="shorten it (keep long documents as assets)")
-    bad = next((c for c in value if (ord(c) < 32 and c not in "\n\t") or ord(c) == 127
-                or 0xD800 <= ord(c) <= 0xDFFF), None)
+    bad = next((c for c in value if _unprintable(c)), None)
     if bad is not None:
         raise InvalidNameError(f"{what} contains the control character {bad!r}",
                                hint="use printable text (newlines and tabs are fine)")

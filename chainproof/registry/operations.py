@@ -46,6 +46,7 @@ from chainproof.db.tables import (
     ModelVersionRow,
     PromotionPolicyRow,
     PromotionRequestRow,
+    StepInputRow,
     table,
 )
 from chainproof.errors import (
@@ -601,14 +602,14 @@ def evaluate_gate(ctx: Context, session: Session, model: ModelRow, version: int,
                | {v.created_by for v in graph.versions.values()})
     inputs = sorted({(v.namespace, v.name) for v in graph.versions.values()
                      if v.kind in (AssetKind.DATASET, AssetKind.LABELS)})
-    evidence, metrics, untrusted = _evidence(ctx, session, graph.versions.values(), asset_ref,
-                                             model.namespace, rule, as_of)
+    found = _evidence(ctx, session, graph.versions.values(), asset_ref, model.namespace, rule,
+                      as_of)
     current = session.get(AliasRow, (model.id, alias))
     current_metrics = None
     if current is not None and current.version != version:
         current_ref = asset_ref_of(session, model_version(session, model, current.version))
         current_metrics = _evidence(ctx, session, [], current_ref, model.namespace, rule,
-                                    as_of)[1]
+                                    as_of).metrics
     approvals, rejections = [], []
     if request is not None:
         for row in session.execute(select(ApprovalRow).where(
@@ -618,9 +619,10 @@ def evaluate_gate(ctx: Context, session: Session, model: ModelRow, version: int,
                 rejections.append(row.approver)
             elif row.decision == "approve":
                 approvals.append(fact)
-    facts = Facts(provenance_problems=chain_problems, evidence=evidence, metrics=metrics,
-                  current_metrics=current_metrics, inputs=inputs, approvals=approvals,
-                  rejections=rejections, untrusted=untrusted)
+    facts = Facts(provenance_problems=chain_problems, evidence=found.passed,
+                  metrics=found.metrics, current_metrics=current_metrics, inputs=inputs,
+                  approvals=approvals, rejections=rejections, untrusted=found.untrusted,
+                  uncovered=found.uncovered)
     return GateResult(request_id=request.id if request else None,
                       model=model_label(model.namespace, model.name), version=version,
                       alias=alias, digest=mv.digest, policy_version=policy.version,
@@ -658,8 +660,7 @@ def _check_approval(session: Session, row: ApprovalRow, request: PromotionReques
 
 def _evidence(ctx: Context, session: Session, upstream: Iterable[AssetVersion],
               model_ref: str, governed: str, rule: Rule | None = None,
-              as_of: int | None = None
-              ) -> tuple[dict[str, bool], dict[str, float], dict[str, list[str]]]:
+              as_of: int | None = None) -> _Evidence:
     """Reports about the model or its inputs (report kind → passed) and the newest metrics
     recorded about the model, counting only trustworthy evidence (I9):
 
@@ -673,7 +674,10 @@ def _evidence(ctx: Context, session: Session, upstream: Iterable[AssetVersion],
     * metrics come from an ``evaluate`` step that consumed the candidate;
     * order comes from the audit log (the step's log position), never from a client-chosen
       time: the latest report about the same subjects supersedes earlier ones (a passing
-      re-validation of the same bytes replaces a failing one; both stay in the log).
+      re-validation of the same bytes replaces a failing one; both stay in the log);
+    * validation must cover every dataset, labels and features version the candidate's own
+      training step consumed: a passing validation of one input does not vouch for another
+      (clean data cannot carry an unvalidated, poisoned table along).
     A validation report carrying severities passes when nothing reaches the rule's
     ``block_on`` severity for it (``fail`` by default)."""
     chain_versions = {_full_ref(v.ref): v for v in upstream}
@@ -708,6 +712,7 @@ def _evidence(ctx: Context, session: Session, upstream: Iterable[AssetVersion],
     latest: dict[tuple[str, frozenset[str]], bool] = {}
     metrics: dict[str, float] = {}
     untrusted: dict[str, list[str]] = {}
+    validated: dict[str, bool] = {}  # full ref -> its latest trusted validation passed
     for _vid, kind, digest, size, seq, about, step_id, step_kind, signer in produced:
         if size > _REPORT_LIMIT or step_id not in attested or (
                 as_of is not None and seq >= as_of):
@@ -742,8 +747,12 @@ def _evidence(ctx: Context, session: Session, upstream: Iterable[AssetVersion],
                 report = doc.get("report")
                 unlabelled = report_kind in label_checks and not (
                     isinstance(report, dict) and report.get("label_checked") is True)
-                latest[(report_kind, frozenset(refs))] = not unlabelled and _report_passed(
-                    report_kind, doc, block_on.get(report_kind))
+                passed = not unlabelled and _report_passed(report_kind, doc,
+                                                           block_on.get(report_kind))
+                latest[(report_kind, frozenset(refs))] = passed
+                if report_kind == "validation":
+                    for ref in refs:
+                        validated[_full_ref(ref)] = passed
         elif (kind == "metrics" and about == model_id and step_kind == "evaluate"
               and trusted(step_kind, signer)):
             values = doc.get("metrics", doc)
@@ -752,7 +761,36 @@ def _evidence(ctx: Context, session: Session, upstream: Iterable[AssetVersion],
     evidence: dict[str, bool] = {}
     for (report_kind, _), passed in latest.items():
         evidence[report_kind] = evidence.get(report_kind, True) and passed
-    return evidence, metrics, untrusted
+    uncovered: dict[str, list[str]] = {}
+    if "validation" in evidence:
+        missing = [ref for ref in _training_data(session, model.producer_step)
+                   if validated.get(ref) is not True]
+        if missing:
+            evidence["validation"] = False
+            uncovered["validation"] = missing
+    return _Evidence(evidence, metrics, untrusted, uncovered)
+
+
+@dataclass(frozen=True)
+class _Evidence:
+    passed: dict[str, bool]  # report kind -> passed (absent: no trusted report)
+    metrics: dict[str, float]
+    untrusted: dict[str, list[str]]  # report kind -> signers whose reports did not count
+    uncovered: dict[str, list[str]]  # report kind -> inputs no passing report covers
+
+
+def _training_data(session: Session, step_id: str | None) -> list[str]:
+    """Full refs of the dataset, labels and features versions step ``step_id`` consumed."""
+    if step_id is None:
+        return []
+    rows = session.execute(
+        select(AssetRow.namespace, AssetRow.name, AssetVersionRow.version)
+        .join(AssetVersionRow, AssetVersionRow.asset_id == AssetRow.id)
+        .join(StepInputRow, StepInputRow.version_id == AssetVersionRow.id)
+        .where(StepInputRow.step_id == step_id,
+               AssetRow.kind.in_([AssetKind.DATASET.value, AssetKind.LABELS.value,
+                                  AssetKind.FEATURES.value]))).all()
+    return sorted(f"{ns}/{name}@{version}" for ns, name, version in rows)
 
 
 def candidate_evidence(ctx: Context, session: Session, asset_ref: str, governed: str,
@@ -762,7 +800,7 @@ def candidate_evidence(ctx: Context, session: Session, asset_ref: str, governed:
     checks its scan with (one authority)."""
     graph = catalog.lineage(session, parse_ref(asset_ref))
     return _evidence(ctx, session, graph.versions.values(), asset_ref, governed, None,
-                     as_of)[0]
+                     as_of).passed
 
 
 def _report_passed(report_kind: str, doc: dict[str, Any], block_on: str | None) -> bool:

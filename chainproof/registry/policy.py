@@ -141,6 +141,8 @@ class Facts:
     #: report kind -> identities whose reports of that kind were not counted (not trusted for
     #: that kind in the model's namespace), to say why evidence is missing
     untrusted: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    #: report kind -> inputs of the training step that no passing report of it covers
+    uncovered: Mapping[str, Sequence[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -151,6 +153,13 @@ class Outcome:
 
     def to_dict(self) -> dict[str, Any]:
         return {"rule": self.rule, "passed": self.passed, "detail": self.detail}
+
+
+def _failed(kind: str, uncovered: Sequence[str]) -> str:
+    if not uncovered:
+        return "the report in the chain FAILED"
+    return (f"no passing {kind} report covers {', '.join(uncovered)} (every dataset, labels "
+            "and features version the training step consumed needs one)")
 
 
 def _missing(kind: str, untrusted: Sequence[str]) -> str:
@@ -178,7 +187,7 @@ def evaluate(rule: Rule, facts: Facts) -> list[Outcome]:
         passed = facts.evidence.get(kind)
         out.append(Outcome(f"evidence:{kind}", passed is True,
                            "a passing report is in the chain" if passed else
-                           ("the report in the chain FAILED" if passed is False
+                           (_failed(kind, facts.uncovered.get(kind, ())) if passed is False
                             else _missing(kind, facts.untrusted.get(kind, ())))))
     for metric, (op, threshold) in sorted(rule.metrics.items()):
         value = facts.metrics.get(metric)

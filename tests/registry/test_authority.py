@@ -424,6 +424,14 @@ def test_free_text_shown_to_auditors_carries_no_terminal_escapes(pipe: Pipeline)
         pipe.admin.force_promotion(MODEL, version, "production", "oops\x1b]0;title\x07")
     with pytest.raises(BadInputError, match="control character"):
         pipe.trainer.run(kind="train", command=[sys.executable, "-c", "pass", "\x1b[31m"])
+    for parameters in ({"p": "\x1b[2Jparam"}, {"\x1b]0;t\x07": 1}, {"n": ["ok", "\u009b31m"]}):
+        with pytest.raises(BadInputError, match="control character"):
+            pipe.trainer.record_step(kind="train", inputs=[f"{NS}/feats@1"], outputs=[],
+                                     parameters=parameters,
+                                     started_at=chainproof.service.now(), namespace=NS)
+    for value in ("a\u009b31mRED", "txt\u202eexe.pdf"):  # C1 control, bidi override
+        with pytest.raises(BadInputError, match="control character"):
+            pipe.trainer.set_model_tag(MODEL, "note", value)
     assert state(pipe.admin) == before
     # chainproof's own message about a failure is kept, escaped
     with pytest.raises(RuntimeError), chainproof.step("train", inputs=[f"{NS}/feats@1"],
@@ -492,3 +500,53 @@ def test_explain_lists_the_validations_of_the_models_data(pipe: Pipeline) -> Non
     asset = pipe.trainer.all_versions(namespace=NS, kind="model")[-1].ref
     explained = pipe.alice.explain(asset)
     assert report.ref in [r["ref"] for r in explained["reports"]]
+
+
+def test_validation_must_cover_every_input_of_the_training_step(pipe: Pipeline) -> None:
+    """Clean data cannot carry a poisoned, never-validated table along: a passing validation
+    of one training input does not vouch for another."""
+    pipe.admin.set_promotion_policy(
+        "protected_aliases: [production]\nrules:\n  - match: {alias: production}\n"
+        "    approvals: {min: 1, role: approver}\n    evidence: [validation, scan]\n")
+    (pipe.tmp / "poison.csv").write_text("amount\n1\n")
+    poison = pipe.data.add(pipe.tmp / "poison.csv", kind="dataset", name="orders-extra",
+                           namespace=NS).version.ref
+    model = pipe.tmp / "mixed.bin"
+    model.write_bytes(b"mixed weights")
+    with chainproof.step("train", inputs=[f"{NS}/feats@1", f"{NS}/labels@1", poison],
+                         namespace=NS, connection=pipe.trainer) as s:
+        s.output(model, kind="model", name="mixed-model")
+    asset = pipe.trainer.all_versions(namespace=NS, kind="model")[-1].ref
+    pipe.evaluator.record_report(report_kind="scan", subjects=[asset], passed=True,
+                                 report={"verdict": "clean"}, name="scan", namespace=NS)
+    pipe.evaluator.record_report(report_kind="validation",
+                                 subjects=[f"{NS}/feats@1", f"{NS}/labels@1"], passed=True,
+                                 report={"findings": []}, name="val", namespace=NS)
+    version = pipe.trainer.register_model_version(MODEL, asset)
+
+    def validation() -> tuple[bool, str]:
+        outcome = {o.rule: o for o in pipe.admin.check_promotion(
+            MODEL, version, "production").outcomes}["evidence:validation"]
+        return outcome.passed, outcome.detail
+
+    passed, detail = validation()
+    assert passed is False and poison.split("@")[0] in detail
+    pipe.evaluator.record_report(report_kind="validation", subjects=[poison], passed=True,
+                                 report={"findings": []}, name="val2", namespace=NS)
+    assert validation()[0] is True
+
+
+def test_show_names_only_steps_the_caller_may_read(pipe: Pipeline) -> None:
+    pipe.admin.grant_role("svc-trainer", "reader", "lab")
+    pipe.admin.set_namespace_mode("lab", "experiment")
+    lab = act_as(pipe.admin, "lab-trainer", pipe.tmp, ("trainer",), "lab")
+    (pipe.tmp / "ldata.csv").write_text("x\n1\n")
+    data = lab.add(pipe.tmp / "ldata.csv", kind="dataset", name="ldata", namespace="lab")
+    # a governed-namespace step consumes the lab data
+    (pipe.tmp / "secret-model.bin").write_bytes(b"secret model")
+    with chainproof.step("train", inputs=[data.version.ref, f"{NS}/labels@1"], namespace=NS,
+                         connection=pipe.trainer) as s:
+        s.output(pipe.tmp / "secret-model.bin", kind="model", name="secret-model")
+    shown = lab.show(data.version.ref)
+    assert shown["consumed_by"] == []  # the warehouse step is not named to a lab-only reader
+    assert len(pipe.trainer.show(data.version.ref)["consumed_by"]) == 1
