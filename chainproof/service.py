@@ -717,8 +717,9 @@ class Chainproof(Workflows):
             readable = self._readable(session, {ns for _, ns in consumer_rows + producer_rows})
             consumers = [sid for sid, ns in consumer_rows if ns in readable]
             producers = [sid for sid, ns in producer_rows if ns in readable]
-            producer = (queries.steps_with_links(session, [row.producer_step])
-                        .get(row.producer_step) if row.producer_step in producers else None)
+            first = row.producer_step
+            producer = (queries.steps_with_links(session, [first]).get(first)
+                        if first is not None and first in producers else None)
             return {
                 "version": version_dict(version),
                 "producer": step_dict(producer) if producer else None,

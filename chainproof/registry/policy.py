@@ -92,6 +92,11 @@ def with_floor(rule: Rule) -> Rule:
     return dataclasses.replace(rule, approvals=approvals, provenance=True, evidence=evidence)
 
 
+def _skeleton(alias: str) -> str:
+    """An alias with case and separators removed, for comparing with protected names."""
+    return "".join(c for c in alias.lower() if c not in "._+-")
+
+
 @dataclass(frozen=True)
 class PromotionPolicy:
     protected_aliases: tuple[str, ...]
@@ -99,8 +104,9 @@ class PromotionPolicy:
     version: int = 0
 
     def is_protected(self, alias: str) -> bool:
-        # Case-insensitive: "Production" is the protected alias, not a way around it.
-        return any(fnmatch.fnmatchcase(alias.lower(), p.lower())
+        # Case and separators do not count: "Production", "production." and "prod-uction"
+        # are the protected alias, not ways around it (names allow only [A-Za-z0-9._+-]).
+        return any(fnmatch.fnmatchcase(_skeleton(alias), _skeleton(p))
                    for p in (*FLOOR_ALIASES, *self.protected_aliases))
 
     def rule_for(self, namespace: str, model: str, alias: str) -> Rule:

@@ -465,7 +465,7 @@ def test_an_approver_who_cannot_read_the_whole_lineage_approves_once(pipe: Pipel
     assert pipe.alice.approve(request) is None  # alice cannot read datalake: no error
     with pytest.raises(ConflictError, match="already reviewed"):
         pipe.alice.approve(request)
-    reviews = [r for r in pipe.alice.promotion_requests() if r["id"] == request][0]["reviews"]
+    reviews = next(r for r in pipe.alice.promotion_requests() if r["id"] == request)["reviews"]
     assert [(r["approver"], r["decision"]) for r in reviews] == [("alice", "approve")]
 
 
@@ -550,3 +550,12 @@ def test_show_names_only_steps_the_caller_may_read(pipe: Pipeline) -> None:
     shown = lab.show(data.version.ref)
     assert shown["consumed_by"] == []  # the warehouse step is not named to a lab-only reader
     assert len(pipe.trainer.show(data.version.ref)["consumed_by"]) == 1
+
+
+@pytest.mark.parametrize("alias", ["production.", "prod-uction", "PRODUCTION_", "Production"])
+def test_a_look_alike_of_a_protected_alias_is_protected(pipe: Pipeline, alias: str) -> None:
+    version = pipe.train("look", 0.9)
+    before = state(pipe.admin)
+    with pytest.raises(PermissionDeniedError, match="protected"):
+        pipe.deployer.set_alias(MODEL, version, alias)
+    assert state(pipe.admin) == before
