@@ -258,7 +258,8 @@ def test_a_policy_can_require_validation_with_label_checks(pipe: Pipeline) -> No
 
     def validation(label_checked: bool, name: str) -> None:
         pipe.evaluator.record_report(
-            report_kind="validation", subjects=[f"{NS}/orders@1"], passed=True, name=name,
+            report_kind="validation", subjects=[f"{NS}/feats@1", f"{NS}/labels@1"],
+            passed=True, name=name,
             report={"findings": [], "severity": "info", "label_checked": label_checked},
             namespace=NS)
 
