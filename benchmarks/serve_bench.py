@@ -100,6 +100,7 @@ def setup(project: Path, model_size: int) -> None:
     keys = project / "keys"
     os.environ["CHAINPROOF_IDENTITY"] = "bench-admin"
     with Chainproof.init(project) as admin:
+        keys.mkdir(exist_ok=True)  # `key generate` creates no folders
         acting: dict[str, Chainproof] = {}
         for name, role in STAGES.items():
             key = keys / f"{name}.pem"
