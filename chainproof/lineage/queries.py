@@ -178,6 +178,14 @@ def _add_reproducing_steps(session: Session, graph: LineageGraph,
     for sid, vid in later:
         graph.reproduced.add((sid, by_id[vid].ref))
         graph.edges.add((sid, by_id[vid].ref))
+    # Their direct inputs too (one level, not followed further): the data a retrain that
+    # reproduced the same bytes consumed is shown beside the original's.
+    input_ids: list[int] = []
+    for chunk in _chunks(sorted(steps)):
+        input_ids.extend(session.execute(select(StepInputRow.version_id)
+                                         .where(StepInputRow.step_id.in_(chunk))).scalars())
+    for version in _versions_by_id(session, set(input_ids) - set(by_id)).values():
+        graph.versions.setdefault(version.ref, version)
     for step in steps.values():
         for ref in step.inputs:
             if ref in graph.versions:

@@ -341,7 +341,9 @@ def test_lineage_of_a_readable_version_hides_unreadable_namespaces(pipe: Pipelin
 def test_a_retrain_with_identical_bytes_shows_both_producing_steps(pipe: Pipeline) -> None:
     pipe.train("same", 0.8, scan=False)
     model = pipe.tmp / "model-same.bin"
-    with chainproof.step("train", inputs=[f"{NS}/feats@1", f"{NS}/labels@1"], namespace=NS,
+    (pipe.tmp / "labels2.csv").write_text("fraud\n1\n")
+    pipe.data.add(pipe.tmp / "labels2.csv", kind="labels", name="labels", namespace=NS)
+    with chainproof.step("train", inputs=[f"{NS}/feats@1", f"{NS}/labels@2"], namespace=NS,
                          connection=pipe.trainer) as s:
         s.output(model, kind="model", name="fraud-model")
     versions = pipe.trainer.all_versions(namespace=NS, kind="model")
@@ -356,12 +358,14 @@ def test_a_retrain_with_identical_bytes_shows_both_producing_steps(pipe: Pipelin
     assert (first, f"{NS}/fraud-model@1") in graph.edges - graph.reproduced
     assert (second, f"{NS}/fraud-model@1") in graph.reproduced
     assert (f"{NS}/feats@1", second) in graph.edges
+    assert (f"{NS}/labels@2", second) in graph.edges  # the retrain's own data is shown
     edges = graph.to_dict()["edges"]
     assert {"from": second, "to": f"{NS}/fraud-model@1", "reproduced": True} in edges
     assert 'label="reproduced"' in graph.to_dot()
     explained = pipe.trainer.explain(f"{NS}/fraud-model@1")
     assert explained["subject"]["produced_by"] == first
     assert explained["subject"]["reproduced_by"] == [second]
+    assert f"{NS}/labels@2" in [d["ref"] for d in explained["data"]]
     assert {first, second} <= {s["id"] for s in explained["steps"]}
     # the chain is still judged by its first producer and verifies
     assert pipe.trainer.verify_chain(f"{NS}/fraud-model@1").ok
