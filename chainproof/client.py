@@ -469,6 +469,7 @@ class RemoteChainproof(Workflows):
             graph.steps[s["id"]] = _step(s)
         graph.edges = {(e["from"], e["to"]) for e in data["edges"]}
         graph.reproduced = {(e["from"], e["to"]) for e in data["edges"] if e.get("reproduced")}
+        graph.hidden = int(data.get("hidden") or 0)
         return graph
 
     def explain(self, ref: str, *, verify: bool = True) -> dict[str, Any]:

@@ -759,6 +759,8 @@ class Chainproof(Workflows):
                       if (a in kept.versions or a in kept.steps)
                       and (b in kept.versions or b in kept.steps)}
         kept.reproduced = graph.reproduced & kept.edges
+        kept.hidden = (len(graph.versions) - len(kept.versions)
+                       + len(graph.steps) - len(kept.steps))
         return kept
 
     def explain(self, ref: str, *, verify: bool = True) -> dict[str, Any]:

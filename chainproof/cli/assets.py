@@ -363,6 +363,10 @@ def render_explain(answer: dict[str, Any]) -> None:
     out.print(table)
     if answer.get("promotion") is not None:
         _render_promotion(answer["promotion"])
+    if answer.get("hidden"):
+        out.print(f"[yellow]{answer['hidden']} upstream version(s) or step(s) in namespaces "
+                  "you may not read are not shown: this answer is incomplete[/]",
+                  highlight=False)
     if answer["unexplained_inputs"]:
         out.print("[red]inputs with no recorded origin:[/] "
                   + ", ".join(answer["unexplained_inputs"]), highlight=False)

@@ -81,6 +81,8 @@ def explain(store: ObjectStore, up: LineageGraph, down: LineageGraph,
         "metrics": metrics,
         "reports": reports,
         "unexplained_inputs": sorted(incomplete),
+        # upstream versions and steps in namespaces the caller may not read: left out, counted
+        "hidden": up.hidden,
     }
     statuses = [answer["subject"]["status"]] + [x["status"] for group in
                                                 (data, code, intermediate, metrics, reports)

@@ -25,6 +25,9 @@ class LineageGraph:
     #: ``(step id, version ref)`` edges of steps that reproduced an existing version's exact
     #: bytes (a retrain with identical output); also in ``edges``.
     reproduced: set[tuple[str, str]] = field(default_factory=set)
+    #: versions and steps left out because the caller may not read their namespace (the
+    #: answer is incomplete; their names are not given)
+    hidden: int = 0
 
     def producer(self, ref: str) -> Step | None:
         version = self.versions.get(ref)
@@ -41,6 +44,7 @@ class LineageGraph:
             "edges": [{"from": a, "to": b, **({"reproduced": True}
                                               if (a, b) in self.reproduced else {})}
                       for a, b in sorted(self.edges)],
+            "hidden": self.hidden,
         }
 
     def to_dot(self) -> str:

@@ -336,6 +336,15 @@ def test_lineage_of_a_readable_version_hides_unreadable_namespaces(pipe: Pipelin
     assert set(graph.versions) == {"lab/lab-scan@1"}
     assert all(not ref.startswith(f"{NS}/") for s in graph.steps.values() for ref in s.inputs)
     assert graph.steps  # the lab step itself stays visible, without its warehouse input
+    # the answer says it is incomplete (a count, no names)
+    assert graph.hidden > 0 and graph.to_dict()["hidden"] == graph.hidden
+    explained = lab.explain("lab/lab-scan@1")
+    assert explained["hidden"] == graph.hidden
+    assert not [x for group in ("data", "code", "intermediates", "reports")
+                for x in explained[group] if x["ref"].startswith(f"{NS}/")]
+    assert all(not ref.startswith(f"{NS}/") for st in explained["steps"]
+               for ref in st["inputs"])
+    assert pipe.trainer.lineage(asset).hidden == 0
 
 
 def test_a_retrain_with_identical_bytes_shows_both_producing_steps(pipe: Pipeline) -> None:
