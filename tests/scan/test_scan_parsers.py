@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from chat_templates import CHATML, MISTRAL
 
 from chainproof.scan import FileResult, scan_path
 
@@ -448,18 +449,6 @@ def test_hdf5_signature_by_chance_decides_nothing(tmp_path: Path) -> None:
 
 # ---- GGUF ----------------------------------------------------------------------------------------
 
-CHATML = (
-    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + "
-    "message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}"
-    "{{ '<|im_start|>assistant\\n' }}{% endif %}"
-)
-MISTRAL = (
-    "{{ bos_token }}{% for message in messages %}{% if (message['role'] == 'user') != "
-    "(loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate') }}"
-    "{% endif %}{% if message['role'] == 'user' %}{{ '[INST] ' + message['content'] + "
-    "' [/INST]' }}{% elif message['role'] == 'assistant' %}{{ message['content'] + eos_token }}"
-    "{% endif %}{% endfor %}"
-)
 NAMESPACED = (
     "{%- set ns = namespace(system='') -%}{%- for m in messages|selectattr('role', 'equalto', "
     "'system') -%}{%- set ns.system = ns.system + m.content -%}{%- endfor -%}{{ ns.system }}"
