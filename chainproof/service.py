@@ -251,9 +251,8 @@ class Chainproof(Workflows):
         every checkpoint), the object store (bucket and credentials) and, if log.pub is at
         hand, that it is that key's public half.
         WorkspaceError naming what is missing or wrong."""
-        self.ctx.checkpoint_signer  # noqa: B018 - loads the key or raises WorkspaceError
+        derived = self.ctx.checkpoint_signer.public_pem  # loads the key or raises
         self.store.check_reachable()
-        derived = audit.public_pem(Path("/nonexistent/log.pub"), self.settings.log_key_path)
         if self.settings.log_public_path.is_file():
             from cryptography.hazmat.primitives import serialization
 

@@ -71,12 +71,19 @@ class LogSigner:
     def __init__(self, origin: str, private_key: ed25519.Ed25519PrivateKey) -> None:
         self.origin = origin
         self._signer = cpmod.CheckpointSigner(origin, private_key)
+        #: the public half (PEM), what log.pub holds
+        self.public_pem = private_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
     def sign(self, size: int, root_hash: bytes) -> str:
         return cpmod.sign_checkpoint(cpmod.Checkpoint(self.origin, size, root_hash), self._signer)
 
 
 def load_log_signer(path: Path, origin: str) -> LogSigner:
+    return LogSigner(origin, _load_log_key(path))
+
+
+def _load_log_key(path: Path) -> ed25519.Ed25519PrivateKey:
     try:
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except FileNotFoundError:
@@ -87,7 +94,7 @@ def load_log_signer(path: Path, origin: str) -> LogSigner:
         raise WorkspaceError(f"cannot read the log's checkpoint key {path}: {exc}") from None
     if not isinstance(key, ed25519.Ed25519PrivateKey):
         raise WorkspaceError(f"{path} is not an Ed25519 private key")
-    return LogSigner(origin, key)
+    return key
 
 
 def public_pem(path: Path, private_path: Path | None = None) -> bytes:
@@ -104,12 +111,8 @@ def public_pem(path: Path, private_path: Path | None = None) -> bytes:
                                       "CHAINPROOF_LOG_KEY to the log's private key)") from None
     except OSError as exc:
         raise WorkspaceError(f"cannot read the log's public key {path}: {exc}") from None
-    try:
-        private = serialization.load_pem_private_key(private_path.read_bytes(), password=None)
-    except (OSError, ValueError, TypeError) as exc:
-        raise WorkspaceError(f"cannot read the log key {private_path}: {exc}") from None
-    return private.public_key().public_bytes(serialization.Encoding.PEM,
-                                             serialization.PublicFormat.SubjectPublicKeyInfo)
+    return _load_log_key(private_path).public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def load_log_verifier(path: Path, origin: str, *,

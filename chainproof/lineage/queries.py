@@ -164,7 +164,7 @@ def lineage(session: Session, version_id: int, root_ref: str, direction: str, *,
 def _add_reproducing_steps(session: Session, graph: LineageGraph,
                            versions: dict[int, AssetVersion]) -> None:
     """Steps whose output was a version already in the graph, other than its producer."""
-    by_id = {vid: v for vid, v in versions.items()}
+    by_id = versions
     later: list[tuple[str, int]] = []
     for chunk in _chunks(list(by_id)):
         later.extend((sid, vid) for sid, vid in session.execute(

@@ -30,6 +30,7 @@ pickles teams already have), and its trust model is also a list of type names.
 from __future__ import annotations
 
 import json
+import mmap
 import struct
 from pathlib import Path
 from typing import Any
@@ -207,7 +208,14 @@ def _load_onnx(p: Path) -> Any:
     except ImportError as exc:
         raise BadInputError(f"{p}: ONNX models need onnx to load",
                             hint="pip install onnx") from exc
-    model = parse_onnx(p.read_bytes())
+    # Memory-mapped like the scanner reads it: a large model is not copied into memory twice.
+    try:
+        with p.open("rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            view = memoryview(mapped)
+            model = parse_onnx(view)
+            view.release()
+    except ValueError:  # an empty file cannot be mapped
+        model = None
     if model is None:
         raise MalformedFileError(f"{p}: not an ONNX model any more (it changed after the scan)",
                                  hint="scan and load again from a trusted copy")
