@@ -85,7 +85,9 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Path, str]]:
     """(file, label) for the shared labelled corpus plus this suite's hand-built attacks."""
     out: list[tuple[Path, str]] = []
     shared = pickle_vectors_dir()
-    assert shared is not None, "shared/vectors/pickles must be beside the repository"
+    if shared is None:  # a skip for a missing ../shared fails the run in CI (tests/conftest.py)
+        pytest.skip("the shared test vectors (../shared/vectors/pickles) are not beside the "
+                    "repository")
     with open(shared / "LABELS.tsv", newline="") as fh:
         for row in csv.DictReader(fh, delimiter="\t"):
             out.append((shared / row["path"], row["label"]))
